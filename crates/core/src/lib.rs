@@ -1,0 +1,16 @@
+//! outboxd's pure model: which webhooks an event goes to, how a request is signed and
+//! framed, how an attempt's result becomes a verdict, and when the next attempt is due.
+//! Nothing here does I/O, reads a clock or draws random numbers: callers pass the current
+//! time and a uniform draw in, so every rule is a plain function with table tests.
+
+pub mod matching;
+pub mod message;
+pub mod outcome;
+pub mod retry;
+pub mod signing;
+
+pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
+pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
+pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
+pub use retry::{PolicyError, RetryPolicy};
+pub use signing::{Secret, SigningError};

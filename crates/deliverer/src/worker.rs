@@ -1,0 +1,345 @@
+//! The delivery loop: claim due deliveries, send them concurrently, hand the
+//! results to the writer.
+//!
+//! All bookkeeping of what is in flight lives in this one loop (no locks):
+//! a global limit and a per-webhook limit decide how many deliveries, and of
+//! which webhooks, a claim may take, so a slow endpoint fills only its own
+//! slots. Claims are batched: a new one is made when a good share of the
+//! slots is free, not after every finished request. On shutdown the loop
+//! stops claiming, lets requests finish within the grace period, and hands
+//! the leases of those it had to abandon back to the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use outboxd_core::outcome::{classify, error_text, AttemptResult, TransportError, Verdict};
+use outboxd_core::retry::RetryPolicy;
+use outboxd_poller::{claim, AttemptRecord, Claimed, Pool, Slots, WebhookCache};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::writer::ResultWriter;
+use crate::{request, send, HttpClient};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch_size: i64,
+    pub concurrency: usize,
+    pub webhook_concurrency: usize,
+    pub lease: Duration,
+    pub request_timeout: Duration,
+    pub poll_interval: Duration,
+    pub retry: RetryPolicy,
+    pub shutdown_grace: Duration,
+}
+
+pub struct Deliverer {
+    pub pool: Pool,
+    pub cache: Arc<WebhookCache>,
+    pub client: HttpClient,
+    pub settings: Settings,
+    /// Notified when deliveries may be due (new fan-out).
+    pub ready: Arc<Notify>,
+}
+
+/// How often expired leases of crashed workers are put back.
+const REAP_EVERY: Duration = Duration::from_secs(5);
+
+struct InFlight {
+    total: usize,
+    per_webhook: HashMap<i64, usize>,
+    leases: HashMap<tokio::task::Id, (i64, i64, i64)>,
+}
+
+impl Deliverer {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let settings = Arc::new(self.settings.clone());
+        let (results_tx, results_rx) = mpsc::channel(settings.concurrency.max(64) * 2);
+        let writer = tokio::spawn(
+            ResultWriter {
+                pool: self.pool.clone(),
+                results: results_rx,
+                lease: settings.lease,
+            }
+            .run(),
+        );
+        let mut tasks: JoinSet<AttemptRecord> = JoinSet::new();
+        let mut in_flight = InFlight {
+            total: 0,
+            per_webhook: HashMap::new(),
+            leases: HashMap::new(),
+        };
+        // Whether the queue may hold due rows we have not claimed.
+        let mut more = true;
+        let mut last_reap = Instant::now() - REAP_EVERY;
+        let mut db_failures = 0u32;
+        let claim_threshold = (settings.concurrency / 4).clamp(1, settings.batch_size as usize);
+
+        loop {
+            let free = settings.concurrency - in_flight.total;
+            let worth_claiming = free >= claim_threshold || in_flight.total == 0;
+            if more && worth_claiming && !shutdown.is_cancelled() {
+                let limit = (free as i64).min(settings.batch_size);
+                match claim::claim(
+                    &self.pool,
+                    limit,
+                    settings.lease,
+                    &slots(&in_flight, &settings),
+                )
+                .await
+                {
+                    Ok(batch) => {
+                        db_failures = 0;
+                        let saturated = in_flight
+                            .per_webhook
+                            .values()
+                            .any(|&n| n >= settings.webhook_concurrency);
+                        more = batch.len() as i64 == limit || saturated;
+                        for delivery in batch {
+                            self.start(&mut tasks, &mut in_flight, delivery, &settings);
+                        }
+                        metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                    }
+                    Err(e) => {
+                        db_failures += 1;
+                        metrics::counter!("outboxd_database_errors_total").increment(1);
+                        tracing::warn!(error = %e, "claiming deliveries failed");
+                        more = false;
+                    }
+                }
+            }
+            if last_reap.elapsed() >= REAP_EVERY && !shutdown.is_cancelled() {
+                last_reap = Instant::now();
+                match claim::reap_expired(&self.pool).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(deliveries = n, "expired leases put back in the queue");
+                        more = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "reaping expired leases failed"),
+                }
+            }
+            let backoff = if db_failures > 0 {
+                Duration::from_millis(100 * 2u64.pow(db_failures.min(6)))
+            } else {
+                settings.poll_interval
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    self.finish(done, &mut in_flight, &results_tx).await;
+                    while let Some(done) = tasks.try_join_next_with_id() {
+                        self.finish(done, &mut in_flight, &results_tx).await;
+                    }
+                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                }
+                _ = self.ready.notified() => more = true,
+                _ = tokio::time::sleep(backoff) => more = true,
+            }
+        }
+
+        // Shutdown: no more claims; let what is in flight finish in time.
+        if !tasks.is_empty() {
+            tracing::info!(requests = in_flight.total, grace = ?settings.shutdown_grace,
+                "shutting down: waiting for requests in flight");
+        }
+        let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
+                Ok(Some(done)) => self.finish(done, &mut in_flight, &results_tx).await,
+                Ok(None) => break,
+                Err(_) => {
+                    tasks.abort_all();
+                    break;
+                }
+            }
+        }
+        // What could not finish goes back to the queue without spending an attempt.
+        while tasks.join_next().await.is_some() {}
+        let abandoned: Vec<(i64, i64)> = in_flight
+            .leases
+            .values()
+            .map(|&(delivery, lease, _)| (delivery, lease))
+            .collect();
+        drop(results_tx);
+        let _ = writer.await;
+        if !abandoned.is_empty() {
+            match claim::hand_back(&self.pool, &abandoned).await {
+                Ok(n) => tracing::info!(deliveries = n, "unfinished deliveries handed back"),
+                Err(e) => tracing::warn!(error = %e,
+                    "could not hand back unfinished deliveries; their leases will expire and they will be retried"),
+            }
+        }
+        metrics::gauge!("outboxd_requests_in_flight").set(0.0);
+    }
+
+    fn start(
+        &self,
+        tasks: &mut JoinSet<AttemptRecord>,
+        in_flight: &mut InFlight,
+        delivery: Claimed,
+        settings: &Arc<Settings>,
+    ) {
+        let (id, lease, webhook_id) = (delivery.delivery_id, delivery.lease, delivery.webhook_id);
+        let handle = tasks.spawn(attempt(
+            self.client.clone(),
+            self.cache.clone(),
+            self.pool.clone(),
+            delivery,
+            settings.clone(),
+        ));
+        in_flight.total += 1;
+        *in_flight.per_webhook.entry(webhook_id).or_default() += 1;
+        in_flight
+            .leases
+            .insert(handle.id(), (id, lease, webhook_id));
+    }
+
+    async fn finish(
+        &self,
+        done: Result<(tokio::task::Id, AttemptRecord), tokio::task::JoinError>,
+        in_flight: &mut InFlight,
+        results: &mpsc::Sender<AttemptRecord>,
+    ) {
+        let (task_id, record) = match done {
+            Ok((id, record)) => (id, Some(record)),
+            Err(e) => (e.id(), None),
+        };
+        if let Some((_, _, webhook_id)) = in_flight.leases.remove(&task_id) {
+            in_flight.total -= 1;
+            if let Some(n) = in_flight.per_webhook.get_mut(&webhook_id) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.per_webhook.remove(&webhook_id);
+                }
+            }
+        }
+        if let Some(record) = record {
+            // Backpressure: when the database is slow, sending waits for it.
+            let _ = results.send(record).await;
+        }
+    }
+}
+
+fn slots(in_flight: &InFlight, settings: &Settings) -> Slots {
+    let limit = settings.webhook_concurrency as i64;
+    Slots {
+        default_free: limit,
+        free: in_flight
+            .per_webhook
+            .iter()
+            .map(|(&id, &n)| (id, limit - n as i64))
+            .collect(),
+    }
+}
+
+/// One attempt of one delivery, from request to the record to write.
+async fn attempt(
+    client: HttpClient,
+    cache: Arc<WebhookCache>,
+    pool: Pool,
+    delivery: Claimed,
+    settings: Arc<Settings>,
+) -> AttemptRecord {
+    let started_at = Utc::now();
+    let mut webhook = cache.get(delivery.webhook_id);
+    if webhook.is_none() {
+        // Disabled or deleted since fan-out, or the cache is behind: ask once.
+        let _ = cache.reload(&pool).await;
+        webhook = cache.get(delivery.webhook_id);
+    }
+    let Some(webhook) = webhook else {
+        return record(
+            &delivery,
+            started_at,
+            Duration::ZERO,
+            None,
+            None,
+            Verdict::Failed,
+            true,
+        );
+    };
+    let exchange = match request::build(&webhook, &delivery, started_at.timestamp()) {
+        Ok(req) => send::send(&client, req, settings.request_timeout).await,
+        Err(e) => send::Exchange {
+            result: AttemptResult::Transport(TransportError::Other(e.to_string())),
+            response_body: None,
+            elapsed: Duration::ZERO,
+        },
+    };
+    metrics::histogram!("outboxd_attempt_duration_seconds").record(exchange.elapsed.as_secs_f64());
+    let verdict = classify(
+        &exchange.result,
+        delivery.attempt as u32,
+        &settings.retry,
+        rand::random::<f64>(),
+    );
+    if verdict == Verdict::Delivered {
+        let latency = (Utc::now() - delivery.created_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics::histogram!("outboxd_delivery_latency_seconds").record(latency.as_secs_f64());
+    } else {
+        let reason = error_text(&exchange.result).unwrap_or_else(|| match &exchange.result {
+            AttemptResult::Response { status, .. } => format!("HTTP {status}"),
+            AttemptResult::Transport(t) => t.to_string(),
+        });
+        tracing::info!(webhook_id = delivery.webhook_id, event_id = delivery.event_id,
+            delivery_id = delivery.delivery_id, attempt = delivery.attempt, %reason,
+            outcome = verdict.outcome().as_str(), "delivery attempt failed");
+    }
+    let status = match &exchange.result {
+        AttemptResult::Response { status, .. } => Some(i32::from(*status)),
+        AttemptResult::Transport(_) => None,
+    };
+    let mut r = record(
+        &delivery,
+        started_at,
+        exchange.elapsed,
+        status,
+        error_text(&exchange.result),
+        verdict,
+        false,
+    );
+    r.response_body = exchange.response_body;
+    if r.error.is_none() {
+        r.error = status
+            .and_then(|s| outboxd_core::outcome::describe_status(s as u16))
+            .map(str::to_owned);
+    }
+    r
+}
+
+fn record(
+    delivery: &Claimed,
+    started_at: chrono::DateTime<Utc>,
+    elapsed: Duration,
+    status_code: Option<i32>,
+    error: Option<String>,
+    verdict: Verdict,
+    cancelled: bool,
+) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: delivery.delivery_id,
+        lease: delivery.lease,
+        event_id: delivery.event_id,
+        webhook_id: delivery.webhook_id,
+        attempt: delivery.attempt,
+        started_at,
+        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        status_code,
+        error,
+        response_body: None,
+        outcome: verdict.outcome(),
+        retry_in_ms: match verdict {
+            Verdict::Retry { after } => Some(after.as_secs_f64() * 1000.0),
+            _ => None,
+        },
+        gone: verdict == Verdict::Gone,
+        cancelled,
+    }
+}

@@ -1,0 +1,97 @@
+//! The result writer: attempt outcomes go back to the database in batches.
+//!
+//! Send tasks finish one by one; the writer takes whatever has accumulated
+//! while its previous write ran and writes it as one statement, so the write
+//! rate adapts to the load. If the database is away it retries the same
+//! batch with backoff for as long as the leases could still be valid; after
+//! that the leases have expired, the deliveries will be claimed again, and
+//! the batch is dropped with a warning (at-least-once, never lost).
+
+use std::time::{Duration, Instant};
+
+use outboxd_core::outcome::Outcome;
+use outboxd_poller::{results, AttemptRecord, Pool};
+use tokio::sync::mpsc;
+
+/// The most results written in one statement.
+const MAX_BATCH: usize = 2000;
+
+pub struct ResultWriter {
+    pub pool: Pool,
+    pub results: mpsc::Receiver<AttemptRecord>,
+    /// How long a result can still matter: the lease length.
+    pub lease: Duration,
+}
+
+impl ResultWriter {
+    /// Runs until every sender is gone and everything received is written.
+    pub async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while self.results.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.write(&batch).await;
+            batch.clear();
+        }
+    }
+
+    async fn write(&self, batch: &[AttemptRecord]) {
+        let give_up = Instant::now() + self.lease;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match results::record(&self.pool, batch).await {
+                Ok(recorded) => {
+                    observe(batch, &recorded);
+                    return;
+                }
+                Err(e) => {
+                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    if Instant::now() + delay > give_up {
+                        tracing::warn!(error = %e, results = batch.len(),
+                            "could not write delivery results before their leases expired; those deliveries will be sent again");
+                        return;
+                    }
+                    tracing::warn!(error = %e, results = batch.len(), retry_in = ?delay,
+                        "writing delivery results failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Counts what was accepted, and says what was not.
+fn observe(batch: &[AttemptRecord], recorded: &results::Recorded) {
+    let fenced = batch.len() - recorded.accepted.len();
+    if fenced > 0 {
+        metrics::counter!("outboxd_results_fenced_total").increment(fenced as u64);
+        tracing::info!(
+            results = fenced,
+            "results arrived after their lease expired and were ignored"
+        );
+    }
+    let accepted: std::collections::HashSet<i64> = recorded.accepted.iter().copied().collect();
+    let (mut delivered, mut retry, mut failed) = (0u64, 0u64, 0u64);
+    for r in batch.iter().filter(|r| accepted.contains(&r.delivery_id)) {
+        match r.outcome {
+            Outcome::Delivered => delivered += 1,
+            Outcome::Retry => retry += 1,
+            Outcome::Failed => failed += 1,
+        }
+    }
+    for (outcome, n) in [
+        ("delivered", delivered),
+        ("retry", retry),
+        ("failed", failed),
+    ] {
+        if n > 0 {
+            metrics::counter!("outboxd_deliveries_total", "outcome" => outcome).increment(n);
+        }
+    }
+    for id in &recorded.disabled {
+        metrics::counter!("outboxd_webhooks_disabled_total").increment(1);
+        tracing::warn!(
+            webhook_id = id,
+            "webhook disabled: the endpoint answered 410 Gone"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Command line and configuration: every option is a flag mirrored by an
+//! environment variable, with the defaults of DESIGN.md.
+//!
+//! Values are parsed by small functions whose errors say what is accepted;
+//! `main` prefixes them with the variable's name, so a bad value stops
+//! start-up with a message a person can act on.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outboxd",
+    version,
+    about = "Delivers PostgreSQL outbox events to webhooks: signed, retried, logged.",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (applies migrations first unless --no-migrate).
+    Run(Box<RunArgs>),
+    /// Apply the database migrations and exit.
+    Migrate(DbArgs),
+    /// A first look: a demo database, a sample receiver, events delivered before your eyes.
+    Demo(DemoArgs),
+    /// A sample receiver that prints each delivery and whether its signature verifies.
+    Receiver(ReceiverArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection string; else the libpq PGHOST, PGPORT, PGUSER,
+    /// PGDATABASE, PGPASSWORD; else postgres://postgres@localhost:5432/postgres
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Address serving /metrics, /healthz and /readyz
+    #[arg(long, env = "OUTBOXD_LISTEN", default_value = "127.0.0.1:9187", value_parser = parse_addr, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Rows taken per claim (events and deliveries)
+    #[arg(long, env = "OUTBOXD_BATCH_SIZE", default_value = "500", value_parser = count(1, 10_000), value_name = "N")]
+    pub batch_size: u64,
+
+    /// HTTP requests in flight, all webhooks together
+    #[arg(long, env = "OUTBOXD_CONCURRENCY", default_value = "256", value_parser = count(1, 100_000), value_name = "N")]
+    pub concurrency: u64,
+
+    /// HTTP requests in flight to one webhook
+    #[arg(long, env = "OUTBOXD_WEBHOOK_CONCURRENCY", default_value = "32", value_parser = count(1, 100_000), value_name = "N")]
+    pub webhook_concurrency: u64,
+
+    /// Safety-net poll when no notification arrives
+    #[arg(long, env = "OUTBOXD_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll_interval: Duration,
+
+    /// How long a claimed delivery stays reserved for this worker
+    #[arg(long, env = "OUTBOXD_LEASE", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub lease: Duration,
+
+    /// Whole-request timeout (connect, send, response and body)
+    #[arg(long, env = "OUTBOXD_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Duration,
+
+    /// Attempts per delivery before it is marked failed
+    #[arg(long, env = "OUTBOXD_MAX_ATTEMPTS", default_value = "17", value_parser = count(1, 1000), value_name = "N")]
+    pub max_attempts: u64,
+
+    /// Delay after the first failed attempt; doubles with each further one
+    #[arg(long, env = "OUTBOXD_RETRY_BASE_DELAY", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_base_delay: Duration,
+
+    /// Longest delay between two attempts
+    #[arg(long, env = "OUTBOXD_RETRY_MAX_DELAY", default_value = "6h", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry_max_delay: Duration,
+
+    /// Age after which finished events and attempts are deleted
+    #[arg(long, env = "OUTBOXD_RETENTION", default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub retention: Duration,
+
+    /// Comma-separated CIDRs that may be delivered to despite being private
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDRS")]
+    pub allow_private_targets: Vec<IpNet>,
+
+    /// Log format
+    #[arg(
+        long,
+        env = "OUTBOXD_LOG_FORMAT",
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
+
+    /// Database connections in the pool (the LISTEN connection is one more)
+    #[arg(long, env = "OUTBOXD_DB_POOL_SIZE", default_value = "8", value_parser = count(2, 1000), value_name = "N")]
+    pub db_pool_size: u64,
+
+    /// On SIGTERM/SIGINT, how long requests in flight may take to finish
+    #[arg(long, env = "OUTBOXD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Duration,
+
+    /// Do not apply migrations at start
+    #[arg(long, env = "OUTBOXD_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Name of the demo database (dropped and created anew)
+    #[arg(long, default_value = "outboxd_demo", value_name = "NAME")]
+    pub database: String,
+
+    /// Events to publish
+    #[arg(long, default_value = "6", value_parser = count(1, 100_000), value_name = "N")]
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReceiverArgs {
+    /// Address to listen on
+    #[arg(long, env = "RECEIVER_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_addr, value_name = "ADDR")]
+    pub listen: SocketAddr,
+
+    /// Webhook secret (whsec_...) to verify signatures with
+    #[arg(
+        long,
+        env = "RECEIVER_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub secret: Option<String>,
+}
+
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|_| {
+        format!(
+            "{s:?} is not a duration; use a number and a unit, such as 250ms, 30s, 5m, 6h or 7d"
+        )
+    })?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s: &str| match s.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a whole number from {min} to {max}")),
+    }
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!("{s:?} is not an address; use IP:PORT, such as 0.0.0.0:9187 or [::1]:9187")
+    })
+}
+
+fn parse_cidr(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!(
+                "{s:?} is not a CIDR; use a comma-separated list such as 10.0.0.0/8,192.168.1.5/32"
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_human_readable() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("6h").unwrap(), Duration::from_secs(6 * 3600));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert!(parse_duration("5").unwrap_err().contains("250ms"));
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        assert_eq!(count(1, 10)("10").unwrap(), 10);
+        assert!(count(1, 10)("0").unwrap_err().contains("from 1 to 10"));
+        assert!(count(1, 10)("ten").is_err());
+    }
+
+    #[test]
+    fn cidrs_accept_bare_addresses() {
+        assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(parse_cidr("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
+        assert!(parse_cidr("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,264 @@
+//! `outboxd run`: wires the stages together and runs them until a signal.
+//!
+//! Order matters for operators: the probe listener comes up first (so
+//! `/healthz` answers and `/readyz` says why it is not ready while the
+//! database is away), then migrations and the webhook cache, retried with
+//! backoff while the database is unreachable, then the background tasks.
+//! One `CancellationToken` stops them all.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use backon::{ExponentialBuilder, Retryable};
+use outboxd_core::retry::RetryPolicy;
+use outboxd_deliverer::{build_client, Deliverer, Settings};
+use outboxd_poller::{connect, migrate, Dispatcher, Listener, Pool, Sampler, WebhookCache};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RunArgs;
+
+/// How often the pending gauges are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let handle = outboxd_metrics::install().context("setting up metrics")?;
+    let pg = connect::pg_config(args.db.database_url.as_deref())
+        .context("reading DATABASE_URL / PG* variables")?;
+    let retry = RetryPolicy {
+        max_attempts: args.max_attempts as u32,
+        base_delay: args.retry_base_delay,
+        max_delay: args.retry_max_delay,
+        ..RetryPolicy::default()
+    };
+    retry
+        .validate()
+        .context("OUTBOXD_RETRY_BASE_DELAY / OUTBOXD_RETRY_MAX_DELAY / OUTBOXD_MAX_ATTEMPTS")?;
+    if args.webhook_concurrency > args.concurrency {
+        anyhow::bail!(
+            "OUTBOXD_WEBHOOK_CONCURRENCY ({}) must not exceed OUTBOXD_CONCURRENCY ({})",
+            args.webhook_concurrency,
+            args.concurrency
+        );
+    }
+    if args.lease <= args.request_timeout {
+        anyhow::bail!(
+            "OUTBOXD_LEASE ({:?}) must be longer than OUTBOXD_REQUEST_TIMEOUT ({:?}), or deliveries would be claimed twice while still in flight",
+            args.lease,
+            args.request_timeout
+        );
+    }
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        database = %connect::describe(&pg),
+        listen = %args.listen,
+        batch_size = args.batch_size,
+        concurrency = args.concurrency,
+        webhook_concurrency = args.webhook_concurrency,
+        poll_interval = ?args.poll_interval,
+        lease = ?args.lease,
+        request_timeout = ?args.request_timeout,
+        max_attempts = args.max_attempts,
+        retry_base_delay = ?args.retry_base_delay,
+        retry_max_delay = ?args.retry_max_delay,
+        retries_span = %humantime::format_duration(retry.total_span()),
+        retention = ?args.retention,
+        allow_private_targets = ?args.allow_private_targets,
+        db_pool_size = args.db_pool_size,
+        shutdown_grace = ?args.shutdown_grace,
+        migrate = !args.no_migrate,
+        "outboxd starting"
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+
+    let pool = connect::connect_pool(pg.clone(), args.db_pool_size as usize)
+        .context("setting up the connection pool")?;
+    let (addr, server) = outboxd_metrics::serve(
+        args.listen,
+        handle,
+        readiness(pool.clone()),
+        shutdown.clone(),
+    )
+    .await
+    .context("OUTBOXD_LISTEN")?;
+    let server = tokio::spawn(server);
+    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+
+    let cache = WebhookCache::new();
+    let started = prepare(&pg, &pool, &cache, !args.no_migrate, &shutdown).await;
+    match started {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = server.await;
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    }
+
+    let mut tasks = start_pipeline(Pipeline {
+        pg,
+        pool: pool.clone(),
+        cache,
+        settings: Settings {
+            batch_size: args.batch_size as i64,
+            concurrency: args.concurrency as usize,
+            webhook_concurrency: args.webhook_concurrency as usize,
+            lease: args.lease,
+            request_timeout: args.request_timeout,
+            poll_interval: args.poll_interval,
+            retry,
+            shutdown_grace: args.shutdown_grace,
+        },
+        shutdown: shutdown.clone(),
+    })?;
+    tasks.spawn(
+        Sampler {
+            pool,
+            interval: SAMPLE_EVERY,
+        }
+        .run(shutdown.clone()),
+    );
+    tracing::info!("outboxd running");
+    while tasks.join_next().await.is_some() {}
+    let _ = server.await;
+    tracing::info!("outboxd stopped");
+    Ok(())
+}
+
+/// Migrates and loads the webhooks, waiting for the database as long as it
+/// takes. Returns false when shutdown came first.
+async fn prepare(
+    pg: &tokio_postgres::Config,
+    pool: &Pool,
+    cache: &WebhookCache,
+    migrate: bool,
+    shutdown: &CancellationToken,
+) -> Result<bool> {
+    let where_ = connect::describe(pg);
+    let attempt = || async {
+        if migrate {
+            let applied = migrate::run(pg).await?;
+            if applied > 0 {
+                tracing::info!(applied, "migrations applied");
+            }
+        }
+        cache.reload(pool).await
+    };
+    let ready = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(15))
+                .with_jitter()
+                .without_max_times(),
+        )
+        .when(|e: &outboxd_poller::Error| e.is_connection())
+        .notify(|e, after| {
+            tracing::warn!(database = %where_, error = %e, retry_in = ?after,
+                "database unreachable; /readyz reports not ready until it is");
+        });
+    tokio::select! {
+        _ = shutdown.cancelled() => Ok(false),
+        r = ready => {
+            let n = r.with_context(|| format!("preparing the database at {where_}"))?;
+            tracing::info!(webhooks = n, "webhooks loaded");
+            Ok(true)
+        }
+    }
+}
+
+/// The stages of the pipeline, as `run` and `demo` start them.
+pub struct Pipeline {
+    pub pg: tokio_postgres::Config,
+    pub pool: Pool,
+    pub cache: Arc<WebhookCache>,
+    pub settings: Settings,
+    pub shutdown: CancellationToken,
+}
+
+pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
+    let events = Arc::new(Notify::new());
+    let deliveries_ready = Arc::new(Notify::new());
+    let client = build_client(Duration::from_secs(5), p.settings.webhook_concurrency)
+        .context("setting up the HTTP client")?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(
+        Listener {
+            config: p.pg,
+            pool: p.pool.clone(),
+            cache: p.cache.clone(),
+            events: events.clone(),
+            connected: Arc::new(AtomicBool::new(false)),
+        }
+        .run(p.shutdown.clone()),
+    );
+    tasks.spawn(
+        Dispatcher {
+            pool: p.pool.clone(),
+            cache: p.cache.clone(),
+            batch_size: p.settings.batch_size,
+            poll_interval: p.settings.poll_interval,
+            wake: events,
+            deliveries_ready: deliveries_ready.clone(),
+        }
+        .run(p.shutdown.clone()),
+    );
+    tasks.spawn(
+        Deliverer {
+            pool: p.pool,
+            cache: p.cache,
+            client,
+            settings: p.settings,
+            ready: deliveries_ready,
+        }
+        .run(p.shutdown),
+    );
+    Ok(tasks)
+}
+
+fn readiness(pool: Pool) -> outboxd_metrics::ReadinessCheck {
+    Arc::new(move || {
+        let pool = pool.clone();
+        Box::pin(async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| format!("database unreachable: {e}"))?;
+            let have = migrate::current_version(&client)
+                .await
+                .map_err(|e| format!("database unreachable: {e}"))?;
+            let want = migrate::latest_version();
+            if have < want {
+                return Err(format!(
+                    "schema at version {have}, this build needs {want}: run `outboxd migrate`"
+                ));
+            }
+            Ok(())
+        })
+    })
+}
+
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = name,
+        "shutting down: no new claims; finishing requests in flight"
+    );
+    shutdown.cancel();
+}

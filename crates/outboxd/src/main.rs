@@ -1,0 +1,130 @@
+//! The `outboxd` binary: parses the command line, sets up logging, and hands
+//! over to the command. Errors reach the person as one readable chain.
+
+mod config;
+mod daemon;
+mod demo;
+mod receiver;
+
+use std::process::ExitCode;
+
+use std::error::Error as _;
+
+use clap::{CommandFactory, FromArgMatches};
+use config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let format = match &cli.command {
+        Command::Run(a) => a.log_format,
+        _ => LogFormat::Text,
+    };
+    let default_level = match &cli.command {
+        Command::Demo(_) | Command::Receiver(_) => "warn",
+        _ => "info",
+    };
+    init_logs(format, default_level);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("outboxd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => daemon::run(*args).await,
+            Command::Migrate(db) => migrate(db).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Receiver(args) => receiver::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("outboxd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the command line; a bad value is reported with the environment
+/// variable it came from (or would come from), since that is where ops set it.
+fn parse() -> Result<Cli, ExitCode> {
+    let mut command = Cli::command();
+    let matches = match command.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(m) => m,
+        Err(e) => return Err(report_clap(e, &command)),
+    };
+    Cli::from_arg_matches(&matches).map_err(|e| report_clap(e, &command))
+}
+
+fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::ValueValidation || e.kind() == ErrorKind::InvalidValue {
+        let arg = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let value = match e.get(ContextKind::InvalidValue) {
+            Some(ContextValue::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let long = arg
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("--");
+        let env = std::iter::once(command)
+            .chain(command.get_subcommands())
+            .flat_map(|c| c.get_arguments())
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned());
+        if let Some(env) = env {
+            let reason = e
+                .source()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| format!("{value:?} is not accepted"));
+            eprintln!("outboxd: {env} (--{long}): {reason}");
+            return ExitCode::from(2);
+        }
+    }
+    let code = if e.use_stderr() { 2 } else { 0 };
+    let _ = e.print();
+    ExitCode::from(code)
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn migrate(db: config::DbArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let pg = outboxd_poller::pg_config(db.database_url.as_deref())?;
+    let where_ = outboxd_poller::connect::describe(&pg);
+    let applied = outboxd_poller::migrate::run(&pg)
+        .await
+        .with_context(|| format!("migrating the database at {where_}"))?;
+    println!(
+        "{where_}: {applied} migration(s) applied; schema at version {}",
+        outboxd_poller::migrate::latest_version()
+    );
+    Ok(())
+}

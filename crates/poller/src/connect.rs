@@ -1,0 +1,100 @@
+//! Connection settings and the shared pool.
+//!
+//! `DATABASE_URL` wins; else the libpq variables (`PGHOST`, `PGPORT`, `PGUSER`,
+//! `PGDATABASE`, `PGPASSWORD`) are read as psql would; else the local default.
+//! TCP keepalives are on so that a dead server is noticed by the LISTEN
+//! connection, which otherwise only ever reads.
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::Error;
+
+pub const DEFAULT_URL: &str = "postgres://postgres@localhost:5432/postgres";
+
+/// Builds the connection settings from a URL or, when there is none, from the
+/// libpq environment variables.
+pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let mut config = match url {
+        Some(url) => url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| Error::Config(format!("cannot parse the connection string: {e}")))?,
+        None if ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"]
+            .iter()
+            .any(|k| env(k).is_some()) =>
+        {
+            let mut c = tokio_postgres::Config::new();
+            let user = env("PGUSER").unwrap_or_else(|| "postgres".into());
+            for host in env("PGHOST")
+                .unwrap_or_else(|| "localhost".into())
+                .split(',')
+            {
+                c.host(host);
+            }
+            let port = env("PGPORT").unwrap_or_else(|| "5432".into());
+            c.port(port.parse().map_err(|_| {
+                Error::Config(format!("PGPORT must be a port number, got {port:?}"))
+            })?);
+            c.dbname(env("PGDATABASE").unwrap_or_else(|| user.clone()));
+            if let Some(p) = env("PGPASSWORD") {
+                c.password(p);
+            }
+            c.user(user);
+            c
+        }
+        None => DEFAULT_URL.parse().expect("the default URL parses"),
+    };
+    if config.get_application_name().is_none() {
+        config.application_name("outboxd");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// The pool of connections that claims and writes results. A connection that
+/// broke (database restart) is dropped at recycle and a new one made.
+pub fn connect_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, Error> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Describes where a config points, without its password, for logs.
+pub fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(s) => s.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgres://{}@{}:{}/{}",
+        config.get_user().unwrap_or("?"),
+        host,
+        port,
+        config.get_dbname().unwrap_or("?")
+    )
+}

@@ -1,0 +1,28 @@
+//! The database stage of outboxd: everything that talks SQL.
+//!
+//! `migrate` applies the embedded schema, `listener` keeps the LISTEN
+//! connection, `dispatch` fans events out into deliveries, `claim` leases due
+//! deliveries, `results` writes outcomes back, `webhooks` caches subscriptions.
+//! Each query is a `const` next to the one function that runs it.
+
+pub mod claim;
+pub mod connect;
+pub mod dispatch;
+mod error;
+pub mod listener;
+pub mod migrate;
+pub mod results;
+pub mod sampler;
+pub mod webhooks;
+
+pub use claim::{Claimed, Slots};
+pub use connect::{connect_pool, pg_config};
+pub use dispatch::Dispatcher;
+pub use error::Error;
+pub use listener::Listener;
+pub use results::{AttemptRecord, Recorded};
+pub use sampler::Sampler;
+pub use webhooks::{Webhook, WebhookCache};
+
+/// The pool type every stage shares.
+pub type Pool = deadpool_postgres::Pool;

@@ -1,0 +1,63 @@
+//! The schema, embedded from `sql/` and applied with refinery.
+//!
+//! Several replicas may start at once: the runner holds a session advisory
+//! lock while it migrates, so one applies the migrations and the others wait
+//! and then find nothing to do.
+
+use tokio_postgres::NoTls;
+
+use crate::Error;
+
+mod embedded {
+    refinery::embed_migrations!("../../sql");
+}
+
+/// Advisory lock key: "outboxd" in ASCII, so it is recognisable in pg_locks.
+const MIGRATION_LOCK: i64 = 0x6f7574626f7864;
+
+/// The newest migration version the binary carries; `/readyz` compares it
+/// with what the database has.
+pub fn latest_version() -> i32 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version() as i32)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Applies every migration not applied yet; returns how many were applied.
+pub async fn run(config: &tokio_postgres::Config) -> Result<usize, Error> {
+    let (mut client, connection) = config.connect(NoTls).await?;
+    let conn = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = embedded::migrations::runner()
+        .set_migration_table_name("outbox_schema_history")
+        .run_async(&mut client)
+        .await;
+    // The lock goes with the session anyway; unlocking is for tidiness.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    drop(client);
+    let _ = conn.await;
+    Ok(report?.applied_migrations().len())
+}
+
+/// The version the database is at, or 0 when it was never migrated.
+pub async fn current_version(client: &tokio_postgres::Client) -> Result<i32, Error> {
+    const Q: &str = "SELECT coalesce(max(version), 0)::int4 FROM outbox_schema_history";
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('outbox_schema_history') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one(Q, &[]).await?.get(0))
+}

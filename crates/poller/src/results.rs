@@ -1,0 +1,157 @@
+//! Writing attempt outcomes back: one statement per batch.
+//!
+//! The delivery update and the delivery-log insert are one statement over
+//! `unnest` of the batch's columns. A row is updated only while it is still
+//! `in_flight` under the same lease token, and only those attempts are
+//! logged: a late answer from a worker whose lease expired changes nothing.
+
+use chrono::{DateTime, Utc};
+use outboxd_core::outcome::Outcome;
+
+use crate::{Error, Pool};
+
+const RECORD: &str = "
+WITH r AS (
+    SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int4[],
+                         $6::timestamptz[], $7::float8[], $8::int4[], $9::text[],
+                         $10::text[], $11::text[], $12::text[], $13::float8[])
+        AS r(delivery_id, lease, event_id, webhook_id, attempt, started_at, duration_ms,
+             status_code, error, response_body, outcome, state, delay_ms)),
+done AS (
+    UPDATE outbox.deliveries d
+       SET state = r.state,
+           last_status = r.status_code,
+           last_error = r.error,
+           next_attempt_at = CASE WHEN r.state = 'pending'
+                                  THEN now() + r.delay_ms * interval '1 millisecond'
+                                  ELSE d.next_attempt_at END,
+           locked_until = NULL,
+           delivered_at = CASE WHEN r.state = 'delivered' THEN now() END,
+           updated_at = now()
+      FROM r
+     WHERE d.id = r.delivery_id AND d.lease = r.lease AND d.state = 'in_flight'
+    RETURNING d.id),
+ins AS (
+    INSERT INTO outbox.delivery_attempts
+           (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
+            status_code, error, response_body, outcome)
+    SELECT r.delivery_id, r.event_id, r.webhook_id, r.attempt, r.started_at, r.duration_ms,
+           r.status_code, r.error, r.response_body, r.outcome
+      FROM r JOIN done ON done.id = r.delivery_id
+     WHERE r.state <> 'cancelled')
+SELECT id FROM done";
+
+/// 410 Gone: the receiver unsubscribed. The webhook is disabled, and the
+/// trigger on `enabled` cancels its waiting deliveries.
+const DISABLE: &str = "
+UPDATE outbox.webhooks
+   SET enabled = false, disabled_at = now(), disabled_reason = $2
+ WHERE id = ANY($1::int8[]) AND enabled
+RETURNING id";
+
+/// What happened to one attempt, ready to be written.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    pub lease: i64,
+    pub event_id: i64,
+    pub webhook_id: i64,
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+    pub outcome: Outcome,
+    /// For a retry: how long from now until the next attempt.
+    pub retry_in_ms: Option<f64>,
+    /// The receiver answered 410 Gone.
+    pub gone: bool,
+    /// The webhook is gone from the cache (disabled or deleted): no request
+    /// was sent; the delivery is cancelled and no attempt is logged.
+    pub cancelled: bool,
+}
+
+impl AttemptRecord {
+    fn state(&self) -> &'static str {
+        if self.cancelled {
+            return "cancelled";
+        }
+        match self.outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry => "pending",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// What a batch write changed.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Delivery ids whose result was accepted (lease still held).
+    pub accepted: Vec<i64>,
+    /// Webhooks disabled because they answered 410.
+    pub disabled: Vec<i64>,
+}
+
+pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
+    if batch.is_empty() {
+        return Ok(Recorded::default());
+    }
+    let col = |f: &dyn Fn(&AttemptRecord) -> i64| batch.iter().map(f).collect::<Vec<i64>>();
+    let delivery_ids = col(&|r| r.delivery_id);
+    let leases = col(&|r| r.lease);
+    let event_ids = col(&|r| r.event_id);
+    let webhook_ids = col(&|r| r.webhook_id);
+    let attempts: Vec<i32> = batch.iter().map(|r| r.attempt).collect();
+    let started: Vec<DateTime<Utc>> = batch.iter().map(|r| r.started_at).collect();
+    let durations: Vec<f64> = batch.iter().map(|r| r.duration_ms).collect();
+    let statuses: Vec<Option<i32>> = batch.iter().map(|r| r.status_code).collect();
+    let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
+    let bodies: Vec<Option<&str>> = batch.iter().map(|r| r.response_body.as_deref()).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
+    let states: Vec<&str> = batch.iter().map(AttemptRecord::state).collect();
+    let delays: Vec<Option<f64>> = batch.iter().map(|r| r.retry_in_ms).collect();
+    let gone: Vec<i64> = batch
+        .iter()
+        .filter(|r| r.gone)
+        .map(|r| r.webhook_id)
+        .collect();
+
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let stmt = tx.prepare_cached(RECORD).await?;
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &delivery_ids,
+                &leases,
+                &event_ids,
+                &webhook_ids,
+                &attempts,
+                &started,
+                &durations,
+                &statuses,
+                &errors,
+                &bodies,
+                &outcomes,
+                &states,
+                &delays,
+            ],
+        )
+        .await?;
+    let accepted = rows.iter().map(|r| r.get(0)).collect();
+    let disabled = if gone.is_empty() {
+        Vec::new()
+    } else {
+        let reason = "the endpoint answered 410 Gone";
+        tx.query(DISABLE, &[&gone, &reason])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    tx.commit().await?;
+    Ok(Recorded { accepted, disabled })
+}
