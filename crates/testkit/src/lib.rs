@@ -1,1 +1,42 @@
-//! placeholder
+//! Test support for outboxd's end-to-end tests, all against the real thing:
+//! a fresh PostgreSQL database per test (copied from a migrated template),
+//! HTTP receivers on 127.0.0.1 whose behaviour a test scripts, and the
+//! daemon as a child process that a test can SIGTERM or SIGKILL.
+
+pub mod daemon;
+pub mod db;
+pub mod receiver;
+
+pub use daemon::Daemon;
+pub use db::TestDb;
+pub use receiver::{Received, Receiver, Reply};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes;
+/// returns whether it became true.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,0 +1,137 @@
+//! The daemon as a real child process: started against a test database with
+//! fast polling, its log kept in a file, stoppable with SIGTERM or SIGKILL.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+pub struct Daemon {
+    child: Child,
+    pub metrics_port: u16,
+    pub log_path: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `outboxd run` (`bin` is `env!("CARGO_BIN_EXE_outboxd")`) with
+    /// test-friendly settings; `env` adds or overrides variables.
+    pub fn start(bin: &str, database_url: &str, env: &[(&str, &str)]) -> Daemon {
+        let metrics_port = crate::free_port();
+        let log_path = std::env::temp_dir().join(format!(
+            "outboxd-test-{}-{}.log",
+            std::process::id(),
+            metrics_port
+        ));
+        let log = std::fs::File::create(&log_path).expect("creating the daemon log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("run")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", database_url)
+            .env("OUTBOXD_LISTEN", format!("127.0.0.1:{metrics_port}"))
+            .env("OUTBOXD_POLL_INTERVAL", "100ms")
+            .env("OUTBOXD_RETRY_BASE_DELAY", "100ms")
+            .env("OUTBOXD_RETRY_MAX_DELAY", "1s")
+            .env("OUTBOXD_REQUEST_TIMEOUT", "2s")
+            .env("OUTBOXD_LEASE", "5s")
+            .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8,::1/128")
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting outboxd");
+        Daemon {
+            child,
+            metrics_port,
+            log_path,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the daemon is running")
+    }
+
+    /// Sends SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        signal(self.pid(), "-TERM");
+    }
+
+    /// SIGKILL: the crash the tests want, no chance to clean up.
+    pub async fn kill9(&mut self) {
+        self.child.start_kill().expect("sending SIGKILL");
+        let _ = self.child.wait().await;
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.metrics_port, path)
+    }
+
+    /// GETs a path on the operations listener: (status, body); None if it
+    /// does not answer.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.metrics_port, path).await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if std::env::var_os("OUTBOXD_TEST_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {sig} {pid} failed");
+}
+
+/// A minimal HTTP/1.1 GET on 127.0.0.1, enough for probes and scrapes.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}

@@ -1,0 +1,203 @@
+//! A fresh database per test, copied from a migrated template.
+//!
+//! The template's name carries a hash of the migrations, so a changed schema
+//! gets a new template and a stale one is never reused. Test binaries run in
+//! parallel: an advisory lock makes one of them build the template while the
+//! others wait, and the template is built under a temporary name and renamed,
+//! so nobody copies a half-migrated one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, Config, NoTls};
+
+pub const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server the tests use: `OUTBOXD_TEST_DATABASE_URL` or the local one.
+pub fn server_url() -> String {
+    std::env::var("OUTBOXD_TEST_DATABASE_URL").unwrap_or_else(|_| SERVER_URL.to_owned())
+}
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub config: Config,
+    server: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e} (is PostgreSQL running?)"));
+    tokio::spawn(conn);
+    client
+}
+
+fn with_db(server: &str, db: &str) -> String {
+    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(server);
+    format!("{base}/{db}")
+}
+
+fn template_name() -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("sql/ exists")
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    files.sort();
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.file_name().unwrap().to_string_lossy().as_bytes());
+        h.update(std::fs::read(&f).expect("migration readable"));
+    }
+    let hex: String = h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("outboxd_tpl_{hex}")
+}
+
+impl TestDb {
+    /// A new, migrated, empty database for one test.
+    pub async fn new() -> TestDb {
+        let server = server_url();
+        let admin = connect(&server).await;
+        let template = template_name();
+        admin
+            .execute("SELECT pg_advisory_lock(4242)", &[])
+            .await
+            .unwrap();
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+            .await
+            .unwrap()
+            .is_some();
+        if !exists {
+            let building = format!("{template}_building");
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                .await
+                .unwrap();
+            admin
+                .batch_execute(&format!("CREATE DATABASE {building}"))
+                .await
+                .unwrap();
+            let config: Config = with_db(&server, &building).parse().unwrap();
+            outboxd_poller::migrate::run(&config)
+                .await
+                .expect("migrating the template");
+            admin
+                .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+                .await
+                .unwrap();
+        }
+        admin
+            .execute("SELECT pg_advisory_unlock(4242)", &[])
+            .await
+            .unwrap();
+        let name = format!(
+            "outboxd_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        // Copies from one template can collide briefly; try again.
+        let mut tries = 0;
+        loop {
+            match admin
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if tries < 20 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * tries)).await;
+                }
+                Err(e) => panic!("creating test database {name}: {e}"),
+            }
+        }
+        let url = with_db(&server, &name);
+        TestDb {
+            config: url.parse().unwrap(),
+            name,
+            url,
+            server,
+        }
+    }
+
+    /// A new connection to this test's database.
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("OUTBOXD_TEST_KEEP_DB").is_some() {
+            eprintln!("keeping test database {}", self.name);
+            return;
+        }
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop may run inside or outside a runtime: use a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&server, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Adds a webhook; returns its id and secret.
+pub async fn add_webhook(
+    client: &Client,
+    name: &str,
+    url: &str,
+    patterns: &[&str],
+) -> (i64, String) {
+    let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
+    let row = client
+        .query_one(
+            "INSERT INTO outbox.webhooks (name, url, event_types) VALUES ($1, $2, $3) RETURNING id, secret",
+            &[&name, &url, &patterns],
+        )
+        .await
+        .expect("adding a webhook");
+    (row.get(0), row.get(1))
+}
+
+/// Publishes `n` events of one type in one transaction; payloads are `{"n": i}`.
+pub async fn publish_many(client: &Client, event_type: &str, n: i64) {
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload)
+             SELECT $1, jsonb_build_object('n', i) FROM generate_series(1, $2::int8) AS i",
+            &[&event_type, &n],
+        )
+        .await
+        .expect("publishing events");
+}
+
+/// Counts rows: `SELECT count(*) FROM ...` with the given query.
+pub async fn count(client: &Client, query: &str) -> i64 {
+    client
+        .query_one(query, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get(0)
+}
