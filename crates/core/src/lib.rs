@@ -3,6 +3,7 @@
 //! Nothing here does I/O, reads a clock or draws random numbers: callers pass the current
 //! time and a uniform draw in, so every rule is a plain function with table tests.
 
+pub mod address;
 pub mod matching;
 pub mod message;
 pub mod outcome;

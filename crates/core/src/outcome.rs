@@ -117,7 +117,9 @@ impl Verdict {
 
 /// Decides what attempt number `attempt` (1-based) means for its delivery.
 ///
-/// 2xx is delivered and 410 is gone. Everything else, redirects included (they are not
+/// 2xx is delivered and 410 is gone. A target refused by the SSRF guard
+/// fails at once: retrying cannot change where a URL points except by an
+/// admin's hand, and the admin then replays the delivery. Everything else, redirects included (they are not
 /// followed, so a receiver cannot bounce us to another host), is retried until the policy
 /// is exhausted. `Retry-After` is honoured only on 429 and 503, where HTTP gives it the
 /// meaning "come back later"; `unit` is the jitter draw in [0, 1).
@@ -129,6 +131,7 @@ pub fn classify(result: &AttemptResult, attempt: u32, policy: &RetryPolicy, unit
             status: 429 | 503,
             retry_after,
         } => *retry_after,
+        AttemptResult::Transport(TransportError::Blocked(_)) => return Verdict::Failed,
         AttemptResult::Response { .. } | AttemptResult::Transport(_) => None,
     };
     if policy.is_exhausted(attempt) {
@@ -237,7 +240,11 @@ mod tests {
             (response_after(429, 600), 17, Verdict::Failed),
             (response_after(200, 600), 1, Verdict::Delivered),
             (transport(TransportError::Timeout), 1, retry(10)),
-            (transport(TransportError::Blocked("x".into())), 2, retry(20)),
+            (
+                transport(TransportError::Blocked("x".into())),
+                1,
+                Verdict::Failed,
+            ),
             (
                 transport(TransportError::ConnectionRefused),
                 17,

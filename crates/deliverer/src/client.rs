@@ -11,12 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+use crate::guard::{GuardedConnector, Policy};
+
+pub type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -25,17 +26,20 @@ pub enum ClientError {
 }
 
 /// `connect_timeout` bounds the TCP connect; `max_idle_per_host` how many
-/// idle keep-alive connections one receiver may hold.
+/// idle keep-alive connections one receiver may hold; `policy` is the SSRF
+/// guard's.
 pub fn build_client(
     connect_timeout: Duration,
     max_idle_per_host: usize,
+    policy: Policy,
 ) -> Result<HttpClient, ClientError> {
-    let mut http = HttpConnector::new();
-    // https URIs are handed to the TLS layer, which needs this off.
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
+    let http = GuardedConnector::new(policy, |http| {
+        // https URIs are handed to the TLS layer, which needs this off.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+    });
     let https = HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
         .map_err(|e| ClientError::Tls(e.to_string()))?

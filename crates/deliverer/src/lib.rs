@@ -1,16 +1,18 @@
 //! The HTTP stage of outboxd: from a leased delivery to a recorded outcome.
 //!
 //! `client` builds the pooled hyper client (HTTP/1.1 keep-alive, HTTP/2 by
-//! ALPN, rustls), `request` builds and signs the request a receiver sees,
+//! ALPN, rustls) behind the SSRF `guard`, `request` builds and signs the request a receiver sees,
 //! `send` performs it under a whole-request timeout and reads a bounded
 //! response, `worker` runs the claim-send loop under the concurrency limits,
 //! and `writer` writes results back in batches.
 
 pub mod client;
+pub mod guard;
 pub mod request;
 pub mod send;
 pub mod worker;
 pub mod writer;
 
 pub use client::{build_client, ClientError, HttpClient};
+pub use guard::Policy as TargetPolicy;
 pub use worker::{Deliverer, Settings};

@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Full};
 use outboxd_core::message::{truncate_utf8, MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 use outboxd_core::outcome::{parse_retry_after, AttemptResult, TransportError};
 
+use crate::guard::Blocked;
 use crate::HttpClient;
 
 /// What came back from one attempt.
@@ -97,10 +98,16 @@ pub fn transport_error(error: &(dyn StdError + 'static)) -> TransportError {
     let mut deepest = error.to_string();
     let mut dns = false;
     while let Some(e) = cause {
+        if let Some(b) = e.downcast_ref::<Blocked>() {
+            return TransportError::Blocked(b.to_string());
+        }
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return TransportError::Tls(tls.to_string());
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(b) = io.get_ref().and_then(|i| i.downcast_ref::<Blocked>()) {
+                return TransportError::Blocked(b.to_string());
+            }
             if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 return TransportError::Tls(tls.to_string());
             }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::retry::RetryPolicy;
-use outboxd_deliverer::{build_client, Deliverer, Settings};
+use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use outboxd_poller::{connect, migrate, Dispatcher, Listener, Pool, Sampler, WebhookCache};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -114,6 +114,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             retry,
             shutdown_grace: args.shutdown_grace,
         },
+        targets: TargetPolicy {
+            enabled: true,
+            allowed: args.allow_private_targets.clone(),
+        },
         shutdown: shutdown.clone(),
     })?;
     tasks.spawn(
@@ -178,13 +182,19 @@ pub struct Pipeline {
     pub pool: Pool,
     pub cache: Arc<WebhookCache>,
     pub settings: Settings,
+    /// The SSRF guard's policy for webhook targets.
+    pub targets: TargetPolicy,
     pub shutdown: CancellationToken,
 }
 
 pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
     let events = Arc::new(Notify::new());
     let deliveries_ready = Arc::new(Notify::new());
-    let client = build_client(Duration::from_secs(5), p.settings.webhook_concurrency)
+    let client = build_client(
+        Duration::from_secs(5),
+        p.settings.webhook_concurrency,
+        p.targets,
+    )
         .context("setting up the HTTP client")?;
     let mut tasks = JoinSet::new();
     tasks.spawn(

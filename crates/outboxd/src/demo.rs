@@ -113,6 +113,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             },
             shutdown_grace: Duration::from_secs(5),
         },
+        // The sample receiver is on loopback, which the guard refuses by default.
+        targets: outboxd_deliverer::TargetPolicy {
+            enabled: true,
+            allowed: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+        },
         shutdown: shutdown.clone(),
     })?;
 
