@@ -1,0 +1,519 @@
+//! `outboxd-bench`: the figures in the README, reproducible with one command.
+//!
+//! It creates its own database, starts its own fast receiver on loopback,
+//! runs the real `outboxd` binary (release build) as a child process, and
+//! measures: drain rate for one and for ten webhooks, commit-to-receipt
+//! latency at a steady 100 events/s, the host's insert rate into the outbox
+//! against a plain table, and the daemon's CPU time and peak memory.
+//! Everything runs on this machine together, as a small deployment would.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio_postgres::{Client, Config, NoTls};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures outboxd: drain, fan-out, latency, host insert cost, CPU and memory")]
+struct Args {
+    /// PostgreSQL server (the bench creates and drops its own database there)
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// The outboxd binary (default: next to this one)
+    #[arg(long)]
+    outboxd: Option<PathBuf>,
+    /// Deliveries per drain run
+    #[arg(long, default_value_t = 100_000)]
+    events: i64,
+    /// Seconds of steady 100/s publishing for the latency run
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// Seconds per host insert run
+    #[arg(long, default_value_t = 5)]
+    insert_seconds: u64,
+    /// Finished deliveries to put in the tables before a second drain (0 skips it)
+    #[arg(long, default_value_t = 1_000_000)]
+    history: i64,
+    /// Extra environment for the daemon, KEY=VALUE (repeatable)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    daemon_env: Vec<String>,
+    /// Only these runs (comma-separated: drain,fanout,latency,insert,history)
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+/// The receiver: counts requests, remembers when each event id arrived.
+#[derive(Default)]
+struct Tally {
+    count: AtomicU64,
+    arrivals: Mutex<Option<HashMap<i64, SystemTime>>>,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // The receiver gets a runtime of its own with one thread, as a separate
+    // small service would; the bench's database work another.
+    let tally = Arc::new(Tally::default());
+    let rx_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rx_runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let receiver_url = format!("http://{}/hook", listener.local_addr()?);
+    rx_runtime.spawn(receive(listener, tally.clone()));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(args, receiver_url, tally))
+}
+
+async fn receive(listener: TcpListener, tally: Arc<Tally>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let tally = tally.clone();
+                async move {
+                    let id = req
+                        .headers()
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("evt_"))
+                        .and_then(|v| v.parse::<i64>().ok());
+                    let _ = req.into_body().collect().await;
+                    let now = SystemTime::now();
+                    if let (Some(id), Some(map)) = (id, tally.arrivals.lock().unwrap().as_mut()) {
+                        map.entry(id).or_insert(now);
+                    }
+                    tally.count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(204)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap(),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+struct Row {
+    name: String,
+    value: String,
+    note: String,
+}
+
+async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()> {
+    let binary = match &args.outboxd {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("locating the outboxd binary")?
+            .join("outboxd"),
+    };
+    if !binary.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p outboxd -p outboxd-bench`",
+            binary.display()
+        );
+    }
+    let only = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let admin = connect(&args.database_url).await?;
+    let db_name = "outboxd_bench";
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db_name}"))
+        .await?;
+    let mut config: Config = args.database_url.parse()?;
+    config.dbname(db_name);
+    let db_url = format!(
+        "{}/{db_name}",
+        args.database_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .unwrap_or(&args.database_url)
+    );
+    outboxd_poller::migrate::run(&config).await?;
+    let db = connect(&db_url).await?;
+    let mut rows = Vec::new();
+    println!(
+        "outboxd-bench: {} cores, receiver {receiver_url}",
+        num_cpus()
+    );
+
+    let mut daemon = Daemon::start(&binary, &db_url, &args.daemon_env)?;
+    wait_ready(&db).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_cpu_start = daemon.cpu_seconds()?;
+    let idle_t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_cpu = (daemon.cpu_seconds()? - idle_cpu_start) / idle_t.elapsed().as_secs_f64();
+
+    if only("drain") {
+        set_webhooks(&db, &receiver_url, 1).await?;
+        let cpu0 = daemon.cpu_seconds()?;
+        let (rate, secs) = drain(&db, &tally, args.events, 1).await?;
+        let cpu = daemon.cpu_seconds()? - cpu0;
+        rows.push(Row {
+            name: "drain, 1 webhook".into(),
+            value: format!("{rate:.0} deliveries/s"),
+            note: format!(
+                "{} deliveries in {secs:.2} s; daemon CPU {cpu:.1} s",
+                args.events
+            ),
+        });
+    }
+    if only("fanout") {
+        set_webhooks(&db, &receiver_url, 10).await?;
+        let (rate, secs) = drain(&db, &tally, args.events / 10, 10).await?;
+        rows.push(Row {
+            name: "fan-out, 10 webhooks".into(),
+            value: format!("{rate:.0} deliveries/s"),
+            note: format!("{} events x 10 webhooks in {secs:.2} s", args.events / 10),
+        });
+    }
+    if only("latency") {
+        set_webhooks(&db, &receiver_url, 1).await?;
+        let (p50, p99, max, n) = latency(&db, &tally, args.latency_seconds).await?;
+        rows.push(Row {
+            name: "latency at 100 events/s".into(),
+            value: format!("p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms"),
+            note: format!("{n} events, commit to receipt"),
+        });
+    }
+    if only("insert") {
+        set_webhooks(&db, &receiver_url, 1).await?;
+        let plain = inserts(&db_url, "bench.plain", args.insert_seconds).await?;
+        let outbox = inserts(&db_url, "outbox.events", args.insert_seconds).await?;
+        rows.push(Row {
+            name: "host inserts, plain table".into(),
+            value: format!("{plain:.0} tx/s"),
+            note: "8 clients, single-row insert transactions".into(),
+        });
+        rows.push(Row {
+            name: "host inserts, outbox.events".into(),
+            value: format!("{outbox:.0} tx/s ({:.0}% of plain)", 100.0 * outbox / plain),
+            note: "same, daemon running and delivering".into(),
+        });
+        // Let the daemon deliver what the insert run published.
+        wait_drained(&db).await?;
+    }
+    if only("history") && args.history > 0 {
+        set_webhooks(&db, &receiver_url, 1).await?;
+        add_history(&db, args.history).await?;
+        let (rate, secs) = drain(&db, &tally, args.events, 1).await?;
+        rows.push(Row {
+            name: format!(
+                "drain, 1 webhook, {} finished deliveries in the tables",
+                args.history
+            ),
+            value: format!("{rate:.0} deliveries/s"),
+            note: format!("{} deliveries in {secs:.2} s", args.events),
+        });
+    }
+    rows.push(Row {
+        name: "daemon CPU while idle".into(),
+        value: format!("{:.2}% of a core", idle_cpu * 100.0),
+        note: "3 s with nothing to do".into(),
+    });
+    rows.push(Row {
+        name: "daemon peak RSS".into(),
+        value: format!("{:.1} MB", daemon.peak_rss_kb()? as f64 / 1024.0),
+        note: "VmHWM over the whole run".into(),
+    });
+    daemon.stop().await;
+
+    println!();
+    println!("| measure | result | notes |");
+    println!("| --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} |", r.name, r.value, r.note);
+    }
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Replaces the webhooks with `n` subscribed to everything at the receiver.
+async fn set_webhooks(db: &Client, url: &str, n: i64) -> Result<()> {
+    db.batch_execute("DELETE FROM outbox.webhooks").await?;
+    db.execute(
+        "INSERT INTO outbox.webhooks (name, url, event_types)
+         SELECT 'bench ' || i, $1, '{*}' FROM generate_series(1, $2::int8) AS i",
+        &[&url, &n],
+    )
+    .await?;
+    // The daemon reloads its cache on the change notification.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// Inserts `events` events in one transaction and waits until the receiver
+/// has `events * webhooks` more requests. Returns (deliveries/s, seconds).
+async fn drain(db: &Client, tally: &Tally, events: i64, webhooks: i64) -> Result<(f64, f64)> {
+    let want = tally.count.load(Ordering::Relaxed) + (events * webhooks) as u64;
+    db.execute(
+        "INSERT INTO outbox.events (event_type, payload)
+         SELECT 'bench.event', jsonb_build_object('n', i, 'amount', 4200, 'currency', 'EUR')
+           FROM generate_series(1, $1::int8) AS i",
+        &[&events],
+    )
+    .await?;
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(600);
+    while tally.count.load(Ordering::Relaxed) < want {
+        if Instant::now() > deadline {
+            bail!("drain did not finish in 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    wait_drained(db).await?;
+    Ok(((events * webhooks) as f64 / secs, secs))
+}
+
+/// Waits until the daemon has also written every result back.
+async fn wait_drained(db: &Client) -> Result<()> {
+    for _ in 0..6000 {
+        let open: i64 = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'in_flight'))
+                      + (SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL)",
+                &[],
+            )
+            .await?
+            .get(0);
+        if open == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("deliveries still open after 10 minutes")
+}
+
+/// Publishes one event per transaction at 100/s; returns p50, p99, max (ms)
+/// from commit to receipt, and how many.
+async fn latency(db: &Client, tally: &Tally, seconds: u64) -> Result<(f64, f64, f64, usize)> {
+    *tally.arrivals.lock().unwrap() = Some(HashMap::new());
+    let mut committed = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let n = seconds * 100;
+    let stmt = db
+        .prepare("INSERT INTO outbox.events (event_type, payload) VALUES ('bench.latency', '{\"x\": 1}') RETURNING id")
+        .await?;
+    for _ in 0..n {
+        tick.tick().await;
+        let id: i64 = db.query_one(&stmt, &[]).await?.get(0);
+        committed.insert(id, SystemTime::now());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let arrivals = tally.arrivals.lock().unwrap().take().unwrap_or_default();
+    let mut ms: Vec<f64> = committed
+        .iter()
+        .filter_map(|(id, at)| {
+            let got = arrivals.get(id)?;
+            Some(got.duration_since(*at).unwrap_or_default().as_secs_f64() * 1000.0)
+        })
+        .collect();
+    if ms.len() < committed.len() {
+        bail!(
+            "only {} of {} latency events arrived",
+            ms.len(),
+            committed.len()
+        );
+    }
+    ms.sort_by(f64::total_cmp);
+    let pct = |p: f64| ms[((ms.len() as f64 * p) as usize).min(ms.len() - 1)];
+    Ok((pct(0.50), pct(0.99), *ms.last().unwrap(), ms.len()))
+}
+
+/// 8 clients inserting single-row transactions into `table` for `seconds`;
+/// returns transactions per second.
+async fn inserts(db_url: &str, table: &str, seconds: u64) -> Result<f64> {
+    let setup = connect(db_url).await?;
+    setup
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS bench;
+             CREATE TABLE IF NOT EXISTS bench.plain (LIKE outbox.events INCLUDING DEFAULTS INCLUDING INDEXES INCLUDING CONSTRAINTS);
+             ALTER TABLE bench.plain ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY;",
+        )
+        .await
+        .or_else(|e| {
+            // Already an identity column from an earlier run in this database.
+            if e.to_string().contains("already an identity") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    let stop = Instant::now() + Duration::from_secs(seconds);
+    let total = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let client = connect(db_url).await?;
+        let total = total.clone();
+        let sql = format!(
+            "INSERT INTO {table} (event_type, payload) VALUES ('bench.insert', '{{\"amount\": 4200}}')"
+        );
+        clients.push(tokio::spawn(async move {
+            let stmt = client.prepare(&sql).await?;
+            while Instant::now() < stop {
+                client.execute(&stmt, &[]).await?;
+                total.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }));
+    }
+    for c in clients {
+        c.await??;
+    }
+    Ok(total.load(Ordering::Relaxed) as f64 / seconds as f64)
+}
+
+/// Fills the tables with `n` finished deliveries (and their events and
+/// attempts), as a long-running installation would have.
+async fn add_history(db: &Client, n: i64) -> Result<()> {
+    let t = Instant::now();
+    db.batch_execute("SET synchronous_commit = off").await?;
+    db.execute(
+        "INSERT INTO outbox.events (event_type, payload, dispatched_at, created_at)
+         SELECT 'bench.history', '{\"old\": true}', now() - interval '1 day', now() - interval '1 day'
+           FROM generate_series(1, $1::int8)",
+        &[&n],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, delivered_at, created_at)
+         SELECT e.id, (SELECT min(id) FROM outbox.webhooks), 'delivered', 1, e.created_at, e.created_at
+           FROM outbox.events e WHERE e.event_type = 'bench.history'",
+        &[],
+    )
+    .await?;
+    db.execute(
+        "INSERT INTO outbox.delivery_attempts (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms, status_code, outcome)
+         SELECT d.id, d.event_id, d.webhook_id, 1, d.created_at, 1.0, 204, 'delivered'
+           FROM outbox.deliveries d JOIN outbox.events e ON e.id = d.event_id
+          WHERE e.event_type = 'bench.history'",
+        &[],
+    )
+    .await?;
+    db.batch_execute("VACUUM ANALYZE outbox.events; VACUUM ANALYZE outbox.deliveries; VACUUM ANALYZE outbox.delivery_attempts")
+        .await?;
+    println!(
+        "history: {n} finished deliveries added in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn wait_ready(db: &Client) -> Result<()> {
+    // The daemon migrates (a no-op here) and starts listening; the wake-up
+    // flag being set means its dispatcher went idle once.
+    for _ in 0..200 {
+        let idle: bool = db
+            .query_one("SELECT requested FROM outbox.wakeup", &[])
+            .await?
+            .get(0);
+        if idle {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the daemon did not become idle")
+}
+
+struct Daemon {
+    child: Child,
+    pid: u32,
+}
+
+impl Daemon {
+    fn start(binary: &PathBuf, db_url: &str, extra: &[String]) -> Result<Daemon> {
+        let mut cmd = Command::new(binary);
+        cmd.arg("run")
+            .env("DATABASE_URL", db_url)
+            .env("OUTBOXD_LISTEN", "127.0.0.1:0")
+            .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        for kv in extra {
+            let (k, v) = kv.split_once('=').context("--env takes KEY=VALUE")?;
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("starting outboxd")?;
+        let pid = child.id().context("outboxd pid")?;
+        Ok(Daemon { child, pid })
+    }
+
+    /// User plus system CPU seconds so far, from /proc.
+    fn cpu_seconds(&self) -> Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        let after = stat.rsplit_once(')').context("parsing /proc stat")?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+        Ok(ticks / 100.0)
+    }
+
+    fn peak_rss_kb(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .context("VmHWM in /proc status")?;
+        Ok(line.split_whitespace().nth(1).unwrap_or("0").parse()?)
+    }
+
+    async fn stop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status();
+        let _ = tokio::time::timeout(Duration::from_secs(40), self.child.wait()).await;
+    }
+}
