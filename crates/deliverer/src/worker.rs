@@ -52,6 +52,11 @@ struct InFlight {
     total: usize,
     per_webhook: HashMap<i64, usize>,
     leases: HashMap<tokio::task::Id, (i64, i64, i64)>,
+    /// Webhooks that just answered 410, and when: claimed no more until the
+    /// cache shows them disabled (or a lease length passes, in case the
+    /// disable was never written), so no request follows the 410 while the
+    /// writer is still disabling the webhook.
+    gone: HashMap<i64, Instant>,
 }
 
 impl Deliverer {
@@ -71,6 +76,7 @@ impl Deliverer {
             total: 0,
             per_webhook: HashMap::new(),
             leases: HashMap::new(),
+            gone: HashMap::new(),
         };
         // Whether the queue may hold due rows we have not claimed.
         let mut more = true;
@@ -83,6 +89,9 @@ impl Deliverer {
             let worth_claiming = free >= claim_threshold || in_flight.total == 0;
             if more && worth_claiming && !shutdown.is_cancelled() {
                 let limit = (free as i64).min(settings.batch_size);
+                in_flight.gone.retain(|&id, at| {
+                    at.elapsed() < settings.lease && self.cache.get(id).is_some()
+                });
                 match claim::claim(
                     &self.pool,
                     limit,
@@ -219,6 +228,9 @@ impl Deliverer {
             }
         }
         if let Some(record) = record {
+            if record.gone {
+                in_flight.gone.insert(record.webhook_id, Instant::now());
+            }
             // Backpressure: when the database is slow, sending waits for it.
             let _ = results.send(record).await;
         }
@@ -227,13 +239,15 @@ impl Deliverer {
 
 fn slots(in_flight: &InFlight, settings: &Settings) -> Slots {
     let limit = settings.webhook_concurrency as i64;
+    let mut free: HashMap<i64, i64> = in_flight
+        .per_webhook
+        .iter()
+        .map(|(&id, &n)| (id, limit - n as i64))
+        .collect();
+    free.extend(in_flight.gone.keys().map(|&id| (id, 0)));
     Slots {
         default_free: limit,
-        free: in_flight
-            .per_webhook
-            .iter()
-            .map(|(&id, &n)| (id, limit - n as i64))
-            .collect(),
+        free,
     }
 }
 

@@ -14,7 +14,9 @@ use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::retry::RetryPolicy;
 use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
-use outboxd_poller::{connect, migrate, Dispatcher, Listener, Pool, Sampler, WebhookCache};
+use outboxd_poller::{
+    connect, migrate, Dispatcher, Janitor, Listener, Pool, Sampler, WebhookCache,
+};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,6 +25,9 @@ use crate::config::RunArgs;
 
 /// How often the pending gauges are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the retention job sweeps (the first sweep comes sooner).
+const RETENTION_EVERY: Duration = Duration::from_secs(5 * 60);
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let handle = outboxd_metrics::install().context("setting up metrics")?;
@@ -122,8 +127,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
     })?;
     tasks.spawn(
         Sampler {
-            pool,
+            pool: pool.clone(),
             interval: SAMPLE_EVERY,
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
+        Janitor {
+            pool,
+            retention: args.retention,
+            interval: RETENTION_EVERY,
         }
         .run(shutdown.clone()),
     );
@@ -195,7 +208,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         p.settings.webhook_concurrency,
         p.targets,
     )
-        .context("setting up the HTTP client")?;
+    .context("setting up the HTTP client")?;
     let mut tasks = JoinSet::new();
     tasks.spawn(
         Listener {

@@ -2,13 +2,15 @@
 //!
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries, `claim` leases due
-//! deliveries, `results` writes outcomes back, `webhooks` caches subscriptions.
+//! deliveries, `results` writes outcomes back, `webhooks` caches subscriptions,
+//! `janitor` deletes what is older than the retention.
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod claim;
 pub mod connect;
 pub mod dispatch;
 mod error;
+pub mod janitor;
 pub mod listener;
 pub mod migrate;
 pub mod results;
@@ -19,6 +21,7 @@ pub use claim::{Claimed, Slots};
 pub use connect::{connect_pool, pg_config};
 pub use dispatch::Dispatcher;
 pub use error::Error;
+pub use janitor::{Deleted, Janitor};
 pub use listener::Listener;
 pub use results::{AttemptRecord, Recorded};
 pub use sampler::Sampler;

@@ -1,0 +1,219 @@
+//! Retention: deletes old delivery attempts, and finished events together
+//! with their deliveries, once they are older than `OUTBOXD_RETENTION`.
+//!
+//! Work comes in batches of `BATCH` rows, each its own short transaction that
+//! first takes a transaction-scoped advisory lock: one replica sweeps at a
+//! time, a crash can leave no lock behind, and no lock is held for long.
+//! Nothing pending or in flight is ever deleted.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Pool};
+
+/// Advisory lock key: "outboxdj" in ASCII (the migration lock is "outboxd").
+pub const LOCK_KEY: i64 = 0x6f75_7462_6f78_646a;
+
+/// Rows per statement: small enough that each transaction is short.
+pub const BATCH: i64 = 1000;
+
+/// A breath between two full batches, so a large backlog is worked off
+/// without crowding out the claims and result writes.
+const PAUSE: Duration = Duration::from_millis(20);
+
+/// The first sweep runs this long after start (or after `interval`, if shorter).
+pub const FIRST_RUN_AFTER: Duration = Duration::from_secs(15);
+
+const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
+
+/// Attempts by age alone: the delivery log is history, whatever the state
+/// of the delivery. Ages are measured on the database's clock ($1 is the
+/// retention in seconds). Served by `delivery_attempts_started_at` (sql/V2);
+/// `= ANY (ARRAY(...))` rather than `IN (...)`, which the planner may turn
+/// into a hash join over the whole table.
+const DELETE_ATTEMPTS: &str = "
+DELETE FROM outbox.delivery_attempts
+ WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts
+                        WHERE started_at < now() - $1::float8 * interval '1 second'
+                        ORDER BY started_at
+                        LIMIT $2))";
+
+/// Events fanned out before the cutoff whose deliveries all reached a final
+/// state and last changed before the cutoff too (a delivery replayed or
+/// retried recently keeps its event). Served by `events_dispatched_at`
+/// (sql/V2) and the (event_id, webhook_id) unique index.
+const PICK_EVENTS: &str = "
+SELECT e.id FROM outbox.events e
+ WHERE e.dispatched_at < now() - $1::float8 * interval '1 second'
+   AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d
+                    WHERE d.event_id = e.id
+                      AND (d.state NOT IN ('delivered', 'failed', 'cancelled')
+                           OR d.updated_at >= now() - $1::float8 * interval '1 second'))
+ ORDER BY e.dispatched_at
+ LIMIT $2
+   FOR UPDATE SKIP LOCKED";
+
+/// The state is checked again as the rows are locked: a delivery replayed a
+/// moment ago is `pending` now and stays.
+const DELETE_DELIVERIES: &str = "
+DELETE FROM outbox.deliveries
+ WHERE event_id = ANY($1::int8[])
+   AND state IN ('delivered', 'failed', 'cancelled')";
+
+/// A fresh snapshot: an event lives on while any delivery of it does.
+const DELETE_EVENTS: &str = "
+DELETE FROM outbox.events e
+ WHERE e.id = ANY($1::int8[])
+   AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d WHERE d.event_id = e.id)";
+
+/// What one sweep deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    pub events: u64,
+    pub deliveries: u64,
+    pub delivery_attempts: u64,
+    /// Another replica held the lock, so this sweep stopped early.
+    pub busy: bool,
+}
+
+impl Deleted {
+    pub fn total(&self) -> u64 {
+        self.events + self.deliveries + self.delivery_attempts
+    }
+}
+
+/// The retention task.
+pub struct Janitor {
+    pub pool: Pool,
+    /// Age after which finished rows are deleted.
+    pub retention: Duration,
+    /// Time between two sweeps.
+    pub interval: Duration,
+}
+
+/// The two passes of a sweep.
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    Attempts,
+    Events,
+}
+
+/// What one batch did: rows it looked at and rows it deleted.
+#[derive(Debug, Default)]
+struct Batch {
+    picked: u64,
+    events: u64,
+    deliveries: u64,
+    delivery_attempts: u64,
+}
+
+impl Janitor {
+    pub async fn run(self, shutdown: CancellationToken) {
+        for table in ["events", "deliveries", "delivery_attempts"] {
+            // Registered at zero so dashboards see the series from the start.
+            metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table)
+                .increment(0);
+        }
+        let mut next = tokio::time::Instant::now() + FIRST_RUN_AFTER.min(self.interval);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            let swept = tokio::select! {
+                // Dropping a batch mid-way rolls its transaction back.
+                _ = shutdown.cancelled() => return,
+                r = self.run_once() => r,
+            };
+            match swept {
+                Ok(d) if d.total() > 0 => tracing::info!(
+                    events = d.events,
+                    deliveries = d.deliveries,
+                    delivery_attempts = d.delivery_attempts,
+                    retention = ?self.retention,
+                    "retention: old rows deleted"
+                ),
+                Ok(d) if d.busy => tracing::debug!("retention: another replica is sweeping"),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?self.interval, "retention sweep failed");
+                }
+            }
+            next = tokio::time::Instant::now() + self.interval;
+        }
+    }
+
+    /// One sweep: batches until nothing old is left, or another replica
+    /// holds the lock. Counts into `outboxd_retention_deleted_rows_total`
+    /// as it goes, so a sweep cut short still reports what it did.
+    pub async fn run_once(&self) -> Result<Deleted, Error> {
+        let mut deleted = Deleted::default();
+        for pass in [Pass::Attempts, Pass::Events] {
+            loop {
+                let Some(b) = self.batch(pass).await? else {
+                    deleted.busy = true;
+                    return Ok(deleted);
+                };
+                count("delivery_attempts", b.delivery_attempts);
+                count("deliveries", b.deliveries);
+                count("events", b.events);
+                deleted.delivery_attempts += b.delivery_attempts;
+                deleted.deliveries += b.deliveries;
+                deleted.events += b.events;
+                if b.picked < BATCH as u64 {
+                    break;
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// One short transaction under the advisory lock; None when another
+    /// replica holds it.
+    async fn batch(&self, pass: Pass) -> Result<Option<Batch>, Error> {
+        let age = self.retention.as_secs_f64();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let try_lock = tx.prepare_cached(TRY_LOCK).await?;
+        let locked: bool = tx.query_one(&try_lock, &[&LOCK_KEY]).await?.get(0);
+        if !locked {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let mut batch = Batch::default();
+        match pass {
+            Pass::Attempts => {
+                let delete = tx.prepare_cached(DELETE_ATTEMPTS).await?;
+                batch.delivery_attempts = tx.execute(&delete, &[&age, &BATCH]).await?;
+                batch.picked = batch.delivery_attempts;
+            }
+            Pass::Events => {
+                let pick = tx.prepare_cached(PICK_EVENTS).await?;
+                let ids: Vec<i64> = tx
+                    .query(&pick, &[&age, &BATCH])
+                    .await?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                batch.picked = ids.len() as u64;
+                if !ids.is_empty() {
+                    let deliveries = tx.prepare_cached(DELETE_DELIVERIES).await?;
+                    let events = tx.prepare_cached(DELETE_EVENTS).await?;
+                    batch.deliveries = tx.execute(&deliveries, &[&ids]).await?;
+                    batch.events = tx.execute(&events, &[&ids]).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(batch))
+    }
+}
+
+fn count(table: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table).increment(n);
+    }
+}

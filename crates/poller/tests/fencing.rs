@@ -1,0 +1,278 @@
+//! Leases and fencing tokens against a real database: a result is written
+//! only under the lease it was claimed with, an expired lease is reaped and
+//! re-claimed under a new token, a handed-back lease costs no attempt, and a
+//! claim keeps within each webhook's free slots.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use outboxd_core::outcome::Outcome;
+use outboxd_poller::{claim, connect_pool, results, AttemptRecord, Claimed, Pool, Slots};
+use outboxd_testkit::db::{add_webhook, count};
+use outboxd_testkit::TestDb;
+use tokio_postgres::Client;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn any_slots(free: i64) -> Slots {
+    Slots {
+        default_free: free,
+        free: HashMap::new(),
+    }
+}
+
+/// A webhook with `n` due deliveries, made by hand (no fan-out needed).
+async fn webhook_with_deliveries(client: &Client, name: &str, n: i64) -> i64 {
+    let (webhook, _) = add_webhook(client, name, "http://127.0.0.1:9/hook", &["*"]).await;
+    client
+        .execute(
+            "WITH e AS (
+                 INSERT INTO outbox.events (event_type, payload, dispatched_at)
+                 SELECT 'order.created', jsonb_build_object('n', i), now()
+                   FROM generate_series(1, $2::int8) AS i
+                 RETURNING id)
+             INSERT INTO outbox.deliveries (event_id, webhook_id) SELECT id, $1 FROM e",
+            &[&webhook, &n],
+        )
+        .await
+        .expect("inserting deliveries");
+    webhook
+}
+
+async fn setup() -> (TestDb, Client, Pool) {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let pool = connect_pool(db.config.clone(), 4).expect("a pool");
+    (db, client, pool)
+}
+
+fn delivered(c: &Claimed) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: c.delivery_id,
+        lease: c.lease,
+        event_id: c.event_id,
+        webhook_id: c.webhook_id,
+        attempt: c.attempt,
+        started_at: Utc::now(),
+        duration_ms: 12.5,
+        status_code: Some(200),
+        error: None,
+        response_body: Some("ok".into()),
+        outcome: Outcome::Delivered,
+        retry_in_ms: None,
+        gone: false,
+        cancelled: false,
+    }
+}
+
+/// (state, attempts, lease, locked_until is set) of one delivery.
+async fn delivery(client: &Client, id: i64) -> (String, i32, i64, bool) {
+    let row = client
+        .query_one(
+            "SELECT state, attempts, lease, locked_until IS NOT NULL FROM outbox.deliveries WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("reading a delivery");
+    (row.get(0), row.get(1), row.get(2), row.get(3))
+}
+
+#[tokio::test]
+async fn a_late_result_from_an_expired_lease_changes_nothing() {
+    let (_db, client, pool) = setup().await;
+    webhook_with_deliveries(&client, "hook", 1).await;
+
+    let first = claim::claim(&pool, 10, LEASE, &any_slots(10))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let l1 = first[0].clone();
+    assert_eq!(l1.attempt, 1);
+    assert_eq!(
+        delivery(&client, l1.delivery_id).await,
+        ("in_flight".into(), 1, l1.lease, true)
+    );
+    // Claimed: nobody else gets it while the lease holds.
+    assert!(claim::claim(&pool, 10, LEASE, &any_slots(10))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        claim::reap_expired(&pool).await.unwrap(),
+        0,
+        "lease still valid"
+    );
+
+    // The worker hangs; its lease runs out and the reaper puts it back.
+    client
+        .execute(
+            "UPDATE outbox.deliveries SET locked_until = now() - interval '1s' WHERE id = $1",
+            &[&l1.delivery_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claim::reap_expired(&pool).await.unwrap(), 1);
+    assert_eq!(
+        delivery(&client, l1.delivery_id).await,
+        ("pending".into(), 1, l1.lease, false),
+        "the reaped attempt stays counted: it may have reached the receiver"
+    );
+
+    let second = claim::claim(&pool, 10, LEASE, &any_slots(10))
+        .await
+        .unwrap();
+    assert_eq!(second.len(), 1);
+    let l2 = second[0].clone();
+    assert_eq!(l2.delivery_id, l1.delivery_id);
+    assert_eq!(l2.attempt, 2);
+    assert_ne!(l2.lease, l1.lease, "a new claim, a new fencing token");
+
+    // The hung worker wakes up and reports: fenced off.
+    let late = results::record(&pool, &[delivered(&l1)]).await.unwrap();
+    assert!(late.accepted.is_empty(), "{late:?}");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.delivery_attempts").await,
+        0,
+        "a fenced result is not logged"
+    );
+    assert_eq!(
+        delivery(&client, l1.delivery_id).await,
+        ("in_flight".into(), 2, l2.lease, true)
+    );
+
+    // The current holder's result is written.
+    let current = results::record(&pool, &[delivered(&l2)]).await.unwrap();
+    assert_eq!(current.accepted, [l2.delivery_id]);
+    assert_eq!(
+        delivery(&client, l2.delivery_id).await,
+        ("delivered".into(), 2, l2.lease, false)
+    );
+    let row = client
+        .query_one(
+            "SELECT attempt, status_code, outcome FROM outbox.delivery_attempts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert_eq!(row.get::<_, Option<i32>>(1), Some(200));
+    assert_eq!(row.get::<_, String>(2), "delivered");
+
+    // A result repeated under the right token is not written twice.
+    let again = results::record(&pool, &[delivered(&l2)]).await.unwrap();
+    assert!(again.accepted.is_empty());
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.delivery_attempts").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt() {
+    let (_db, client, pool) = setup().await;
+    webhook_with_deliveries(&client, "hook", 1).await;
+
+    let claimed = claim::claim(&pool, 10, LEASE, &any_slots(10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let c = claimed[0].clone();
+    assert_eq!(c.attempt, 1);
+
+    // A stale token hands back nothing.
+    assert_eq!(
+        claim::hand_back(&pool, &[(c.delivery_id, c.lease - 1)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        claim::hand_back(&pool, &[(c.delivery_id, c.lease)])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        delivery(&client, c.delivery_id).await,
+        ("pending".into(), 0, c.lease, false)
+    );
+    // Handed back twice is still one hand-back.
+    assert_eq!(
+        claim::hand_back(&pool, &[(c.delivery_id, c.lease)])
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(claim::hand_back(&pool, &[]).await.unwrap(), 0);
+
+    // Due at once, and its next claim is attempt 1 again.
+    let again = claim::claim(&pool, 10, LEASE, &any_slots(10))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery_id, c.delivery_id);
+    assert_eq!(again[0].attempt, 1);
+    assert!(again[0].lease > c.lease);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.delivery_attempts").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_claim_keeps_within_each_webhooks_free_slots() {
+    let (_db, client, pool) = setup().await;
+    let busy = webhook_with_deliveries(&client, "busy", 10).await;
+    let full = webhook_with_deliveries(&client, "full", 10).await;
+    let other = webhook_with_deliveries(&client, "other", 10).await;
+
+    let claimed_by = |claimed: &[Claimed], webhook: i64| {
+        claimed.iter().filter(|c| c.webhook_id == webhook).count()
+    };
+
+    // Unlisted webhooks get default_free each.
+    let first = claim::claim(&pool, 100, LEASE, &any_slots(3))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 9);
+    for webhook in [busy, full, other] {
+        assert_eq!(claimed_by(&first, webhook), 3, "webhook {webhook}");
+    }
+
+    // Listed ones get what is listed; a full one gets nothing.
+    let slots = Slots {
+        default_free: 3,
+        free: HashMap::from([(busy, 2), (full, 0)]),
+    };
+    let second = claim::claim(&pool, 100, LEASE, &slots).await.unwrap();
+    assert_eq!(claimed_by(&second, busy), 2);
+    assert_eq!(claimed_by(&second, full), 0);
+    assert_eq!(claimed_by(&second, other), 3);
+    assert_eq!(second.len(), 5);
+
+    // The global limit is respected as well.
+    let third = claim::claim(&pool, 2, LEASE, &any_slots(100))
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 2);
+
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'in_flight'"
+        )
+        .await,
+        16
+    );
+    // Nothing was claimed twice.
+    let mut ids: Vec<i64> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|c| c.delivery_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+}
