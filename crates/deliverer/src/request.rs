@@ -14,8 +14,9 @@ use outboxd_poller::{Claimed, Webhook};
 
 pub const USER_AGENT_VALUE: &str = concat!("outboxd/", env!("CARGO_PKG_VERSION"));
 
-/// Headers a webhook's `headers` column may not set: outboxd owns them.
-const RESERVED: [&str; 7] = [
+/// Headers a webhook's `headers` column may not set: outboxd owns them
+/// (public so the admin CLI refuses them up front).
+pub const RESERVED: [&str; 7] = [
     "content-type",
     "content-length",
     "host",

@@ -159,8 +159,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     println!("4. The delivery log (SELECT * FROM outbox.delivery_log):");
     println!(
-        "     {:<12} {:<17} {:<17} {:>5} {:>7} {:<18} {:>7} {}",
-        "time", "webhook", "event type", "event", "attempt", "status / error", "ms", "outcome"
+        "     {:<12} {:<17} {:<17} {:>5} {:>7} {:<18} {:>7} outcome",
+        "time", "webhook", "event type", "event", "attempt", "status / error", "ms"
     );
     for row in db.query(LOG, &[]).await? {
         println!(

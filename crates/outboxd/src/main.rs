@@ -1,6 +1,7 @@
 //! The `outboxd` binary: parses the command line, sets up logging, and hands
 //! over to the command. Errors reach the person as one readable chain.
 
+mod admin;
 mod config;
 mod daemon;
 mod demo;
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
             Command::Migrate(db) => migrate(db).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Receiver(args) => receiver::run(args).await,
+            Command::Webhooks(args) => admin::webhooks::run(args.command).await,
+            Command::EventTypes(args) => admin::event_types::run(args.command).await,
+            Command::TestEvent(args) => admin::test_event::run(args).await,
+            Command::Deliveries(args) => admin::deliveries::run(args).await,
+            Command::Replay(args) => admin::replay::run(args).await,
+            Command::Stats(args) => admin::stats::run(args).await,
         }
     });
     match result {

@@ -4,9 +4,15 @@
 //! It is reloaded whole when the listener hears `outbox_webhooks` (a trigger
 //! fires it on every change) and after every reconnect, since notifications
 //! sent while disconnected are lost. Webhooks are few; a reload is one query.
+//!
+//! During a secret rotation a webhook carries its previous secret too, after
+//! the new one. The window's end is not announced by any notification, so the
+//! cache remembers when each previous secret expires (as time left by the
+//! database's clock, immune to skew) and drops it in memory when that passes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use outboxd_core::matching;
 use outboxd_core::signing::Secret;
@@ -38,14 +44,95 @@ type Map = HashMap<i64, Arc<Webhook>>;
 
 #[derive(Default)]
 pub struct WebhookCache {
-    current: RwLock<Arc<Map>>,
+    current: RwLock<State>,
 }
 
+#[derive(Default)]
+struct State {
+    map: Arc<Map>,
+    /// When a webhook's previous secret stops signing, earliest first.
+    expiries: Vec<(Instant, i64)>,
+}
+
+/// The previous secret comes only while its window lasts, with the seconds
+/// left in it.
 const LOAD: &str = "
-SELECT id, name, url, event_types, secret, headers
+SELECT id, name, url, event_types, secret, headers,
+       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
+       extract(epoch FROM previous_secret_expires_at - now())::float8
   FROM outbox.webhooks
  WHERE enabled
  ORDER BY id";
+
+/// One webhook whatever its state, for the admin CLI (`outboxd test-event`).
+const LOAD_ONE: &str = "
+SELECT id, name, url, event_types, secret, headers,
+       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
+       extract(epoch FROM previous_secret_expires_at - now())::float8
+  FROM outbox.webhooks
+ WHERE id = $1";
+
+/// Builds a webhook from a LOAD row; the second value is when its previous
+/// secret expires, if it has one in use.
+fn from_row(row: &tokio_postgres::Row) -> (Webhook, Option<Instant>) {
+    let id: i64 = row.get(0);
+    let secret: String = row.get(4);
+    let (mut secrets, secret_error) = match Secret::parse(&secret) {
+        Ok(s) => (vec![s], None),
+        Err(e) => {
+            tracing::error!(webhook_id = id, error = %e, "webhook secret is unusable; its deliveries will fail until it is fixed");
+            (Vec::new(), Some(format!("bad secret: {e}")))
+        }
+    };
+    let mut expires = None;
+    if let (Some(previous), Some(left)) = (
+        row.get::<_, Option<String>>(6),
+        row.get::<_, Option<f64>>(7),
+    ) {
+        match Secret::parse(&previous) {
+            // Newest first: receivers that switched find their signature first.
+            Ok(s) if secret_error.is_none() => {
+                secrets.push(s);
+                expires = Some(Instant::now() + Duration::from_secs_f64(left.max(0.0)));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(webhook_id = id, error = %e, "previous webhook secret is unusable; signing with the current one only");
+            }
+        }
+    }
+    let headers: serde_json::Value = row.get(5);
+    let headers = headers
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string());
+                    (k.clone(), v)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let webhook = Webhook {
+        id,
+        name: row.get(1),
+        url: row.get(2),
+        event_types: row.get(3),
+        secrets,
+        secret_error,
+        headers,
+    };
+    (webhook, expires)
+}
+
+/// Loads one webhook, enabled or not, with the secrets it signs with now.
+pub async fn load_one(client: &tokio_postgres::Client, id: i64) -> Result<Option<Webhook>, Error> {
+    let row = client.query_opt(LOAD_ONE, &[&id]).await?;
+    Ok(row.map(|r| from_row(&r).0))
+}
 
 impl WebhookCache {
     pub fn new() -> Arc<Self> {
@@ -57,46 +144,20 @@ impl WebhookCache {
         let client = pool.get().await?;
         let rows = client.query(LOAD, &[]).await?;
         let mut map = Map::with_capacity(rows.len());
+        let mut expiries = Vec::new();
         for row in rows {
-            let id: i64 = row.get(0);
-            let secret: String = row.get(4);
-            let (secrets, secret_error) = match Secret::parse(&secret) {
-                Ok(s) => (vec![s], None),
-                Err(e) => {
-                    tracing::error!(webhook_id = id, error = %e, "webhook secret is unusable; its deliveries will fail until it is fixed");
-                    (Vec::new(), Some(format!("bad secret: {e}")))
-                }
-            };
-            let headers: serde_json::Value = row.get(5);
-            let headers = headers
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| {
-                            let v = v
-                                .as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| v.to_string());
-                            (k.clone(), v)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            map.insert(
-                id,
-                Arc::new(Webhook {
-                    id,
-                    name: row.get(1),
-                    url: row.get(2),
-                    event_types: row.get(3),
-                    secrets,
-                    secret_error,
-                    headers,
-                }),
-            );
+            let (webhook, expires) = from_row(&row);
+            if let Some(at) = expires {
+                expiries.push((at, webhook.id));
+            }
+            map.insert(webhook.id, Arc::new(webhook));
         }
+        expiries.sort();
         let n = map.len();
-        *self.current.write().expect("webhook cache lock") = Arc::new(map);
+        *self.current.write().expect("webhook cache lock") = State {
+            map: Arc::new(map),
+            expiries,
+        };
         tracing::debug!(webhooks = n, "webhook cache reloaded");
         Ok(n)
     }
@@ -106,7 +167,44 @@ impl WebhookCache {
     }
 
     pub fn snapshot(&self) -> Arc<Map> {
-        self.current.read().expect("webhook cache lock").clone()
+        {
+            let state = self.current.read().expect("webhook cache lock");
+            match state.expiries.first() {
+                Some((at, _)) if *at <= Instant::now() => {}
+                _ => return state.map.clone(),
+            }
+        }
+        self.drop_expired_secrets()
+    }
+
+    /// Rebuilds the entries whose previous secret's window has passed, with
+    /// the current secret alone.
+    fn drop_expired_secrets(&self) -> Arc<Map> {
+        let mut state = self.current.write().expect("webhook cache lock");
+        let now = Instant::now();
+        let due = state.expiries.partition_point(|(at, _)| *at <= now);
+        if due == 0 {
+            // Another caller got here first, or a reload replaced the state.
+            return state.map.clone();
+        }
+        let mut map = Map::clone(&state.map);
+        for (_, id) in state.expiries.drain(..due) {
+            if let Some(w) = map.get(&id) {
+                let trimmed = Webhook {
+                    id: w.id,
+                    name: w.name.clone(),
+                    url: w.url.clone(),
+                    event_types: w.event_types.clone(),
+                    secrets: w.secrets.iter().take(1).cloned().collect(),
+                    secret_error: w.secret_error.clone(),
+                    headers: w.headers.clone(),
+                };
+                map.insert(id, Arc::new(trimmed));
+            }
+        }
+        state.map = Arc::new(map);
+        tracing::debug!(webhooks = due, "previous secrets expired");
+        state.map.clone()
     }
 
     /// The webhooks an event goes to: its target alone when it has one (if

@@ -1,0 +1,706 @@
+//! End-to-end tests of the admin CLI: the real `outboxd` binary run as a
+//! child process against a fresh database per test, real receivers on
+//! 127.0.0.1, and `outboxd run` where the daemon's side is the point
+//! (targeted test events, replays, signing during a secret rotation).
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outboxd_core::signing::{self, Secret};
+use outboxd_testkit::db::{add_webhook, count, publish_many};
+use outboxd_testkit::{free_port, wait_until, Daemon, Received, Receiver, Reply, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// A failure reported the way people need it: non-zero, one line.
+    fn assert_one_line_error(&self, contains: &str) {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "expected failure; stdout: {}",
+            self.stdout
+        );
+        let err = self.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+        assert!(err.starts_with("outboxd: "), "{err}");
+        assert!(
+            err.contains(contains),
+            "{err:?} should mention {contains:?}"
+        );
+    }
+}
+
+/// Runs `outboxd <args>` against `db` with a clean environment.
+async fn cli(db: &TestDb, args: &[&str]) -> Run {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running outboxd");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn verifies(r: &Received, secret: &str) -> bool {
+    let secret = Secret::parse(secret).unwrap();
+    let ts: i64 = r.header("webhook-timestamp").parse().unwrap();
+    signing::verify(
+        &secret,
+        r.header("webhook-id"),
+        ts,
+        &r.body,
+        r.header("webhook-signature"),
+    )
+}
+
+/// The `whsec_...` secret the CLI printed.
+fn printed_secret(stdout: &str) -> String {
+    stdout
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret in {stdout:?}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn test_event_sends_a_signed_request_now_and_logs_it_as_a_test() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::start(|_| Reply::ok().body("thanks\nsecond line")).await;
+    let (id, secret) =
+        add_webhook(&client, "billing", &receiver.url("/hook"), &["payment.*"]).await;
+    client
+        .execute(
+            "INSERT INTO outbox.event_types (name, example_payload) VALUES ('payment.received', '{\"amount\": 4200}')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let run = cli(
+        &db,
+        &[
+            "test-event",
+            "--webhook",
+            "billing",
+            "--event-type",
+            "payment.received",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "stdout: {}\nstderr: {}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("HTTP 200 OK in "), "{}", run.stdout);
+    assert!(run.stdout.contains(" ms"), "{}", run.stdout);
+    assert!(run.stdout.contains("thanks") && run.stdout.contains("second line"));
+    assert!(run.stdout.contains("Delivered."), "{}", run.stdout);
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(verifies(&requests[0], &secret));
+    assert_eq!(requests[0].json()["data"]["amount"], 4200);
+    assert_eq!(requests[0].json()["type"], "payment.received");
+
+    let row = client
+        .query_one(
+            "SELECT l.is_test, l.outcome, l.status_code, l.delivery_state, l.response_body,
+                    e.target_webhook_id, e.dispatched_at IS NOT NULL, d.attempts
+               FROM outbox.delivery_log l
+               JOIN outbox.events e ON e.id = l.event_id
+               JOIN outbox.deliveries d ON d.id = l.delivery_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "marked as a test");
+    assert_eq!(row.get::<_, String>(1), "delivered");
+    assert_eq!(row.get::<_, Option<i32>>(2), Some(200));
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("delivered")
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>(4).as_deref(),
+        Some("thanks\nsecond line")
+    );
+    assert_eq!(row.get::<_, Option<i64>>(5), Some(id));
+    assert!(row.get::<_, bool>(6), "inserted already dispatched");
+    assert_eq!(row.get::<_, i32>(7), 1);
+    assert_eq!(
+        requests[0].header("webhook-id"),
+        format!(
+            "evt_{}",
+            count(&client, "SELECT max(id) FROM outbox.events").await
+        )
+    );
+}
+
+#[tokio::test]
+async fn test_event_to_a_failing_endpoint_prints_the_reason_and_exits_non_zero() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::start(|_| Reply::status(500).body("database is down")).await;
+    add_webhook(&client, "broken", &receiver.url("/hook"), &["*"]).await;
+    let closed = format!("http://127.0.0.1:{}/hook", free_port());
+    let (closed_id, _) = add_webhook(&client, "closed", &closed, &["*"]).await;
+
+    let run = cli(&db, &["test-event", "--webhook", "broken"]).await;
+    run.assert_one_line_error("HTTP 500");
+    assert!(
+        run.stdout.contains("HTTP 500 Internal Server Error in "),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("database is down"), "{}", run.stdout);
+
+    let run = cli(&db, &["test-event", "--webhook", &closed_id.to_string()]).await;
+    run.assert_one_line_error("connection refused");
+    assert!(run.stdout.contains("No response after"), "{}", run.stdout);
+
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.delivery_log WHERE is_test AND outcome = 'failed' AND delivery_state = 'failed'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.delivery_log WHERE error = 'connection refused' AND status_code IS NULL").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn sql_test_event_reaches_only_its_webhook_and_cli_test_events_are_not_sent_again() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let target = Receiver::ok().await;
+    let other = Receiver::ok().await;
+    let (target_id, secret) = add_webhook(&client, "target", &target.url("/t"), &["*"]).await;
+    add_webhook(&client, "other", &other.url("/o"), &["*"]).await;
+
+    // Sent by the CLI before any daemon runs: the daemon must leave it alone.
+    assert!(cli(&db, &["test-event", "--webhook", "target"]).await.ok());
+    assert_eq!(target.count(), 1);
+
+    let _daemon = Daemon::start(BIN, &db.url, &[]);
+    let event_id: i64 = client
+        .query_one("SELECT outbox.send_test_event($1)", &[&target_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { target.count() >= 2 }).await,
+        "the daemon delivers the SQL test event"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests = target.requests();
+    assert_eq!(requests.len(), 2, "the CLI's event was not delivered again");
+    assert_eq!(requests[1].header("webhook-id"), format!("evt_{event_id}"));
+    assert!(verifies(&requests[1], &secret));
+    assert_eq!(
+        requests[1].json()["data"],
+        serde_json::json!({"test": true})
+    );
+    assert_eq!(other.count(), 0, "a targeted event goes nowhere else");
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.delivery_log WHERE is_test"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.deliveries").await,
+        2,
+        "one delivery per test event"
+    );
+}
+
+#[tokio::test]
+async fn replay_puts_failed_deliveries_back_by_delivery_and_by_webhook() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let status = Arc::new(AtomicU16::new(500));
+    let answer = status.clone();
+    let receiver = Receiver::start(move |_| Reply::status(answer.load(Ordering::SeqCst))).await;
+    add_webhook(&client, "flaky", &receiver.url("/hook"), &["*"]).await;
+    publish_many(&client, "order.created", 3).await;
+
+    let _daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_MAX_ATTEMPTS", "1")]);
+    let failed = "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'";
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count(&client, failed).await == 3
+        })
+        .await,
+        "all three fail after one attempt"
+    );
+    status.store(200, Ordering::SeqCst);
+
+    let first: i64 = client
+        .query_one("SELECT min(id) FROM outbox.deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let run = cli(&db, &["replay", "--delivery", &first.to_string()]).await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("1 delivery replayed"),
+        "{}",
+        run.stdout
+    );
+    let delivered = "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'";
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count(&client, delivered).await == 1
+        })
+        .await,
+        "the replayed delivery is delivered"
+    );
+    assert_eq!(count(&client, failed).await, 2);
+
+    let run = cli(
+        &db,
+        &[
+            "replay",
+            "--webhook",
+            "flaky",
+            "--since",
+            "1h",
+            "--state",
+            "failed",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("2 failed deliveries"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            count(&client, delivered).await == 3
+        })
+        .await,
+        "the rest are delivered"
+    );
+    // A fresh budget: the replayed attempt is attempt 1 again.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.delivery_log WHERE outcome = 'delivered' AND attempt = 1"
+        )
+        .await,
+        3
+    );
+    let run = cli(&db, &["replay", "--delivery", &first.to_string()]).await;
+    assert!(run.ok());
+    assert!(
+        run.stdout.starts_with("1 delivery replayed"),
+        "a delivered one may be sent again"
+    );
+}
+
+#[tokio::test]
+async fn rotation_signs_with_both_secrets_during_the_overlap_then_with_the_new_one() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    let (_, old) = add_webhook(&client, "rotating", &receiver.url("/hook"), &["*"]).await;
+
+    let run = cli(
+        &db,
+        &["webhooks", "rotate-secret", "rotating", "--overlap", "1h"],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    let new = printed_secret(&run.stdout);
+    assert_ne!(new, old);
+
+    let _daemon = Daemon::start(BIN, &db.url, &[]);
+    publish_many(&client, "order.created", 1).await;
+    assert!(wait_until(Duration::from_secs(20), || async { receiver.count() == 1 }).await);
+    let r = &receiver.requests()[0];
+    assert_eq!(r.header("webhook-signature").split(' ').count(), 2);
+    assert!(r
+        .header("webhook-signature")
+        .split(' ')
+        .all(|s| s.starts_with("v1,")));
+    assert!(verifies(r, &new), "verifies with the new secret");
+    assert!(verifies(r, &old), "verifies with the old secret");
+
+    // The window ends; the UPDATE notifies and the daemon reloads.
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET previous_secret_expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publish_many(&client, "order.created", 1).await;
+    assert!(wait_until(Duration::from_secs(20), || async { receiver.count() == 2 }).await);
+    let r = &receiver.requests()[1];
+    assert_eq!(r.header("webhook-signature").split(' ').count(), 1);
+    assert!(verifies(r, &new));
+    assert!(!verifies(r, &old));
+}
+
+#[tokio::test]
+async fn the_previous_secret_stops_signing_when_its_window_ends_without_any_update() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    let (id, old) = add_webhook(&client, "short", &receiver.url("/hook"), &["*"]).await;
+    let new: String = client
+        .query_one(
+            "SELECT outbox.rotate_secret($1, interval '4 seconds')",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let rotated = std::time::Instant::now();
+    let _daemon = Daemon::start(BIN, &db.url, &[]);
+    publish_many(&client, "order.created", 1).await;
+    assert!(wait_until(Duration::from_secs(4), || async { receiver.count() == 1 }).await);
+    let during = receiver.requests()[0].clone();
+    assert_eq!(during.header("webhook-signature").split(' ').count(), 2);
+    assert!(verifies(&during, &old) && verifies(&during, &new));
+    // Nothing notifies the daemon when the window ends: its cache must know.
+    let end = Duration::from_millis(4500);
+    tokio::time::sleep(end.saturating_sub(rotated.elapsed())).await;
+    publish_many(&client, "order.created", 1).await;
+    assert!(wait_until(Duration::from_secs(20), || async { receiver.count() == 2 }).await);
+    let after = &receiver.requests()[1];
+    assert_eq!(after.header("webhook-signature").split(' ').count(), 1);
+    assert!(verifies(after, &new) && !verifies(after, &old));
+}
+
+#[tokio::test]
+async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    client
+        .execute(
+            "INSERT INTO outbox.event_types (name) VALUES ('payment.received')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let run = cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "Billing",
+            "--url",
+            "https://billing.example.com/hooks",
+            "--events",
+            "payment.*,paymnt.refunded",
+            "--header",
+            "X-Tenant=acme",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stdout.contains("Added webhook 1 "), "{}", run.stdout);
+    let secret = printed_secret(&run.stdout);
+    let stored: String = client
+        .query_one("SELECT secret FROM outbox.webhooks WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(secret, stored);
+    assert!(
+        run.stderr.contains("warning") && run.stderr.contains("paymnt.refunded"),
+        "a pattern matching nothing in the catalog is flagged: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("\"payment.*\""), "{}", run.stderr);
+
+    let run = cli(&db, &["webhooks", "list"]).await;
+    assert!(run.ok());
+    let mut lines = run.stdout.lines();
+    let header = lines.next().unwrap();
+    for column in [
+        "ID",
+        "NAME",
+        "URL",
+        "EVENTS",
+        "ENABLED",
+        "LAST DELIVERY",
+        "SUCCESS 1H",
+        "PENDING",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(
+        row.contains("Billing")
+            && row.contains("payment.*,paymnt.refunded")
+            && row.contains("never")
+    );
+    assert!(!run.stdout.contains(&secret), "list never shows a secret");
+
+    assert!(cli(
+        &db,
+        &["webhooks", "disable", "Billing", "--reason", "maintenance"]
+    )
+    .await
+    .ok());
+    let run = cli(&db, &["webhooks", "list", "--json"]).await;
+    assert!(run.ok());
+    assert!(!run.stdout.contains("whsec_"));
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON output");
+    let hook = &list[0];
+    assert_eq!(hook["id"], 1);
+    assert_eq!(hook["name"], "Billing");
+    assert_eq!(
+        hook["event_types"],
+        serde_json::json!(["payment.*", "paymnt.refunded"])
+    );
+    assert_eq!(hook["headers"]["x-tenant"], "acme");
+    assert_eq!(hook["enabled"], false);
+    assert_eq!(hook["disabled_reason"], "maintenance");
+    assert_eq!(hook["pending"], 0);
+    assert!(hook["success_rate_last_hour"].is_null());
+
+    assert!(cli(&db, &["webhooks", "enable", "1"]).await.ok());
+    let run = cli(&db, &["webhooks", "remove", "Billing"]).await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.webhooks").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn event_types_are_added_listed_and_removed() {
+    let db = TestDb::new().await;
+    let run = cli(
+        &db,
+        &[
+            "event-types",
+            "add",
+            "payment.received",
+            "--description",
+            "A payment was captured.",
+            "--example",
+            r#"{"amount": 4200, "currency": "EUR"}"#,
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    cli(&db, &["event-types", "add", "payment.received"])
+        .await
+        .assert_one_line_error("--replace");
+    cli(&db, &["event-types", "add", "x", "--example", "{not json"])
+        .await
+        .assert_one_line_error("not valid JSON");
+    cli(&db, &["event-types", "add", "Bad Name"])
+        .await
+        .assert_one_line_error("is invalid");
+
+    let run = cli(&db, &["event-types", "list"]).await;
+    assert!(
+        run.stdout.contains("payment.received") && run.stdout.contains("A payment was captured.")
+    );
+    let run = cli(&db, &["event-types", "list", "--json"]).await;
+    let list: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(list[0]["example_payload"]["amount"], 4200);
+
+    assert!(cli(&db, &["event-types", "remove", "payment.received"])
+        .await
+        .ok());
+    cli(&db, &["event-types", "remove", "payment.received"])
+        .await
+        .assert_one_line_error("not in the catalog");
+    let run = cli(&db, &["event-types", "list", "--json"]).await;
+    assert_eq!(run.stdout.trim(), "[]");
+}
+
+#[tokio::test]
+async fn deliveries_lists_the_log_and_shows_every_attempt() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::start(|_| Reply::status(503).body("try later")).await;
+    add_webhook(&client, "slow", &receiver.url("/hook"), &["*"]).await;
+    let ok = Receiver::ok().await;
+    add_webhook(&client, "fine", &ok.url("/hook"), &["*"]).await;
+    assert!(!cli(&db, &["test-event", "--webhook", "slow"]).await.ok());
+    assert!(cli(&db, &["test-event", "--webhook", "fine"]).await.ok());
+
+    let run = cli(
+        &db,
+        &[
+            "deliveries",
+            "--webhook",
+            "slow",
+            "--state",
+            "failed",
+            "--since",
+            "1h",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(lines[0].contains("TIME") && lines[0].contains("STATUS / ERROR"));
+    assert!(
+        lines[1].contains("slow")
+            && lines[1].contains("503")
+            && lines[1].contains("webhook.test (test)")
+    );
+
+    let run = cli(&db, &["deliveries", "--json", "--limit", "10"]).await;
+    let log: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    let delivery = log[1]["delivery_id"].as_i64().unwrap();
+
+    let run = cli(&db, &["deliveries", "show", &delivery.to_string()]).await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("failed after 1 attempt"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("Attempt 1") && run.stdout.contains("try later"),
+        "{}",
+        run.stdout
+    );
+    cli(&db, &["deliveries", "show", "999"])
+        .await
+        .assert_one_line_error("no delivery with id 999");
+}
+
+#[tokio::test]
+async fn bad_input_is_one_clear_line_and_a_non_zero_exit() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    add_webhook(&client, "real", "http://127.0.0.1:9/hook", &["*"]).await;
+
+    cli(&db, &["test-event", "--webhook", "nope"])
+        .await
+        .assert_one_line_error("no webhook named \"nope\"");
+    cli(&db, &["test-event", "--webhook", "4242"])
+        .await
+        .assert_one_line_error("no webhook with id 4242");
+    cli(&db, &["replay", "--webhook", "real", "--since", "1x"])
+        .await
+        .assert_one_line_error("--since");
+    cli(&db, &["deliveries", "--since", "yesterday"])
+        .await
+        .assert_one_line_error("RFC 3339");
+    cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "n",
+            "--url",
+            "example.com/hook",
+        ],
+    )
+    .await
+    .assert_one_line_error("must start with http:// or https://");
+    cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "n",
+            "--url",
+            "https://u:p@example.com/",
+        ],
+    )
+    .await
+    .assert_one_line_error("credentials");
+    cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "n",
+            "--url",
+            "https://example.com/",
+            "--events",
+            "Payment.*",
+        ],
+    )
+    .await
+    .assert_one_line_error("not a valid pattern");
+    cli(
+        &db,
+        &["webhooks", "rotate-secret", "real", "--overlap", "soon"],
+    )
+    .await
+    .assert_one_line_error("--overlap");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.webhooks").await,
+        1
+    );
+
+    let run = tokio::process::Command::new(BIN)
+        .args(["webhooks", "list"])
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{}/x", free_port()),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("connecting to the database"), "{err}");
+}
+
+#[tokio::test]
+async fn the_delivery_log_view_exposes_no_secret() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let columns: Vec<String> = client
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+              WHERE table_schema = 'outbox' AND table_name = 'delivery_log' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns.last().map(String::as_str), Some("is_test"));
+    assert!(columns.iter().all(|c| !c.contains("secret")), "{columns:?}");
+}
