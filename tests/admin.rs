@@ -704,3 +704,60 @@ async fn the_delivery_log_view_exposes_no_secret() {
     assert_eq!(columns.last().map(String::as_str), Some("is_test"));
     assert!(columns.iter().all(|c| !c.contains("secret")), "{columns:?}");
 }
+
+#[tokio::test]
+async fn demo_runs_to_completion_and_shows_every_delivery() {
+    let server = outboxd_testkit::db::server_url();
+    let database = format!("outboxd_demo_test_{}", std::process::id());
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(BIN)
+            .args(["demo", "--database", &database, "--events", "4"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &server)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the demo finishes within a minute")
+    .expect("running outboxd demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "1. Created database",
+        "3. Publishing 4 events",
+        "4. The delivery log",
+        "5. Explore it: psql",
+    ] {
+        assert!(stdout.contains(step), "{step:?} missing from:\n{stdout}");
+    }
+    // Two payment events go to both webhooks, two account events to the CRM
+    // only: six deliveries, and the flaky CRM's four each need a retry.
+    let log: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("4. "))
+        .collect();
+    let delivered = log
+        .iter()
+        .filter(|l| l.trim_end().ends_with(" delivered"))
+        .count();
+    let retried = log
+        .iter()
+        .filter(|l| l.trim_end().ends_with(" retry"))
+        .count();
+    assert_eq!((delivered, retried), (6, 4), "{stdout}");
+
+    let (client, conn) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

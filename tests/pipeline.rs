@@ -135,12 +135,23 @@ async fn deliveries_of(client: &Client, webhook_id: i64) -> Vec<(i64, String, i3
 
 /// Waits until `query` (a `SELECT count(*)`) returns `want`; fails with the
 /// daemon's log otherwise.
-async fn wait_for_count(client: &Client, query: &str, want: i64, timeout: Duration, log: &str) {
+async fn wait_for_count(
+    client: &Client,
+    query: &str,
+    want: i64,
+    timeout: Duration,
+    daemons: &[&Daemon],
+) {
     let reached = wait_until(timeout, || async { count(client, query).await == want }).await;
     assert!(
         reached,
-        "waited {timeout:?} for `{query}` to be {want}, it is {}\n--- daemon log ---\n{log}",
-        count(client, query).await
+        "waited {timeout:?} for `{query}` to be {want}, it is {}\n--- daemon log ---\n{}",
+        count(client, query).await,
+        daemons
+            .iter()
+            .map(|d| d.log())
+            .collect::<Vec<_>>()
+            .join("\n--- next daemon ---\n")
     );
 }
 
@@ -172,7 +183,7 @@ async fn redelivers_after_receiver_fails_twice() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         5,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
 
@@ -233,7 +244,7 @@ async fn marks_unreachable_endpoint_failed_after_max_attempts() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
         1,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
 
@@ -314,7 +325,7 @@ async fn sigkill_with_requests_in_flight_loses_nothing_and_duplicates_are_bounde
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         EVENTS as i64,
         Duration::from_secs(40),
-        &second.log(),
+        &[&second],
     )
     .await;
 
@@ -412,7 +423,7 @@ async fn two_daemons_deliver_5000_events_exactly_once() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         EVENTS,
         Duration::from_secs(60),
-        &format!("{}\n--- second daemon ---\n{}", a.log(), b.log()),
+        &[&a, &b],
     )
     .await;
 
@@ -464,7 +475,7 @@ async fn gone_410_disables_the_webhook_and_it_gets_nothing_more() {
         "SELECT count(*) FROM outbox.webhooks WHERE NOT enabled",
         1,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     let row = client
@@ -487,7 +498,7 @@ async fn gone_410_disables_the_webhook_and_it_gets_nothing_more() {
         &format!("SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {healthy_id} AND state = 'delivered'"),
         5,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     let deliveries = deliveries_of(&client, gone_id).await;
@@ -525,7 +536,7 @@ async fn gone_410_disables_the_webhook_and_it_gets_nothing_more() {
         &format!("SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {healthy_id} AND state = 'delivered'"),
         8,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     assert_eq!(healthy.count(), 8);
@@ -643,7 +654,7 @@ async fn publish_with_the_same_idempotency_key_is_a_no_op() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         1,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     // After delivery the key still dedupes.
@@ -725,7 +736,7 @@ async fn send_test_event_reaches_only_its_webhook() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         2,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
 
@@ -802,7 +813,7 @@ async fn replay_puts_a_failed_delivery_back_with_a_fresh_budget() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed' AND attempts = 2",
         2,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     assert_eq!(receiver.count(), 4);
@@ -832,7 +843,7 @@ async fn replay_puts_a_failed_delivery_back_with_a_fresh_budget() {
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         2,
         Duration::from_secs(30),
-        &daemon.log(),
+        &[&daemon],
     )
     .await;
     let expected = vec![

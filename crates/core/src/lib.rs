@@ -4,12 +4,14 @@
 //! time and a uniform draw in, so every rule is a plain function with table tests.
 
 pub mod address;
+pub mod breaker;
 pub mod matching;
 pub mod message;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
 
+pub use breaker::{Breaker, BreakerPolicy};
 pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
 pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};

@@ -14,9 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use outboxd_core::outcome::{classify, error_text, AttemptResult, TransportError, Verdict};
+use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
+use outboxd_core::outcome::{
+    classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
+};
 use outboxd_core::retry::RetryPolicy;
-use outboxd_poller::{claim, AttemptRecord, Claimed, Pool, Slots, WebhookCache};
+use outboxd_poller::{claim, health, AttemptRecord, Claimed, Pool, Slots, WebhookCache};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +37,10 @@ pub struct Settings {
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
     pub shutdown_grace: Duration,
+    /// When a webhook failing again and again is paused.
+    pub breaker: BreakerPolicy,
+    /// Disable a webhook failing for longer than this; zero never does.
+    pub disable_failing_after: Duration,
 }
 
 pub struct Deliverer {
@@ -57,6 +64,9 @@ struct InFlight {
     /// disable was never written), so no request follows the 410 while the
     /// writer is still disabling the webhook.
     gone: HashMap<i64, Instant>,
+    /// Circuit breakers of the webhooks with recent failures (a healthy
+    /// webhook has none).
+    breakers: HashMap<i64, Breaker>,
 }
 
 impl Deliverer {
@@ -77,6 +87,7 @@ impl Deliverer {
             per_webhook: HashMap::new(),
             leases: HashMap::new(),
             gone: HashMap::new(),
+            breakers: HashMap::new(),
         };
         // Whether the queue may hold due rows we have not claimed.
         let mut more = true;
@@ -92,6 +103,11 @@ impl Deliverer {
                 in_flight.gone.retain(|&id, at| {
                     at.elapsed() < settings.lease && self.cache.get(id).is_some()
                 });
+                // A disabled webhook's breaker goes, so its last deliveries
+                // are claimed and cancelled rather than held back forever.
+                in_flight
+                    .breakers
+                    .retain(|&id, _| self.cache.get(id).is_some());
                 match claim::claim(
                     &self.pool,
                     limit,
@@ -230,20 +246,101 @@ impl Deliverer {
         if let Some(record) = record {
             if record.gone {
                 in_flight.gone.insert(record.webhook_id, Instant::now());
+            } else if !record.cancelled {
+                self.observe(&record, in_flight);
             }
             // Backpressure: when the database is slow, sending waits for it.
             let _ = results.send(record).await;
         }
     }
+    /// Feeds an attempt's result to its webhook's circuit breaker and acts
+    /// on what that changes: a pause is written to the database (so every
+    /// replica holds back the waiting deliveries), a recovery clears it.
+    fn observe(&self, record: &AttemptRecord, in_flight: &mut InFlight) {
+        let policy = &self.settings.breaker;
+        if policy.threshold == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let webhook_id = record.webhook_id;
+        let breaker = in_flight.breakers.entry(webhook_id).or_default();
+        let transition = breaker.record(record.outcome == Outcome::Delivered, now, policy);
+        if breaker.is_idle() {
+            in_flight.breakers.remove(&webhook_id);
+        }
+        let pool = self.pool.clone();
+        match transition {
+            None => return,
+            Some(Transition::Opened { until, failures }) => {
+                let pause = until - now;
+                let reason = record
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| match record.status_code {
+                        Some(status) => format!("HTTP {status}"),
+                        None => "unknown".into(),
+                    });
+                tracing::warn!(webhook_id, failures, pause = %humantime::format_duration(pause),
+                    last_error = %reason,
+                    "webhook paused after failures in a row; its waiting deliveries keep their attempts");
+                metrics::counter!("outboxd_webhook_pauses_total").increment(1);
+                let disable_after = self.settings.disable_failing_after;
+                tokio::spawn(async move {
+                    match health::pause(&pool, webhook_id, pause, &reason, disable_after).await {
+                        Ok(p) if p.disabled => {
+                            metrics::counter!("outboxd_webhooks_disabled_total").increment(1);
+                            tracing::warn!(webhook_id, failing_for_more_than = %humantime::format_duration(disable_after),
+                                "webhook disabled: it kept failing with no successful delivery");
+                        }
+                        Ok(p) => tracing::debug!(
+                            webhook_id,
+                            deliveries = p.deliveries,
+                            "deliveries paused"
+                        ),
+                        Err(e) => tracing::warn!(webhook_id, error = %e,
+                            "could not record the pause; this process still holds the webhook's deliveries back"),
+                    }
+                });
+            }
+            Some(Transition::Closed) => {
+                tracing::info!(webhook_id, "webhook delivered again; pause lifted");
+                tokio::spawn(async move {
+                    if let Err(e) = health::healthy(&pool, webhook_id).await {
+                        tracing::debug!(webhook_id, error = %e, "could not clear the webhook's failure record");
+                    }
+                });
+            }
+        }
+        let paused = in_flight
+            .breakers
+            .values()
+            .filter(|b| b.state(now) != State::Closed)
+            .count();
+        metrics::gauge!("outboxd_webhooks_paused").set(paused as f64);
+    }
 }
 
 fn slots(in_flight: &InFlight, settings: &Settings) -> Slots {
     let limit = settings.webhook_concurrency as i64;
+    let busy = |id: &i64| in_flight.per_webhook.get(id).copied().unwrap_or(0) as i64;
     let mut free: HashMap<i64, i64> = in_flight
         .per_webhook
-        .iter()
-        .map(|(&id, &n)| (id, limit - n as i64))
+        .keys()
+        .map(|id| (*id, limit - busy(id)))
         .collect();
+    let now = Instant::now();
+    for (id, breaker) in &in_flight.breakers {
+        match breaker.state(now) {
+            State::Closed => {}
+            State::Open { .. } => {
+                free.insert(*id, 0);
+            }
+            // One probe at a time decides whether the webhook is back.
+            State::HalfOpen => {
+                free.insert(*id, (1 - busy(id)).max(0));
+            }
+        }
+    }
     free.extend(in_flight.gone.keys().map(|&id| (id, 0)));
     Slots {
         default_free: limit,

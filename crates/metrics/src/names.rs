@@ -14,6 +14,8 @@ pub const OLDEST_PENDING_DELIVERY_AGE: &str = "outboxd_oldest_pending_delivery_a
 pub const REQUESTS_IN_FLIGHT: &str = "outboxd_requests_in_flight";
 pub const WEBHOOKS_DISABLED: &str = "outboxd_webhooks_disabled";
 pub const WEBHOOKS_DISABLED_TOTAL: &str = "outboxd_webhooks_disabled_total";
+pub const WEBHOOK_PAUSES: &str = "outboxd_webhook_pauses_total";
+pub const WEBHOOKS_PAUSED: &str = "outboxd_webhooks_paused";
 pub const DATABASE_UP: &str = "outboxd_database_up";
 pub const DATABASE_ERRORS: &str = "outboxd_database_errors_total";
 pub const RESULTS_FENCED: &str = "outboxd_results_fenced_total";
@@ -61,7 +63,15 @@ pub(crate) fn describe() {
     describe_gauge!(WEBHOOKS_DISABLED, "Webhooks currently disabled (sampled).");
     describe_counter!(
         WEBHOOKS_DISABLED_TOTAL,
-        "Webhooks this process disabled because the endpoint answered 410 Gone."
+        "Webhooks this process disabled: the endpoint answered 410 Gone, or kept failing too long."
+    );
+    describe_counter!(
+        WEBHOOK_PAUSES,
+        "Times this process's circuit breaker paused a webhook after failures in a row."
+    );
+    describe_gauge!(
+        WEBHOOKS_PAUSED,
+        "Webhooks whose circuit breaker is open or probing in this process."
     );
     describe_gauge!(
         DATABASE_UP,

@@ -124,6 +124,18 @@ pub struct RunArgs {
     )]
     pub log_format: LogFormat,
 
+    /// Consecutive failed attempts that pause a webhook (circuit breaker); 0 turns it off
+    #[arg(long, env = "OUTBOXD_BREAKER_THRESHOLD", default_value = "10", value_parser = count(0, 1_000_000), value_name = "N")]
+    pub breaker_threshold: u64,
+
+    /// First pause of a failing webhook; doubled after each failed probe, up to 20 times this
+    #[arg(long, env = "OUTBOXD_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub breaker_cooldown: Duration,
+
+    /// Disable a webhook that has had no successful delivery for this long while failing; `off` never disables
+    #[arg(long, env = "OUTBOXD_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = parse_duration_or_off, value_name = "DURATION")]
+    pub disable_failing_after: Duration,
+
     /// Database connections in the pool (the LISTEN connection is one more)
     #[arg(long, env = "OUTBOXD_DB_POOL_SIZE", default_value = "8", value_parser = count(2, 1000), value_name = "N")]
     pub db_pool_size: u64,
@@ -475,6 +487,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".into());
     }
     Ok(d)
+}
+
+/// A duration, or `off` (also `0`) for none: `Duration::ZERO`.
+pub fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "off" | "0" => Ok(Duration::ZERO),
+        _ => parse_duration(s).map_err(|e| format!("{e}, or off")),
+    }
 }
 
 fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {

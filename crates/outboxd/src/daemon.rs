@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
+use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use outboxd_poller::{
@@ -74,6 +75,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         allow_private_targets = ?args.allow_private_targets,
         db_pool_size = args.db_pool_size,
         shutdown_grace = ?args.shutdown_grace,
+        breaker_threshold = args.breaker_threshold,
+        breaker_cooldown = ?args.breaker_cooldown,
+        disable_failing_after = ?args.disable_failing_after,
         migrate = !args.no_migrate,
         "outboxd starting"
     );
@@ -118,6 +122,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
             poll_interval: args.poll_interval,
             retry,
             shutdown_grace: args.shutdown_grace,
+            breaker: BreakerPolicy {
+                threshold: args.breaker_threshold as u32,
+                cooldown: args.breaker_cooldown,
+                max_cooldown: args.breaker_cooldown.saturating_mul(20),
+            },
+            disable_failing_after: args.disable_failing_after,
         },
         targets: TargetPolicy {
             enabled: true,

@@ -112,6 +112,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 ..RetryPolicy::default()
             },
             shutdown_grace: Duration::from_secs(5),
+            breaker: Default::default(),
+            disable_failing_after: Duration::ZERO,
         },
         // The sample receiver is on loopback, which the guard refuses by default.
         targets: outboxd_deliverer::TargetPolicy {

@@ -7,6 +7,7 @@ mod daemon;
 mod demo;
 mod receiver;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use std::error::Error as _;
@@ -113,8 +114,10 @@ fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
 fn init_logs(format: LogFormat, default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only for a person at a terminal, not in files or journald.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

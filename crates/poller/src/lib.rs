@@ -3,13 +3,15 @@
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries, `claim` leases due
 //! deliveries, `results` writes outcomes back, `webhooks` caches subscriptions,
-//! `janitor` deletes what is older than the retention.
+//! `health` makes circuit-breaker pauses durable, `janitor` deletes what is
+//! older than the retention.
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod claim;
 pub mod connect;
 pub mod dispatch;
 mod error;
+pub mod health;
 pub mod janitor;
 pub mod listener;
 pub mod migrate;

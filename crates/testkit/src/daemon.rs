@@ -36,6 +36,9 @@ impl Daemon {
             .env("OUTBOXD_REQUEST_TIMEOUT", "2s")
             .env("OUTBOXD_LEASE", "5s")
             .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8,::1/128")
+            // Tests of retries script failures on purpose; the breaker's own
+            // tests turn it on.
+            .env("OUTBOXD_BREAKER_THRESHOLD", "0")
             .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);

@@ -38,8 +38,10 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
          WHERE d.webhook_id = w.id AND d.state IN ('pending', 'in_flight')) AS pending,
        CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_expires_at END,
        extract(epoch FROM now() - last.started_at)::float8,
-       w.headers, w.created_at
+       w.headers, w.created_at,
+       wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END
   FROM outbox.webhooks w
+  LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
   LEFT JOIN LATERAL (
         SELECT a.started_at, a.outcome FROM outbox.delivery_attempts a
          WHERE a.webhook_id = w.id ORDER BY a.started_at DESC LIMIT 1) last ON true
@@ -74,6 +76,8 @@ async fn list(args: ListArgs) -> Result<()> {
                     "success_rate_last_hour": (attempts > 0).then(|| delivered as f64 / attempts as f64),
                     "pending": r.get::<_, i64>(10),
                     "previous_secret_expires_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(11).map(table::rfc3339),
+                    "failing_since": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(15).map(table::rfc3339),
+                    "paused_until": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(16).map(table::rfc3339),
                 })
             })
             .collect();
@@ -91,8 +95,14 @@ async fn list(args: ListArgs) -> Result<()> {
         "PENDING",
     ]);
     for r in &rows {
+        let paused: Option<chrono::DateTime<chrono::Utc>> = r.get(16);
+        let failing: Option<chrono::DateTime<chrono::Utc>> = r.get(15);
         let enabled = if r.get(4) {
-            "yes".to_owned()
+            match (paused, failing) {
+                (Some(until), _) => format!("paused until {}", table::rfc3339(until)),
+                (None, Some(since)) => format!("yes (failing since {})", table::rfc3339(since)),
+                (None, None) => "yes".to_owned(),
+            }
         } else {
             match r.get::<_, Option<String>>(5) {
                 Some(reason) => format!("no ({reason})"),

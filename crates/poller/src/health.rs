@@ -1,0 +1,112 @@
+//! Making a circuit breaker's decisions durable and shared (`outbox.webhook_health`).
+//!
+//! When a daemon's breaker opens, the webhook's waiting deliveries are moved to
+//! the end of the pause, so no replica sends them and none spends an attempt;
+//! the webhook is disabled if it has been failing for longer than allowed with
+//! no delivered attempt since. These run only on breaker transitions, never per
+//! delivery, so a healthy pipeline pays nothing for them.
+
+use std::time::Duration;
+
+use crate::{Error, Pool};
+
+/// Records the pause and moves the waiting deliveries to its end. `$2` is the
+/// pause in milliseconds, measured on the database's clock. Served by
+/// `delivery_attempts_webhook_time` (sql/V3) and `deliveries_open_or_failed`.
+const PAUSE: &str = "
+WITH h AS (
+    INSERT INTO outbox.webhook_health AS h (webhook_id, failing_since, paused_until, last_error)
+    VALUES ($1, now(), now() + $2::float8 * interval '1 millisecond', $3)
+    ON CONFLICT (webhook_id) DO UPDATE
+       -- A delivered attempt since (by any replica) ended the earlier run.
+       SET failing_since = CASE
+               WHEN h.failing_since IS NULL
+                 OR EXISTS (SELECT 1 FROM outbox.delivery_attempts a
+                             WHERE a.webhook_id = $1 AND a.started_at > h.failing_since
+                               AND a.outcome = 'delivered')
+               THEN excluded.failing_since
+               ELSE h.failing_since END,
+           paused_until = excluded.paused_until,
+           last_error = excluded.last_error,
+           updated_at = now()
+    RETURNING paused_until),
+moved AS (
+    UPDATE outbox.deliveries d
+       SET next_attempt_at = h.paused_until, updated_at = now()
+      FROM h
+     WHERE d.webhook_id = $1 AND d.state = 'pending' AND d.next_attempt_at < h.paused_until
+    RETURNING 1)
+SELECT count(*) FROM moved";
+
+/// Disables the webhook when it has been failing for longer than `$2`
+/// seconds with no delivered attempt since (another replica may be getting
+/// through).
+const DISABLE_IF_FAILING_TOO_LONG: &str = "
+UPDATE outbox.webhooks w
+   SET enabled = false, disabled_at = now(),
+       disabled_reason = format('failing since %s with no successful delivery (longer than %s); last error: %s',
+                                to_char(h.failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS \"UTC\"'),
+                                $3::text, coalesce(h.last_error, 'unknown'))
+  FROM outbox.webhook_health h
+ WHERE w.id = $1 AND h.webhook_id = w.id AND w.enabled
+   AND h.failing_since < now() - $2::float8 * interval '1 second'
+   AND NOT EXISTS (SELECT 1 FROM outbox.delivery_attempts a
+                    WHERE a.webhook_id = w.id AND a.started_at > h.failing_since
+                      AND a.outcome = 'delivered')
+RETURNING w.id";
+
+/// A delivered attempt ends the run of failures.
+const HEALTHY: &str = "
+UPDATE outbox.webhook_health
+   SET failing_since = NULL, paused_until = NULL, updated_at = now()
+ WHERE webhook_id = $1 AND (failing_since IS NOT NULL OR paused_until IS NOT NULL)";
+
+/// What a pause did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Paused {
+    /// Waiting deliveries moved to the end of the pause.
+    pub deliveries: u64,
+    /// The webhook was disabled for failing too long.
+    pub disabled: bool,
+}
+
+/// Pauses webhook `id` for `pause`; with `disable_after` non-zero, disables
+/// it too when it has been failing for longer than that. `last_error` is the
+/// reason of the failure that opened the breaker, kept for the admin.
+pub async fn pause(
+    pool: &Pool,
+    id: i64,
+    pause: Duration,
+    last_error: &str,
+    disable_after: Duration,
+) -> Result<Paused, Error> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let moved: i64 = tx
+        .query_one(PAUSE, &[&id, &(pause.as_secs_f64() * 1000.0), &last_error])
+        .await?
+        .get(0);
+    let disabled = if disable_after.is_zero() {
+        false
+    } else {
+        let period = humantime::format_duration(disable_after).to_string();
+        !tx.query(
+            DISABLE_IF_FAILING_TOO_LONG,
+            &[&id, &disable_after.as_secs_f64(), &period],
+        )
+        .await?
+        .is_empty()
+    };
+    tx.commit().await?;
+    Ok(Paused {
+        deliveries: moved as u64,
+        disabled,
+    })
+}
+
+/// Marks webhook `id` healthy again (a delivered attempt after a pause).
+pub async fn healthy(pool: &Pool, id: i64) -> Result<(), Error> {
+    let client = pool.get().await?;
+    client.execute(HEALTHY, &[&id]).await?;
+    Ok(())
+}
