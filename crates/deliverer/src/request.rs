@@ -14,9 +14,10 @@ use outboxd_poller::{Claimed, Webhook};
 
 pub const USER_AGENT_VALUE: &str = concat!("outboxd/", env!("CARGO_PKG_VERSION"));
 
-/// Headers a webhook's `headers` column may not set: outboxd owns them
-/// (public so the admin CLI refuses them up front).
-pub const RESERVED: [&str; 7] = [
+/// Headers a webhook's `headers` column may not set: outboxd owns them, or
+/// they are hop-by-hop and would change how the request is framed (public so
+/// the admin CLI refuses them up front; sql/V5 refuses the same list).
+pub const RESERVED: [&str; 14] = [
     "content-type",
     "content-length",
     "host",
@@ -24,6 +25,13 @@ pub const RESERVED: [&str; 7] = [
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
 ];
 
 /// Why a request could not be built; recorded as the attempt's error.

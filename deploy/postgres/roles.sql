@@ -1,0 +1,94 @@
+-- Least-privilege roles for outboxd. Optional: run it once per database,
+-- after `outboxd migrate`, as the role that owns the outbox schema (the one
+-- that ran the migrations):
+--
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/postgres/roles.sql
+--
+-- It creates three group roles (NOLOGIN) if they do not exist, and grants
+-- them what each kind of user needs and no more. Give them to login roles:
+--
+--   CREATE ROLE billing_app LOGIN PASSWORD '...' IN ROLE outbox_publisher;
+--   CREATE ROLE ops_alice   LOGIN PASSWORD '...' IN ROLE outbox_admin;
+--   CREATE ROLE outboxd_svc LOGIN PASSWORD '...' IN ROLE outbox_daemon;
+--
+-- outbox_publisher: the application. Inserts events and calls publish; reads
+--   nothing else (the id and idempotency key of events only, which publish
+--   needs to return the first event of a repeated key).
+-- outbox_admin: people and tools that manage webhooks and the catalog, read
+--   the delivery log, send test events and replay. Can read webhook secrets
+--   (an admin hands them to receivers) but cannot delete events or history.
+-- outbox_daemon: `outboxd run --no-migrate` (migrations need the owner).
+--   Reads and writes the pipeline's tables, disables webhooks that answer
+--   410 or keep failing, deletes old history (retention). No DDL.
+--
+-- Re-running is safe: roles are created only when missing, grants repeat.
+-- After a migration adds a table, run it again.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'outbox_publisher') THEN
+        CREATE ROLE outbox_publisher NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'outbox_admin') THEN
+        CREATE ROLE outbox_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'outbox_daemon') THEN
+        CREATE ROLE outbox_daemon NOLOGIN;
+    END IF;
+END
+$$;
+
+-- Nobody but the owner gets anything by default.
+REVOKE ALL ON SCHEMA outbox FROM PUBLIC;
+REVOKE ALL ON ALL TABLES IN SCHEMA outbox FROM PUBLIC;
+REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA outbox FROM PUBLIC;
+
+GRANT USAGE ON SCHEMA outbox TO outbox_publisher, outbox_admin, outbox_daemon;
+
+-- Functions the CHECK constraints and triggers call run with the caller's
+-- rights, so every role may execute them.
+GRANT EXECUTE ON FUNCTION
+    outbox.is_valid_event_type(text),
+    outbox.are_valid_patterns(text[]),
+    outbox.are_valid_headers(jsonb),
+    outbox.max_payload_bytes(),
+    outbox.payload_within_limit(jsonb),
+    outbox.generate_secret(),
+    outbox.touch_updated_at(),
+    outbox.notify_new_events(),
+    outbox.notify_webhooks_changed(),
+    outbox.cancel_deliveries_of_gone_webhook()
+  TO outbox_publisher, outbox_admin, outbox_daemon;
+
+-- The application.
+GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
+GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
+-- The insert trigger reads whether a daemon is asleep and wants a NOTIFY.
+GRANT SELECT ON outbox.wakeup TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
+
+-- Admins.
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
+GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
+                outbox.delivery_log, outbox.webhook_health, outbox.wakeup TO outbox_admin;
+-- Test events are events; replays and the cancel-on-disable trigger update deliveries.
+GRANT INSERT ON outbox.events TO outbox_admin;
+GRANT UPDATE ON outbox.deliveries TO outbox_admin;
+GRANT EXECUTE ON FUNCTION
+    outbox.publish(text, jsonb, text),
+    outbox.send_test_event(bigint, text),
+    outbox.replay(bigint),
+    outbox.replay_failed(bigint, timestamptz),
+    outbox.rotate_secret(bigint, interval)
+  TO outbox_admin;
+-- The CLI checks the schema version before it acts.
+GRANT SELECT ON public.outbox_schema_history TO outbox_admin, outbox_daemon;
+
+-- The daemon.
+GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_daemon;
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
+                                        outbox.webhook_health TO outbox_daemon;
+GRANT DELETE ON outbox.events TO outbox_daemon;
+GRANT SELECT ON outbox.event_types, outbox.delivery_log TO outbox_daemon;
+-- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
+GRANT INSERT ON outbox.events TO outbox_daemon;
