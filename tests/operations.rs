@@ -689,3 +689,48 @@ fn deploy_files_parse() {
             .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", dashboard.display()));
     assert!(json["panels"].is_array(), "the dashboard has panels");
 }
+
+#[tokio::test]
+async fn json_logs_show_the_effective_configuration_without_the_password() {
+    let db = TestDb::new().await;
+    // Trust authentication ignores the password; the log must not show it.
+    let url = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
+    assert_ne!(url, db.url, "the test database URL has the expected shape");
+    let mut daemon = Daemon::start(BIN, &url, &[("OUTBOXD_LOG_FORMAT", "json")]);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            daemon.log().contains("outboxd running")
+        })
+        .await,
+        "{}",
+        daemon.log()
+    );
+    daemon.terminate();
+    daemon.wait(Duration::from_secs(10)).await;
+    let log = daemon.log();
+    assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let start = lines
+        .iter()
+        .find(|l| l["message"] == "outboxd starting")
+        .expect("a start line");
+    assert!(
+        start["database"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("postgres://postgres@")),
+        "{start}"
+    );
+    for key in [
+        "batch_size",
+        "concurrency",
+        "request_timeout",
+        "breaker_threshold",
+        "retention",
+    ] {
+        assert!(start.get(key).is_some(), "{key} missing from {start}");
+    }
+}
