@@ -263,8 +263,13 @@ impl Deliverer {
         }
         let now = Instant::now();
         let webhook_id = record.webhook_id;
+        let success = record.outcome == Outcome::Delivered;
+        if success && !in_flight.breakers.contains_key(&webhook_id) {
+            // The common case: a healthy webhook has no breaker to update.
+            return;
+        }
         let breaker = in_flight.breakers.entry(webhook_id).or_default();
-        let transition = breaker.record(record.outcome == Outcome::Delivered, now, policy);
+        let transition = breaker.record(success, now, policy);
         if breaker.is_idle() {
             in_flight.breakers.remove(&webhook_id);
         }
