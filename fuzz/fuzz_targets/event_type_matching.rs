@@ -30,9 +30,7 @@ fn grammar_event_type(s: &str) -> bool {
 }
 
 fn grammar_pattern(s: &str) -> bool {
-    s == "*"
-        || grammar_event_type(s)
-        || s.strip_suffix(".*").is_some_and(grammar_event_type)
+    s == "*" || grammar_event_type(s) || s.strip_suffix(".*").is_some_and(grammar_event_type)
 }
 
 /// The documented rule, read with string operations instead of byte indexing.
@@ -54,7 +52,11 @@ fuzz_target!(|input: Input<'_>| {
 
     assert_eq!(is_valid_event_type(e), grammar_event_type(e), "{e:?}");
     assert_eq!(is_valid_pattern(p), grammar_pattern(p), "{p:?}");
-    assert_eq!(pattern_matches(p, e), reference_matches(p, e), "{p:?} vs {e:?}");
+    assert_eq!(
+        pattern_matches(p, e),
+        reference_matches(p, e),
+        "{p:?} vs {e:?}"
+    );
 
     let patterns = &input.patterns;
     assert_eq!(
@@ -72,7 +74,10 @@ fuzz_target!(|input: Input<'_>| {
         let child = format!("{e}.{}", input.more);
         assert_eq!(pattern_matches(&namespace, &child), !input.more.is_empty());
         // A sibling whose name merely starts with `e` is not below it.
-        assert!(!pattern_matches(&namespace, &format!("{e}x.{}", input.more)));
+        assert!(!pattern_matches(
+            &namespace,
+            &format!("{e}x.{}", input.more)
+        ));
     }
 
     if is_valid_pattern(p) && pattern_matches(p, e) && is_valid_event_type(e) {

@@ -40,9 +40,8 @@ fuzz_target!(|input: Input<'_>| {
     if depth(&data) >= 120 {
         return;
     }
-    let parsed: Value = serde_json::from_slice(&out).unwrap_or_else(|e| {
-        panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&out))
-    });
+    let parsed: Value = serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&out)));
     assert_eq!(
         parsed,
         json!({"type": input.event_type, "timestamp": input.timestamp, "data": data})

@@ -18,7 +18,6 @@ use outboxd_core::retry::{RetryPolicy, MIN_DELAY};
 
 #[derive(Arbitrary, Debug)]
 struct Input<'a> {
-    value: &'a str,
     now: i64,
     later: u32,
     status: u16,
@@ -28,6 +27,8 @@ struct Input<'a> {
     base_delay: Duration,
     max_delay: Duration,
     jitter: f64,
+    /// Last, so it takes the rest of the input and dictionary tokens land in it.
+    value: &'a str,
 }
 
 fn scale(d: Duration, factor: f64) -> Duration {
@@ -50,7 +51,10 @@ fuzz_target!(|input: Input<'_>| {
         if let (Some(d), Some(d2)) = (parsed, parsed2) {
             assert_eq!(d.subsec_nanos(), 0);
             if d.as_secs() < i64::MAX as u64 {
-                assert_eq!(d2, d.saturating_sub(Duration::from_secs(u64::from(input.later))));
+                assert_eq!(
+                    d2,
+                    d.saturating_sub(Duration::from_secs(u64::from(input.later)))
+                );
             }
         }
     }
@@ -80,7 +84,10 @@ fuzz_target!(|input: Input<'_>| {
     assert!(own >= MIN_DELAY);
     assert!(own <= scale(policy.max_delay, 1.0 + policy.jitter).max(MIN_DELAY));
     assert!(next >= own);
-    assert!(next <= own.max(policy.max_delay), "next {next:?} own {own:?}");
+    assert!(
+        next <= own.max(policy.max_delay),
+        "next {next:?} own {own:?}"
+    );
     if let Some(asked) = parsed {
         assert!(next >= asked.min(policy.max_delay));
     } else {
@@ -98,7 +105,11 @@ fuzz_target!(|input: Input<'_>| {
         Verdict::Retry { after } => {
             assert!(!(200..300).contains(&status) && status != 410);
             assert!(!policy.is_exhausted(attempt));
-            let honoured = if matches!(status, 429 | 503) { parsed } else { None };
+            let honoured = if matches!(status, 429 | 503) {
+                parsed
+            } else {
+                None
+            };
             assert_eq!(after, policy.next_delay(attempt, unit, honoured));
         }
     }

@@ -79,7 +79,10 @@ fuzz_target!(|input: Input<'_>| {
         input.signed_timestamp,
         input.signed_body,
     );
-    assert_eq!(real.split(' ').filter(|e| !e.is_empty()).count(), signers.len());
+    assert_eq!(
+        real.split(' ').filter(|e| !e.is_empty()).count(),
+        signers.len()
+    );
     let header = if input.junk_after {
         format!("{real} {}", input.junk)
     } else {
@@ -87,7 +90,11 @@ fuzz_target!(|input: Input<'_>| {
     };
 
     let same_message = signed_string(id, ts, body)
-        == signed_string(input.signed_msg_id, input.signed_timestamp, input.signed_body);
+        == signed_string(
+            input.signed_msg_id,
+            input.signed_timestamp,
+            input.signed_body,
+        );
     let same_key = signers
         .iter()
         .any(|s| hmac_block(s.as_bytes()) == hmac_block(key.as_bytes()));
