@@ -3,7 +3,7 @@
 //! present an untrusted certificate, redirect, or ask for a later retry.
 //! Each test asserts the attempt row the daemon recorded (status, error,
 //! outcome, body) and that the daemon kept its bounds (time, bytes read,
-//! retries).
+//! retries). The last test shows a slow webhook does not hold up a fast one.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::raw::{self, RawServer};
-use outboxd_testkit::{wait_until, Daemon, TestDb};
+use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio_postgres::Client;
@@ -542,4 +542,105 @@ async fn retry_after_on_429_and_503_is_honoured_and_capped_at_the_max_delay() {
         );
         assert_eq!(server.connections(), 2, "{name}");
     }
+}
+
+#[tokio::test]
+async fn a_slow_webhook_does_not_hold_up_a_fast_one() {
+    const EVENTS: i64 = 1000;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let fast = Receiver::ok().await;
+    let slow = Receiver::start(|_| Reply::ok().after(Duration::from_secs(5))).await;
+    let (fast_hook, _) = add_webhook(&client, "fast", &fast.url("/fast"), &["*"]).await;
+    // The slow one only gets the second round of events.
+    add_webhook(&client, "slow", &slow.url("/slow"), &["mixed.*"]).await;
+
+    let env = [
+        ("OUTBOXD_CONCURRENCY", "16"),
+        ("OUTBOXD_WEBHOOK_CONCURRENCY", "4"),
+        ("OUTBOXD_REQUEST_TIMEOUT", "10s"),
+        ("OUTBOXD_LEASE", "30s"),
+    ];
+    let daemon = Daemon::start(BIN, &db.url, &env);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            matches!(daemon.get("/readyz").await, Some((200, _)))
+        })
+        .await,
+        "daemon not ready\n{}",
+        daemon.log()
+    );
+    let delivered_to_fast = format!(
+        "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {fast_hook} AND state = 'delivered'"
+    );
+
+    let started = Instant::now();
+    publish_many(&client, "solo.event", EVENTS).await;
+    wait_for_count(&client, &delivered_to_fast, EVENTS, &daemon).await;
+    let alone = started.elapsed();
+
+    let started = Instant::now();
+    publish_many(&client, "mixed.event", EVENTS).await;
+    wait_for_count(&client, &delivered_to_fast, 2 * EVENTS, &daemon).await;
+    let beside_slow = started.elapsed();
+    let slow_delivered = count(
+        &client,
+        "SELECT count(*) FROM outbox.deliveries d JOIN outbox.webhooks w ON w.id = d.webhook_id
+          WHERE w.name = 'slow' AND d.state = 'delivered'",
+    )
+    .await;
+    eprintln!(
+        "fast webhook, {EVENTS} events: {alone:.2?} alone, {beside_slow:.2?} beside the slow one \
+         ({} slow requests started, {slow_delivered} finished)",
+        slow.count()
+    );
+    assert!(
+        slow.count() > 0,
+        "the slow webhook was being served meanwhile"
+    );
+    let bound = alone * 2 + Duration::from_secs(2);
+    assert!(
+        beside_slow <= bound,
+        "beside the slow webhook the fast one took {beside_slow:?}, alone {alone:?} (bound {bound:?})"
+    );
+    // Not waiting for the slow one to drain: dropping the daemon kills it.
+}
+
+#[tokio::test]
+async fn a_webhook_at_its_slot_limit_is_served_again_as_slots_free_not_at_the_next_poll() {
+    const EVENTS: i64 = 200;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    add_webhook(&client, "one", &receiver.url("/one"), &["*"]).await;
+    // Every claim can take 4 deliveries of the one webhook; were the next claim
+    // left to the 10 s poll, 200 events would take over 8 minutes.
+    let env = [
+        ("OUTBOXD_CONCURRENCY", "16"),
+        ("OUTBOXD_WEBHOOK_CONCURRENCY", "4"),
+        ("OUTBOXD_POLL_INTERVAL", "10s"),
+    ];
+    let daemon = Daemon::start(BIN, &db.url, &env);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            matches!(daemon.get("/readyz").await, Some((200, _)))
+        })
+        .await,
+        "daemon not ready\n{}",
+        daemon.log()
+    );
+    let started = Instant::now();
+    publish_many(&client, "order.created", EVENTS).await;
+    wait_for_count(
+        &client,
+        "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
+        EVENTS,
+        &daemon,
+    )
+    .await;
+    eprintln!(
+        "{EVENTS} events, 4 at a time, 10 s poll: delivered in {:.2?}",
+        started.elapsed()
+    );
+    assert_eq!(receiver.count(), EVENTS as usize);
 }
