@@ -113,7 +113,7 @@ pub struct RunArgs {
 
     /// Comma-separated CIDRs that may be delivered to despite being private
     /// (empty: none)
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "", hide_default_value = true, value_name = "CIDRS")]
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub allow_private_targets: AllowList,
 
     /// Log format
@@ -337,7 +337,7 @@ pub struct TestEventArgs {
     pub timeout: String,
 
     /// Comma-separated CIDRs that may be delivered to despite being private (as for `run`)
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value = "", hide_default_value = true, value_name = "CIDRS")]
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub allow_private_targets: AllowList,
 }
 
@@ -497,6 +497,18 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// bad CIDR, and a trailing comma is harmless.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList(pub Vec<IpNet>);
+
+impl std::fmt::Display for AllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, net) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
 
 fn parse_allow_list(s: &str) -> Result<AllowList, String> {
     s.split(',')
