@@ -92,7 +92,9 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Walks the error's causes for the most telling one.
+/// Walks the error's causes for the most telling one, looking inside
+/// `io::Error`s too (the SSRF guard's `Blocked` and rustls's errors travel
+/// wrapped in them).
 pub fn transport_error(error: &(dyn StdError + 'static)) -> TransportError {
     let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
     let mut deepest = error.to_string();
@@ -104,13 +106,8 @@ pub fn transport_error(error: &(dyn StdError + 'static)) -> TransportError {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return TransportError::Tls(tls.to_string());
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(b) = io.get_ref().and_then(|i| i.downcast_ref::<Blocked>()) {
-                return TransportError::Blocked(b.to_string());
-            }
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return TransportError::Tls(tls.to_string());
-            }
+        let io = e.downcast_ref::<std::io::Error>();
+        if let Some(io) = io {
             use std::io::ErrorKind::*;
             match io.kind() {
                 ConnectionRefused => return TransportError::ConnectionRefused,
@@ -137,11 +134,76 @@ pub fn transport_error(error: &(dyn StdError + 'static)) -> TransportError {
             dns = true;
         }
         deepest = text;
-        cause = e.source();
+        // An io::Error's source() skips the error it wraps, and hyper-rustls
+        // wraps tokio-rustls's io::Error (which wraps the rustls::Error) in
+        // another one: step into the wrapped error itself.
+        cause = match io.and_then(std::io::Error::get_ref) {
+            Some(inner) => Some(inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
     }
     if dns {
         TransportError::Dns(deepest)
     } else {
         TransportError::Other(deepest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn errors_wrapped_in_io_errors_are_found() {
+        let tls = || rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let blocked = || Blocked {
+            addr: "10.0.0.5".parse().unwrap(),
+            kind: "private",
+        };
+        let cases: Vec<(Box<dyn StdError + Send + Sync>, TransportError)> = vec![
+            // tokio-rustls's error, as hyper-rustls hands it on: io inside io.
+            (
+                Box::new(io::Error::other(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    tls(),
+                ))),
+                TransportError::Tls("invalid peer certificate: UnknownIssuer".into()),
+            ),
+            (
+                Box::new(io::Error::new(io::ErrorKind::InvalidData, tls())),
+                TransportError::Tls("invalid peer certificate: UnknownIssuer".into()),
+            ),
+            (
+                Box::new(tls()),
+                TransportError::Tls("invalid peer certificate: UnknownIssuer".into()),
+            ),
+            // The guard's refusal from the resolver, and from the connector.
+            (
+                Box::new(io::Error::other(blocked())),
+                TransportError::Blocked("10.0.0.5 is private".into()),
+            ),
+            (
+                Box::new(blocked()),
+                TransportError::Blocked("10.0.0.5 is private".into()),
+            ),
+            (
+                Box::new(io::Error::from(io::ErrorKind::ConnectionReset)),
+                TransportError::ConnectionReset,
+            ),
+            (
+                Box::new(io::Error::other(io::Error::from(
+                    io::ErrorKind::ConnectionRefused,
+                ))),
+                TransportError::ConnectionRefused,
+            ),
+            (
+                Box::new(io::Error::other("boom")),
+                TransportError::Other("boom".into()),
+            ),
+        ];
+        for (error, want) in cases {
+            assert_eq!(transport_error(&*error), want, "{error:?}");
+        }
     }
 }

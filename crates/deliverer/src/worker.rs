@@ -118,14 +118,19 @@ impl Deliverer {
                 {
                     Ok(batch) => {
                         db_failures = 0;
+                        let claimed = batch.len() as i64;
+                        for delivery in batch {
+                            self.start(&mut tasks, &mut in_flight, delivery, &settings);
+                        }
+                        // Fewer rows than asked for means the queue is drained,
+                        // unless a webhook's slot limit left some behind: judged
+                        // after starting this batch, since the batch itself may
+                        // be what fills a webhook's slots.
                         let saturated = in_flight
                             .per_webhook
                             .values()
                             .any(|&n| n >= settings.webhook_concurrency);
-                        more = batch.len() as i64 == limit || saturated;
-                        for delivery in batch {
-                            self.start(&mut tasks, &mut in_flight, delivery, &settings);
-                        }
+                        more = claimed == limit || saturated;
                         metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                     }
                     Err(e) => {

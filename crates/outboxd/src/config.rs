@@ -112,8 +112,9 @@ pub struct RunArgs {
     pub retention: Duration,
 
     /// Comma-separated CIDRs that may be delivered to despite being private
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDRS")]
-    pub allow_private_targets: Vec<IpNet>,
+    /// (empty: none)
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub allow_private_targets: AllowList,
 
     /// Log format
     #[arg(
@@ -348,8 +349,8 @@ pub struct TestEventArgs {
     pub timeout: String,
 
     /// Comma-separated CIDRs that may be delivered to despite being private (as for `run`)
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_delimiter = ',', value_parser = parse_cidr, value_name = "CIDRS")]
-    pub allow_private_targets: Vec<IpNet>,
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub allow_private_targets: AllowList,
 }
 
 /// Delivery states, as in outbox.deliveries.state.
@@ -510,6 +511,33 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     })
 }
 
+/// The SSRF allowlist: CIDRs (or bare addresses) that may be delivered to
+/// despite being private. Parsed from one comma-separated value, so an empty
+/// variable (`OUTBOXD_ALLOW_PRIVATE_TARGETS=`) means "none" rather than a
+/// bad CIDR, and a trailing comma is harmless.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList(pub Vec<IpNet>);
+
+impl std::fmt::Display for AllowList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, net) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_allow_list(s: &str) -> Result<AllowList, String> {
+    s.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(parse_cidr)
+        .collect::<Result<_, _>>()
+        .map(AllowList)
+}
+
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
     s.parse::<IpNet>()
@@ -549,6 +577,33 @@ mod tests {
         assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(parse_cidr("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
         assert!(parse_cidr("10.0.0.0/33").is_err());
+    }
+
+    #[test]
+    fn an_empty_allow_list_means_none() {
+        let nets = |s: &str| parse_allow_list(s).map(|a| a.0.len());
+        assert_eq!(nets(""), Ok(0));
+        assert_eq!(nets(" "), Ok(0));
+        assert_eq!(nets("127.0.0.0/8,::1/128"), Ok(2));
+        assert_eq!(nets(" 10.0.0.0/8 , 192.168.1.5 ,"), Ok(2));
+        assert!(nets("10.0.0.0/8,nope").unwrap_err().contains("\"nope\""));
+    }
+
+    #[test]
+    fn an_empty_allow_list_flag_is_accepted() {
+        let parse = |value: &str| match Cli::parse_from([
+            "outboxd",
+            "run",
+            "--allow-private-targets",
+            value,
+        ])
+        .command
+        {
+            Command::Run(args) => args.allow_private_targets.0,
+            other => panic!("parsed as {other:?}"),
+        };
+        assert!(parse("").is_empty());
+        assert_eq!(parse("127.0.0.0/8,::1/128").len(), 2);
     }
 
     #[test]

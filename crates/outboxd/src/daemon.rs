@@ -72,7 +72,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         retry_max_delay = ?args.retry_max_delay,
         retries_span = %humantime::format_duration(retry.total_span()),
         retention = ?args.retention,
-        allow_private_targets = ?args.allow_private_targets,
+        allow_private_targets = ?args.allow_private_targets.0,
         db_pool_size = args.db_pool_size,
         shutdown_grace = ?args.shutdown_grace,
         breaker_threshold = args.breaker_threshold,
@@ -131,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
         targets: TargetPolicy {
             enabled: true,
-            allowed: args.allow_private_targets.clone(),
+            allowed: args.allow_private_targets.0.clone(),
         },
         shutdown: shutdown.clone(),
     })?;

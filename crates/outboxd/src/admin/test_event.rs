@@ -87,7 +87,7 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
         1,
         TargetPolicy {
             enabled: true,
-            allowed: args.allow_private_targets.clone(),
+            allowed: args.allow_private_targets.0.clone(),
         },
     )
     .context("setting up the HTTP client")?;

@@ -1,0 +1,314 @@
+//! End-to-end tests of the SSRF guard: webhooks pointing at loopback,
+//! private and cloud-metadata addresses, as literals, IPv4-mapped IPv6 and a
+//! host name, are refused inside the connector before any connection, each
+//! attempt logged `blocked: <address> is <kind>` and its delivery failed at
+//! once; after the allowlist is widened, a replay delivers. The listeners are
+//! loopback ones that count connections, so "nothing was sent" is observed,
+//! not assumed; 10.0.0.5 and 169.254.169.254 are never actually contacted.
+
+use std::time::Duration;
+
+use outboxd_testkit::db::{add_webhook, count, publish_many};
+use outboxd_testkit::raw::{self, RawServer};
+use outboxd_testkit::{wait_until, Daemon, TestDb};
+use tokio_postgres::Client;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+
+/// The daemon's allowlist as the tests' default sets it: loopback only.
+const LOOPBACK: &str = "127.0.0.0/8,::1/128";
+
+/// One row of the delivery log.
+#[derive(Debug, Clone, PartialEq)]
+struct Attempt {
+    attempt: i32,
+    status_code: Option<i32>,
+    error: Option<String>,
+    outcome: String,
+}
+
+/// The attempt rows of a webhook's deliveries, in the order written.
+async fn attempts_of(client: &Client, webhook_id: i64) -> Vec<Attempt> {
+    client
+        .query(
+            "SELECT attempt, status_code, error, outcome FROM outbox.delivery_attempts
+              WHERE webhook_id = $1 ORDER BY id",
+            &[&webhook_id],
+        )
+        .await
+        .expect("reading attempts")
+        .iter()
+        .map(|r| Attempt {
+            attempt: r.get(0),
+            status_code: r.get(1),
+            error: r.get(2),
+            outcome: r.get(3),
+        })
+        .collect()
+}
+
+/// Whether the daemon's log has a failed attempt with this reason (colours
+/// stripped: the text format colours field names).
+fn logged_reason(log: &str, reason: &str) -> bool {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip a CSI sequence: ESC [ ... final byte.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
+        .any(|l| l.contains("delivery attempt failed") && l.contains(&format!("reason={reason}")))
+}
+
+async fn wait_for_count(client: &Client, query: &str, want: i64, daemon: &Daemon) {
+    let reached = wait_until(Duration::from_secs(30), || async {
+        count(client, query).await == want
+    })
+    .await;
+    assert!(
+        reached,
+        "`{query}` is {}, want {want}\n--- daemon log ---\n{}",
+        count(client, query).await,
+        daemon.log()
+    );
+}
+
+/// A loopback listener that answers 200 and counts connections.
+async fn counting_listener(addr: &str) -> RawServer {
+    RawServer::start(addr, |mut s, _| async move {
+        raw::answer(&mut s, raw::OK).await
+    })
+    .await
+}
+
+/// `[::1]` listener if this machine does IPv6 loopback, else says why not.
+async fn ipv6_listener() -> Option<RawServer> {
+    match raw::ipv6_loopback_works() {
+        Ok(()) => Some(counting_listener("[::1]:0").await),
+        Err(e) => {
+            eprintln!("skipping the [::1] case: IPv6 loopback does not work here ({e})");
+            None
+        }
+    }
+}
+
+/// A webhook under test: its URL and the errors its attempt may be logged with.
+struct Target {
+    name: &'static str,
+    url: String,
+    errors: Vec<&'static str>,
+}
+
+fn loopback_targets(v4: &RawServer, v6: Option<&RawServer>) -> Vec<Target> {
+    let port = v4.addr.port();
+    let mut targets = vec![
+        Target {
+            name: "loopback",
+            url: format!("http://127.0.0.1:{port}/hook"),
+            errors: vec!["blocked: 127.0.0.1 is loopback"],
+        },
+        Target {
+            name: "mapped",
+            url: format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+            errors: vec!["blocked: ::ffff:127.0.0.1 is loopback"],
+        },
+        Target {
+            // A name, judged after resolution: whichever loopback address comes first.
+            name: "localhost",
+            url: format!("http://localhost:{port}/hook"),
+            errors: vec!["blocked: 127.0.0.1 is loopback", "blocked: ::1 is loopback"],
+        },
+    ];
+    if let Some(v6) = v6 {
+        targets.push(Target {
+            name: "v6-loopback",
+            url: format!("http://[::1]:{}/hook", v6.addr.port()),
+            errors: vec!["blocked: ::1 is loopback"],
+        });
+    }
+    targets
+}
+
+/// Adds one webhook per target, subscribed to everything; returns their ids.
+async fn add_targets(client: &Client, targets: &[Target]) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for t in targets {
+        ids.push(add_webhook(client, t.name, &t.url, &["*"]).await.0);
+    }
+    ids
+}
+
+/// Each target got exactly one attempt, refused with its reason and failed at
+/// once, and the daemon logged that reason.
+async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], log: &str) {
+    for (t, &id) in targets.iter().zip(ids) {
+        let rows = attempts_of(client, id).await;
+        assert_eq!(rows.len(), 1, "{}: one attempt, no retry: {rows:?}", t.name);
+        let row = &rows[0];
+        let error = row.error.as_deref().unwrap_or("");
+        assert!(
+            t.errors.contains(&error),
+            "{}: logged {error:?}, want one of {:?}",
+            t.name,
+            t.errors
+        );
+        assert_eq!(
+            (row.attempt, row.status_code, row.outcome.as_str()),
+            (1, None, "failed"),
+            "{}",
+            t.name
+        );
+        let delivery = client
+            .query_one(
+                "SELECT state, attempts, last_error, last_status FROM outbox.deliveries
+                  WHERE webhook_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(delivery.get::<_, String>(0), "failed", "{}", t.name);
+        assert_eq!(delivery.get::<_, i32>(1), 1, "{}", t.name);
+        assert_eq!(
+            delivery.get::<_, Option<String>>(2).as_deref(),
+            Some(error),
+            "{}",
+            t.name
+        );
+        assert_eq!(delivery.get::<_, Option<i32>>(3), None, "{}", t.name);
+        assert!(
+            logged_reason(log, error),
+            "{}: the daemon log does not say {error:?}\n{log}",
+            t.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn refuses_loopback_private_and_metadata_targets_before_connecting() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let v4 = counting_listener("127.0.0.1:0").await;
+    let v6 = ipv6_listener().await;
+    let mut targets = loopback_targets(&v4, v6.as_ref());
+    // Never contacted: the guard refuses the literal before any socket is made.
+    targets.push(Target {
+        name: "private",
+        url: format!("http://10.0.0.5:{}/hook", v4.addr.port()),
+        errors: vec!["blocked: 10.0.0.5 is private"],
+    });
+    targets.push(Target {
+        name: "metadata",
+        url: "http://169.254.169.254/latest/meta-data/".into(),
+        errors: vec!["blocked: 169.254.169.254 is link-local"],
+    });
+    let ids = add_targets(&client, &targets).await;
+    publish_many(&client, "order.created", 1).await;
+
+    let daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")]);
+    wait_for_count(
+        &client,
+        "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
+        targets.len() as i64,
+        &daemon,
+    )
+    .await;
+    // Give a retry, were there one, the time to happen (retry base delay is 100 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_blocked_once(&client, &targets, &ids, &daemon.log()).await;
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.delivery_attempts WHERE status_code IS NOT NULL"
+        )
+        .await,
+        0,
+        "no attempt got a response"
+    );
+    assert_eq!(
+        v4.connections(),
+        0,
+        "nothing reached the 127.0.0.1 listener"
+    );
+    if let Some(v6) = &v6 {
+        assert_eq!(v6.connections(), 0, "nothing reached the [::1] listener");
+    }
+}
+
+#[tokio::test]
+async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let v4 = counting_listener("127.0.0.1:0").await;
+    let v6 = ipv6_listener().await;
+    let targets = loopback_targets(&v4, v6.as_ref());
+    let ids = add_targets(&client, &targets).await;
+    publish_many(&client, "order.created", 1).await;
+
+    let mut strict = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")]);
+    wait_for_count(
+        &client,
+        "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
+        targets.len() as i64,
+        &strict,
+    )
+    .await;
+    assert_blocked_once(&client, &targets, &ids, &strict.log()).await;
+    strict.terminate();
+    assert!(
+        strict.wait(Duration::from_secs(10)).await.is_some(),
+        "the daemon did not stop on SIGTERM\n{}",
+        strict.log()
+    );
+    assert_eq!(v4.connections(), 0);
+
+    // The admin widens the allowlist and replays.
+    for &id in &ids {
+        let replayed: i32 = client
+            .query_one(
+                "SELECT outbox.replay(id) FROM outbox.deliveries WHERE webhook_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(replayed, 1);
+    }
+    let allowing = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", LOOPBACK)]);
+    wait_for_count(
+        &client,
+        "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
+        targets.len() as i64,
+        &allowing,
+    )
+    .await;
+    for (t, &id) in targets.iter().zip(&ids) {
+        let rows = attempts_of(&client, id).await;
+        assert_eq!(rows.len(), 2, "{}: {rows:?}", t.name);
+        assert_eq!(
+            rows[1],
+            Attempt {
+                attempt: 1,
+                status_code: Some(200),
+                error: None,
+                outcome: "delivered".into(),
+            },
+            "{}: the replay is a fresh first attempt",
+            t.name
+        );
+    }
+    // 127.0.0.1, ::ffff:127.0.0.1 and localhost all land on the IPv4 listener.
+    assert!(v4.connections() >= 3, "{} connections", v4.connections());
+    if let Some(v6) = &v6 {
+        assert!(v6.connections() >= 1, "[::1] got no connection");
+    }
+}
