@@ -1,12 +1,15 @@
 //! Test support for outboxd's end-to-end tests, all against the real thing:
 //! a fresh PostgreSQL database per test (copied from a migrated template),
 //! HTTP receivers on 127.0.0.1 whose behaviour a test scripts, and the
-//! daemon as a child process that a test can SIGTERM or SIGKILL.
+//! daemon as a child process that a test can SIGTERM or SIGKILL; and, for
+//! the fault tests, a PostgreSQL cluster of their own to stop and restart.
 
+pub mod cluster;
 pub mod daemon;
 pub mod db;
 pub mod receiver;
 
+pub use cluster::ClusterGuard;
 pub use daemon::Daemon;
 pub use db::TestDb;
 pub use receiver::{Received, Receiver, Reply};
