@@ -84,8 +84,8 @@ fn duplicated(seen: &HashMap<String, usize>) -> HashSet<String> {
         .collect()
 }
 
-/// Checks that every delivery is delivered and every event arrived at least
-/// once; returns (requests, duplicates).
+/// Checks that every delivery is delivered and logged once, and every event
+/// arrived at least once; returns (requests, duplicates).
 async fn assert_all_delivered(
     client: &Client,
     receiver: &Receiver,
@@ -102,6 +102,17 @@ async fn assert_all_delivered(
         count(client, DELIVERED).await,
         events as i64,
         "every delivery delivered"
+    );
+    // A result is written once: a retry after a commit whose answer was
+    // lost, or a late one from a cut-off lease, is fenced off.
+    assert_eq!(
+        count(
+            client,
+            "SELECT count(*) FROM outbox.delivery_attempts WHERE outcome = 'delivered'"
+        )
+        .await,
+        events as i64,
+        "one delivered attempt logged per delivery"
     );
     let requests = receiver.requests();
     let seen = arrivals(&requests);
