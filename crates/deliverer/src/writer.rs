@@ -3,9 +3,10 @@
 //! Send tasks finish one by one; the writer takes whatever has accumulated
 //! while its previous write ran and writes it as one statement, so the write
 //! rate adapts to the load. If the database is away it retries the same
-//! batch with backoff for as long as the leases could still be valid; after
-//! that the leases have expired, the deliveries will be claimed again, and
-//! the batch is dropped with a warning (at-least-once, never lost).
+//! batch with backoff (at most a second apart, the last try at the deadline)
+//! for as long as the leases could still be valid; after that the leases
+//! have expired, the deliveries will be claimed again, and the batch is
+//! dropped with a warning (at-least-once, never lost).
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,11 @@ use tokio::sync::mpsc;
 
 /// The most results written in one statement.
 const MAX_BATCH: usize = 2000;
+
+/// Backoff between tries of one batch. Short at most: once the database is
+/// back, the results should land before the leases are reaped.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 pub struct ResultWriter {
     pub pool: Pool,
@@ -35,7 +41,7 @@ impl ResultWriter {
 
     async fn write(&self, batch: &[AttemptRecord]) {
         let give_up = Instant::now() + self.lease;
-        let mut delay = Duration::from_millis(100);
+        let mut delay = FIRST_RETRY;
         loop {
             match results::record(&self.pool, batch).await {
                 Ok(recorded) => {
@@ -44,15 +50,20 @@ impl ResultWriter {
                 }
                 Err(e) => {
                     metrics::counter!("outboxd_database_errors_total").increment(1);
-                    if Instant::now() + delay > give_up {
+                    // The last try comes at the deadline, not a backoff step
+                    // before it: every result written is a request not sent
+                    // again.
+                    let left = give_up.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
                         tracing::warn!(error = %e, results = batch.len(),
                             "could not write delivery results before their leases expired; those deliveries will be sent again");
                         return;
                     }
-                    tracing::warn!(error = %e, results = batch.len(), retry_in = ?delay,
+                    let wait = delay.min(left);
+                    tracing::warn!(error = %e, results = batch.len(), retry_in = ?wait,
                         "writing delivery results failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
+                    delay = (delay * 2).min(MAX_RETRY);
                 }
             }
         }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Pool, WebhookCache};
+use crate::{Error, Pool, WebhookCache};
 
 pub const EVENTS_CHANNEL: &str = "outbox_events";
 pub const WEBHOOKS_CHANNEL: &str = "outbox_webhooks";
@@ -37,7 +37,8 @@ impl Listener {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut first = true;
         while !shutdown.is_cancelled() {
-            let connect = || async { self.config.connect(NoTls).await };
+            // Errors as crate::Error, whose text carries the reason.
+            let connect = || async { Ok::<_, Error>(self.config.connect(NoTls).await?) };
             let attempt = connect
                 .retry(
                     ExponentialBuilder::default()
@@ -75,7 +76,7 @@ impl Listener {
             });
             let listen = format!("LISTEN {EVENTS_CHANNEL}; LISTEN {WEBHOOKS_CHANNEL}");
             if let Err(e) = client.batch_execute(&listen).await {
-                tracing::warn!(error = %e, "LISTEN failed; reconnecting");
+                tracing::warn!(error = %Error::from(e), "LISTEN failed; reconnecting");
                 pump.abort();
                 continue;
             }
@@ -103,7 +104,7 @@ impl Listener {
                     },
                     ended = &mut pump => {
                         let reason = match ended {
-                            Ok(Some(e)) => e.to_string(),
+                            Ok(Some(e)) => Error::from(e).to_string(),
                             _ => "connection closed".to_owned(),
                         };
                         tracing::warn!(%reason, "LISTEN connection lost; reconnecting");

@@ -60,9 +60,15 @@ fn template_name() -> String {
 }
 
 impl TestDb {
-    /// A new, migrated, empty database for one test.
+    /// A new, migrated, empty database for one test, on the shared server.
     pub async fn new() -> TestDb {
-        let server = server_url();
+        Self::on(&server_url()).await
+    }
+
+    /// The same on another server (`postgres://.../postgres`), such as a
+    /// cluster of a test's own; the template is made there on first use.
+    pub async fn on(server: &str) -> TestDb {
+        let server = server.to_owned();
         let admin = connect(&server).await;
         let template = template_name();
         admin

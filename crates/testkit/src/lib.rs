@@ -1,14 +1,17 @@
 //! Test support for outboxd's end-to-end tests, all against the real thing:
 //! a fresh PostgreSQL database per test (copied from a migrated template),
 //! HTTP receivers on 127.0.0.1 whose behaviour a test scripts, and the
-//! daemon as a child process that a test can SIGTERM or SIGKILL, and raw
-//! hostile servers that misbehave byte by byte.
+//! daemon as a child process that a test can SIGTERM or SIGKILL, raw
+//! hostile servers that misbehave byte by byte, and, for the fault tests, a
+//! PostgreSQL cluster of their own to stop and restart.
 
+pub mod cluster;
 pub mod daemon;
 pub mod db;
 pub mod raw;
 pub mod receiver;
 
+pub use cluster::ClusterGuard;
 pub use daemon::Daemon;
 pub use db::TestDb;
 pub use receiver::{Received, Receiver, Reply};
