@@ -119,18 +119,17 @@ impl Deliverer {
                     Ok(batch) => {
                         db_failures = 0;
                         let claimed = batch.len() as i64;
+                        let mut filled = false;
                         for delivery in batch {
-                            self.start(&mut tasks, &mut in_flight, delivery, &settings);
+                            filled |= self.start(&mut tasks, &mut in_flight, delivery, &settings);
                         }
                         // Fewer rows than asked for means the queue is drained,
-                        // unless a webhook's slot limit left some behind: judged
-                        // after starting this batch, since the batch itself may
-                        // be what fills a webhook's slots.
-                        let saturated = in_flight
-                            .per_webhook
-                            .values()
-                            .any(|&n| n >= settings.webhook_concurrency);
-                        more = claimed == limit || saturated;
+                        // unless this batch filled a webhook's slots: its rows may
+                        // have crowded out other webhooks', so claim once more
+                        // (the full webhook is left out of that claim). A full
+                        // webhook is claimed for again when a share of its slots
+                        // is free (see `finish`), not after every request.
+                        more = claimed == limit || filled;
                         metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                     }
                     Err(e) => {
@@ -161,9 +160,9 @@ impl Deliverer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    self.finish(done, &mut in_flight, &results_tx).await;
+                    more |= self.finish(done, &mut in_flight, &results_tx).await;
                     while let Some(done) = tasks.try_join_next_with_id() {
-                        self.finish(done, &mut in_flight, &results_tx).await;
+                        more |= self.finish(done, &mut in_flight, &results_tx).await;
                     }
                     metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                 }
@@ -180,7 +179,9 @@ impl Deliverer {
         let deadline = tokio::time::Instant::now() + settings.shutdown_grace;
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
-                Ok(Some(done)) => self.finish(done, &mut in_flight, &results_tx).await,
+                Ok(Some(done)) => {
+                    self.finish(done, &mut in_flight, &results_tx).await;
+                }
                 Ok(None) => break,
                 Err(_) => {
                     tasks.abort_all();
@@ -213,7 +214,7 @@ impl Deliverer {
         in_flight: &mut InFlight,
         delivery: Claimed,
         settings: &Arc<Settings>,
-    ) {
+    ) -> bool {
         let (id, lease, webhook_id) = (delivery.delivery_id, delivery.lease, delivery.webhook_id);
         let handle = tasks.spawn(attempt(
             self.client.clone(),
@@ -223,10 +224,13 @@ impl Deliverer {
             settings.clone(),
         ));
         in_flight.total += 1;
-        *in_flight.per_webhook.entry(webhook_id).or_default() += 1;
+        let n = in_flight.per_webhook.entry(webhook_id).or_default();
+        *n += 1;
+        let filled = *n == settings.webhook_concurrency;
         in_flight
             .leases
             .insert(handle.id(), (id, lease, webhook_id));
+        filled
     }
 
     async fn finish(
@@ -234,15 +238,19 @@ impl Deliverer {
         done: Result<(tokio::task::Id, AttemptRecord), tokio::task::JoinError>,
         in_flight: &mut InFlight,
         results: &mpsc::Sender<AttemptRecord>,
-    ) {
+    ) -> bool {
         let (task_id, record) = match done {
             Ok((id, record)) => (id, Some(record)),
             Err(e) => (e.id(), None),
         };
+        // Whether a webhook that was full now has a share of its slots free.
+        let mut freed = false;
         if let Some((_, _, webhook_id)) = in_flight.leases.remove(&task_id) {
             in_flight.total -= 1;
             if let Some(n) = in_flight.per_webhook.get_mut(&webhook_id) {
                 *n -= 1;
+                let limit = self.settings.webhook_concurrency;
+                freed = *n + (limit / 4).max(1) == limit;
                 if *n == 0 {
                     in_flight.per_webhook.remove(&webhook_id);
                 }
@@ -257,6 +265,7 @@ impl Deliverer {
             // Backpressure: when the database is slow, sending waits for it.
             let _ = results.send(record).await;
         }
+        freed
     }
     /// Feeds an attempt's result to its webhook's circuit breaker and acts
     /// on what that changes: a pause is written to the database (so every
