@@ -9,6 +9,14 @@ use std::time::Duration;
 /// once and spin against the receiver.
 pub const MIN_DELAY: Duration = Duration::from_millis(1);
 
+/// The pause of an in-process loop (fan-out, claims) after `failures`
+/// database errors in a row: 200 ms doubling to at most 1.6 s, so work
+/// resumes soon after the database is back, while an outage costs it only a
+/// query a second or so.
+pub fn database_backoff(failures: u32) -> Duration {
+    Duration::from_millis(100 << failures.clamp(1, 4))
+}
+
 /// How failed deliveries are retried.
 ///
 /// The default schedule (17 attempts, 10 s doubling, capped at 6 h) waits after failed
@@ -154,6 +162,12 @@ fn scale(d: Duration, factor: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_backoff_grows_to_a_cap_of_1600_ms() {
+        let ms: Vec<u128> = (0..8).map(|f| database_backoff(f).as_millis()).collect();
+        assert_eq!(ms, [200, 200, 400, 800, 1600, 1600, 1600, 1600]);
+    }
     use proptest::prelude::*;
 
     const S: fn(u64) -> Duration = Duration::from_secs;

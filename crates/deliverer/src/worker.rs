@@ -152,7 +152,7 @@ impl Deliverer {
                 }
             }
             let backoff = if db_failures > 0 {
-                Duration::from_millis(100 * 2u64.pow(db_failures.min(6)))
+                outboxd_core::retry::database_backoff(db_failures)
             } else {
                 settings.poll_interval
             };

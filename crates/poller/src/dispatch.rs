@@ -71,7 +71,7 @@ impl Dispatcher {
                 Err(e) => {
                     failures += 1;
                     metrics::counter!("outboxd_database_errors_total").increment(1);
-                    let delay = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+                    let delay = outboxd_core::retry::database_backoff(failures);
                     tracing::warn!(error = %e, retry_in = ?delay, "dispatching events failed");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
