@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::raw::{self, RawServer};
-use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
+use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestDb};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio_postgres::Client;
@@ -62,41 +62,6 @@ async fn attempts_of(client: &Client, webhook_id: i64) -> Vec<Attempt> {
         .collect()
 }
 
-/// Whether the daemon's log has a failed attempt with this reason (colours
-/// stripped: the text format colours field names).
-fn logged_reason(log: &str, reason: &str) -> bool {
-    let mut plain = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip a CSI sequence: ESC [ ... final byte.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-        .lines()
-        .any(|l| l.contains("delivery attempt failed") && l.contains(&format!("reason={reason}")))
-}
-
-async fn wait_for_count(client: &Client, query: &str, want: i64, daemon: &Daemon) {
-    let reached = wait_until(Duration::from_secs(30), || async {
-        count(client, query).await == want
-    })
-    .await;
-    assert!(
-        reached,
-        "`{query}` is {}, want {want}\n--- daemon log ---\n{}",
-        count(client, query).await,
-        daemon.log()
-    );
-}
-
 /// Runs the daemon with `env` until `n` deliveries are in `state`.
 async fn run_until(
     db: &TestDb,
@@ -107,7 +72,7 @@ async fn run_until(
 ) -> Daemon {
     let daemon = Daemon::start(BIN, &db.url, env);
     let query = format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
-    wait_for_count(client, &query, n, &daemon).await;
+    wait_for_count(client, &query, n, Duration::from_secs(30), &[&daemon]).await;
     daemon
 }
 
@@ -169,7 +134,11 @@ async fn a_receiver_that_never_answers_times_out_and_is_retried() {
             r.duration_ms
         );
     }
-    assert!(logged_reason(&daemon.log(), "timeout"), "{}", daemon.log());
+    assert!(
+        outboxd_testkit::daemon::logged_failure(&daemon.log(), "timeout"),
+        "{}",
+        daemon.log()
+    );
     // The daemon let go of each connection at the timeout, not later.
     assert!(
         wait_until(Duration::from_secs(5), || async {
@@ -363,7 +332,10 @@ async fn broken_http_is_recorded_with_a_short_reason_and_retried() {
             !error.contains("HELLO") && !error.contains("jjjj"),
             "{name}: {error:?}"
         );
-        assert!(logged_reason(&daemon.log(), &error), "{name}");
+        assert!(
+            outboxd_testkit::daemon::logged_failure(&daemon.log(), &error),
+            "{name}"
+        );
         assert_eq!(server.connections(), 2, "{name}");
     }
 }
@@ -387,7 +359,10 @@ async fn a_connection_reset_is_recorded_and_retried() {
 
     let rows = attempts_of(&client, hook).await;
     assert_retried_with(&rows, None, "connection reset", "reset");
-    assert!(logged_reason(&daemon.log(), "connection reset"));
+    assert!(outboxd_testkit::daemon::logged_failure(
+        &daemon.log(),
+        "connection reset"
+    ));
     assert_eq!(server.connections(), 2);
 }
 
@@ -430,7 +405,7 @@ async fn an_untrusted_tls_certificate_is_refused_with_the_reason_and_retried() {
         "tls: invalid peer certificate: UnknownIssuer",
         "self-signed certificate",
     );
-    assert!(logged_reason(
+    assert!(outboxd_testkit::daemon::logged_failure(
         &daemon.log(),
         "tls: invalid peer certificate: UnknownIssuer"
     ));
@@ -576,12 +551,26 @@ async fn a_slow_webhook_does_not_hold_up_a_fast_one() {
 
     let started = Instant::now();
     publish_many(&client, "solo.event", EVENTS).await;
-    wait_for_count(&client, &delivered_to_fast, EVENTS, &daemon).await;
+    wait_for_count(
+        &client,
+        &delivered_to_fast,
+        EVENTS,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
     let alone = started.elapsed();
 
     let started = Instant::now();
     publish_many(&client, "mixed.event", EVENTS).await;
-    wait_for_count(&client, &delivered_to_fast, 2 * EVENTS, &daemon).await;
+    wait_for_count(
+        &client,
+        &delivered_to_fast,
+        2 * EVENTS,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
     let beside_slow = started.elapsed();
     let slow_delivered = count(
         &client,
@@ -635,7 +624,8 @@ async fn a_webhook_at_its_slot_limit_is_served_again_as_slots_free_not_at_the_ne
         &client,
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         EVENTS,
-        &daemon,
+        Duration::from_secs(30),
+        &[&daemon],
     )
     .await;
     eprintln!(

@@ -73,23 +73,6 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// Removes terminal colour codes, which the text log format may carry.
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn metrics_scrape_counts_real_deliveries_and_passes_promtool() {
     const PAYLOAD_MARKER: &str = "payload-marker-7f3a9c";
@@ -174,7 +157,7 @@ async fn metrics_scrape_counts_real_deliveries_and_passes_promtool() {
 
     // The failures were logged with what an operator needs, and nothing
     // that must stay private.
-    let log = strip_ansi(&daemon.log());
+    let log = outboxd_testkit::daemon::strip_ansi(&daemon.log());
     let failed_event: i64 = client
         .query_one(
             "SELECT min(event_id) FROM outbox.deliveries WHERE webhook_id = $1",
@@ -252,7 +235,7 @@ async fn readyz_fails_while_the_database_is_unreachable_and_healthz_still_answer
         daemon.log()
     );
     assert_eq!(daemon.get("/healthz").await.unwrap().0, 200);
-    let log = strip_ansi(&daemon.log());
+    let log = outboxd_testkit::daemon::strip_ansi(&daemon.log());
     assert!(
         log.contains("database unreachable; /readyz reports not ready until it is")
             && log.contains(&format!("127.0.0.1:{port}")),
@@ -636,7 +619,7 @@ async fn retention_deletes_old_finished_rows_and_nothing_pending() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exported, "retention counters in:\n{text}\n{}", daemon.log());
-    assert!(strip_ansi(&daemon.log()).contains("retention=259200s"));
+    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=259200s"));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use outboxd_core::signing::{self, Secret};
 use outboxd_testkit::db::{add_webhook, count, publish_many};
-use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
+use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -131,28 +131,6 @@ async fn deliveries_of(client: &Client, webhook_id: i64) -> Vec<(i64, String, i3
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
-}
-
-/// Waits until `query` (a `SELECT count(*)`) returns `want`; fails with the
-/// daemon's log otherwise.
-async fn wait_for_count(
-    client: &Client,
-    query: &str,
-    want: i64,
-    timeout: Duration,
-    daemons: &[&Daemon],
-) {
-    let reached = wait_until(timeout, || async { count(client, query).await == want }).await;
-    assert!(
-        reached,
-        "waited {timeout:?} for `{query}` to be {want}, it is {}\n--- daemon log ---\n{}",
-        count(client, query).await,
-        daemons
-            .iter()
-            .map(|d| d.log())
-            .collect::<Vec<_>>()
-            .join("\n--- next daemon ---\n")
-    );
 }
 
 fn closed_port_url() -> String {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::raw::{self, RawServer};
-use outboxd_testkit::{wait_until, Daemon, TestDb};
+use outboxd_testkit::{wait_for_count, Daemon, TestDb};
 use tokio_postgres::Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
@@ -45,41 +45,6 @@ async fn attempts_of(client: &Client, webhook_id: i64) -> Vec<Attempt> {
             outcome: r.get(3),
         })
         .collect()
-}
-
-/// Whether the daemon's log has a failed attempt with this reason (colours
-/// stripped: the text format colours field names).
-fn logged_reason(log: &str, reason: &str) -> bool {
-    let mut plain = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            // Skip a CSI sequence: ESC [ ... final byte.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
-        .lines()
-        .any(|l| l.contains("delivery attempt failed") && l.contains(&format!("reason={reason}")))
-}
-
-async fn wait_for_count(client: &Client, query: &str, want: i64, daemon: &Daemon) {
-    let reached = wait_until(Duration::from_secs(30), || async {
-        count(client, query).await == want
-    })
-    .await;
-    assert!(
-        reached,
-        "`{query}` is {}, want {want}\n--- daemon log ---\n{}",
-        count(client, query).await,
-        daemon.log()
-    );
 }
 
 /// A loopback listener that answers 200 and counts connections.
@@ -185,7 +150,7 @@ async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], l
         );
         assert_eq!(delivery.get::<_, Option<i32>>(3), None, "{}", t.name);
         assert!(
-            logged_reason(log, error),
+            outboxd_testkit::daemon::logged_failure(log, error),
             "{}: the daemon log does not say {error:?}\n{log}",
             t.name
         );
@@ -218,7 +183,8 @@ async fn refuses_loopback_private_and_metadata_targets_before_connecting() {
         &client,
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
         targets.len() as i64,
-        &daemon,
+        Duration::from_secs(30),
+        &[&daemon],
     )
     .await;
     // Give a retry, were there one, the time to happen (retry base delay is 100 ms).
@@ -259,7 +225,8 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
         &client,
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
         targets.len() as i64,
-        &strict,
+        Duration::from_secs(30),
+        &[&strict],
     )
     .await;
     assert_blocked_once(&client, &targets, &ids, &strict.log()).await;
@@ -288,7 +255,8 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
         &client,
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         targets.len() as i64,
-        &allowing,
+        Duration::from_secs(30),
+        &[&allowing],
     )
     .await;
     for (t, &id) in targets.iter().zip(&ids) {

@@ -92,22 +92,12 @@ impl Daemon {
 
     /// The log without terminal colour codes, for matching and quoting lines.
     pub fn plain_log(&self) -> String {
-        let log = self.log();
-        let mut out = String::with_capacity(log.len());
-        let mut chars = log.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // An escape sequence ends with its first letter.
-                for c in chars.by_ref() {
-                    if c.is_ascii_alphabetic() {
-                        break;
-                    }
-                }
-            } else {
-                out.push(c);
-            }
-        }
-        out
+        strip_ansi(&self.log())
+    }
+
+    /// Whether the log has a failed delivery attempt with this reason.
+    pub fn logged_failure(&self, reason: &str) -> bool {
+        logged_failure(&self.log(), reason)
     }
 
     pub fn metrics_url(&self, path: &str) -> String {
@@ -162,4 +152,31 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// `text` without terminal colour codes. The daemon writes none unless its
+/// stderr is a terminal, but a person running the tests may force them.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An escape sequence ends with its first letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a daemon log has a failed delivery attempt with this reason.
+pub fn logged_failure(log: &str, reason: &str) -> bool {
+    strip_ansi(log)
+        .lines()
+        .any(|l| l.contains("delivery attempt failed") && l.contains(&format!("reason={reason}")))
 }

@@ -45,3 +45,25 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// Waits until `query` (a `SELECT count(*)`) returns `want`; fails with the
+/// daemons' logs otherwise.
+pub async fn wait_for_count(
+    client: &tokio_postgres::Client,
+    query: &str,
+    want: i64,
+    timeout: Duration,
+    daemons: &[&Daemon],
+) {
+    let reached = wait_until(timeout, || async { db::count(client, query).await == want }).await;
+    assert!(
+        reached,
+        "waited {timeout:?} for `{query}` to be {want}, it is {}\n--- daemon log ---\n{}",
+        db::count(client, query).await,
+        daemons
+            .iter()
+            .map(|d| d.log())
+            .collect::<Vec<_>>()
+            .join("\n--- next daemon ---\n")
+    );
+}
