@@ -279,3 +279,89 @@ async fn roles_let_each_user_do_its_job_and_nothing_more() {
         "the secret never reaches the log"
     );
 }
+
+#[tokio::test]
+async fn webhook_errors_name_the_field_and_never_show_the_secret() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let (id, secret) = add_webhook(&client, "ok", "https://example.com/hook", &["*"]).await;
+    for (sql, constraint, names) in [
+        (
+            format!("UPDATE outbox.webhooks SET url = 'ftp://example.com/' WHERE id = {id}"),
+            "url_scheme",
+            "ftp://example.com/",
+        ),
+        (
+            format!(
+                "UPDATE outbox.webhooks SET url = 'https://me:pw@example.com/' WHERE id = {id}"
+            ),
+            "url_scheme",
+            "credentials not shown",
+        ),
+        (
+            format!("UPDATE outbox.webhooks SET event_types = '{{Bad}}' WHERE id = {id}"),
+            "event_types_syntax",
+            "{Bad}",
+        ),
+        (
+            format!(
+                r#"UPDATE outbox.webhooks SET headers = '{{"authorization": "Bearer s3cret\r\n"}}' WHERE id = {id}"#
+            ),
+            "headers_valid",
+            "'authorization'",
+        ),
+        (
+            format!("UPDATE outbox.webhooks SET secret = 'whsec_not base64!' WHERE id = {id}"),
+            "secret_format",
+            "not shown",
+        ),
+    ] {
+        let err = refused(&client, &sql).await;
+        assert_eq!(
+            err.constraint(),
+            Some(constraint),
+            "{sql}: {}",
+            err.message()
+        );
+        assert!(err.message().contains(constraint), "{}", err.message());
+        assert!(err.message().contains(names), "{}", err.message());
+        let everything = format!("{} {:?} {:?}", err.message(), err.detail(), err.hint());
+        assert!(
+            !everything.contains(&secret),
+            "the secret shows: {everything}"
+        );
+        assert!(
+            !everything.contains("s3cret") && !everything.contains("pw@"),
+            "{everything}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_event_from_before_the_limit_is_still_dispatched_and_delivered() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    add_webhook(&client, "big", &receiver.url("/"), &["*"]).await;
+    // As if written before the limit existed.
+    client
+        .batch_execute(
+            "ALTER TABLE outbox.events DISABLE TRIGGER events_payload_size;
+             INSERT INTO outbox.events (event_type, payload)
+             VALUES ('file.uploaded', jsonb_build_object('blob', repeat('a', 1100000)));
+             ALTER TABLE outbox.events ENABLE TRIGGER events_payload_size;",
+        )
+        .await
+        .unwrap();
+    let daemon = Daemon::start(BIN, &db.url, &[]);
+    let delivered = wait_until(Duration::from_secs(20), || async {
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(delivered, "{}", daemon.log());
+}

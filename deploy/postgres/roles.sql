@@ -53,6 +53,8 @@ GRANT EXECUTE ON FUNCTION
     outbox.are_valid_headers(jsonb),
     outbox.max_payload_bytes(),
     outbox.payload_within_limit(jsonb),
+    outbox.check_event_payload(),
+    outbox.check_webhook(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_new_events(),
