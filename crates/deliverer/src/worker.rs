@@ -1,15 +1,18 @@
 //! The delivery loop: claim due deliveries, send them concurrently, hand the
 //! results to the writer.
 //!
-//! All bookkeeping of what is in flight lives in this one loop (no locks):
-//! a global limit and a per-webhook limit decide how many deliveries, and of
-//! which webhooks, a claim may take, so a slow endpoint fills only its own
-//! slots. Claims are batched: a new one is made when a good share of the
-//! slots is free, not after every finished request. On shutdown the loop
-//! stops claiming, lets requests finish within the grace period, and hands
-//! the leases of those it had to abandon back to the queue.
+//! All bookkeeping of what is in flight lives in this one loop (no locks).
+//! Each webhook has its running requests (at most `webhook_concurrency`,
+//! and `concurrency` over all webhooks) and a short queue of leased
+//! deliveries waiting for a slot: a claim asks each webhook for up to twice
+//! its concurrency, less what it holds, so claims are large and rare, a
+//! finished request starts the next one at once from the queue, and a slow
+//! endpoint fills only its own slots. A queued delivery whose lease could
+//! run out before its request would is handed back unsent. On shutdown the
+//! loop stops claiming, lets requests finish within the grace period, and
+//! hands back the leases of what it had to abandon or never started.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +22,7 @@ use outboxd_core::outcome::{
     classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
-use outboxd_poller::{claim, health, AttemptRecord, Claimed, Pool, Slots, WebhookCache};
+use outboxd_poller::{claim, health, AttemptRecord, Claimed, Pool, WebhookCache};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +59,13 @@ pub struct Deliverer {
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
 struct InFlight {
+    /// Requests running, all webhooks together.
     total: usize,
+    /// Requests running per webhook.
     per_webhook: HashMap<i64, usize>,
+    /// Leased deliveries waiting for a slot of their webhook, oldest first.
+    queued: HashMap<i64, VecDeque<Queued>>,
+    queued_total: usize,
     leases: HashMap<tokio::task::Id, (i64, i64, i64)>,
     /// Webhooks that just answered 410, and when: claimed no more until the
     /// cache shows them disabled (or a lease length passes, in case the
@@ -67,6 +75,34 @@ struct InFlight {
     /// Circuit breakers of the webhooks with recent failures (a healthy
     /// webhook has none).
     breakers: HashMap<i64, Breaker>,
+}
+
+struct Queued {
+    delivery: Claimed,
+    claimed_at: Instant,
+}
+
+impl InFlight {
+    fn running(&self, webhook_id: i64) -> usize {
+        self.per_webhook.get(&webhook_id).copied().unwrap_or(0)
+    }
+
+    fn held(&self, webhook_id: i64) -> usize {
+        self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
+    }
+
+    /// How many requests the webhook may have running now: none while it is
+    /// paused or just answered 410, one probe when its pause is over.
+    fn limit(&self, webhook_id: i64, settings: &Settings, now: Instant) -> usize {
+        if self.gone.contains_key(&webhook_id) {
+            return 0;
+        }
+        match self.breakers.get(&webhook_id).map(|b| b.state(now)) {
+            None | Some(State::Closed) => settings.webhook_concurrency,
+            Some(State::Open { .. }) => 0,
+            Some(State::HalfOpen) => 1,
+        }
+    }
 }
 
 impl Deliverer {
@@ -85,6 +121,8 @@ impl Deliverer {
         let mut in_flight = InFlight {
             total: 0,
             per_webhook: HashMap::new(),
+            queued: HashMap::new(),
+            queued_total: 0,
             leases: HashMap::new(),
             gone: HashMap::new(),
             breakers: HashMap::new(),
@@ -93,13 +131,15 @@ impl Deliverer {
         let mut more = true;
         let mut last_reap = Instant::now() - REAP_EVERY;
         let mut db_failures = 0u32;
-        let claim_threshold = (settings.concurrency / 4).clamp(1, settings.batch_size as usize);
+        // Deliveries held (running and queued) across all webhooks.
+        let capacity = settings.concurrency * 2;
+        let claim_threshold = (capacity / 4).clamp(1, settings.batch_size as usize);
 
         loop {
-            let free = settings.concurrency - in_flight.total;
-            let worth_claiming = free >= claim_threshold || in_flight.total == 0;
+            let room = capacity.saturating_sub(in_flight.total + in_flight.queued_total);
+            let worth_claiming =
+                room >= claim_threshold || in_flight.total + in_flight.queued_total == 0;
             if more && worth_claiming && !shutdown.is_cancelled() {
-                let limit = (free as i64).min(settings.batch_size);
                 in_flight.gone.retain(|&id, at| {
                     at.elapsed() < settings.lease && self.cache.get(id).is_some()
                 });
@@ -108,29 +148,28 @@ impl Deliverer {
                 in_flight
                     .breakers
                     .retain(|&id, _| self.cache.get(id).is_some());
-                match claim::claim(
-                    &self.pool,
-                    limit,
-                    settings.lease,
-                    &slots(&in_flight, &settings),
-                )
-                .await
-                {
+                let wants = self.wants(&in_flight, &settings);
+                let limit = (room as i64).min(settings.batch_size);
+                match claim::claim(&self.pool, &wants, limit, settings.lease).await {
                     Ok(batch) => {
                         db_failures = 0;
-                        let claimed = batch.len() as i64;
-                        let mut filled = false;
+                        // An empty claim means nothing is due for the
+                        // webhooks with room; a finished request that frees
+                        // a share of a webhook's window, a fan-out or the
+                        // poll interval asks again.
+                        more = !batch.is_empty();
+                        let claimed_at = Instant::now();
                         for delivery in batch {
-                            filled |= self.start(&mut tasks, &mut in_flight, delivery, &settings);
+                            in_flight.queued_total += 1;
+                            in_flight
+                                .queued
+                                .entry(delivery.webhook_id)
+                                .or_default()
+                                .push_back(Queued {
+                                    delivery,
+                                    claimed_at,
+                                });
                         }
-                        // Fewer rows than asked for means the queue is drained,
-                        // unless this batch filled a webhook's slots: its rows may
-                        // have crowded out other webhooks', so claim once more
-                        // (the full webhook is left out of that claim). A full
-                        // webhook is claimed for again when a share of its slots
-                        // is free (see `finish`), not after every request.
-                        more = claimed == limit || filled;
-                        metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                     }
                     Err(e) => {
                         db_failures += 1;
@@ -139,6 +178,8 @@ impl Deliverer {
                         more = false;
                     }
                 }
+                self.pump(&mut tasks, &mut in_flight, &settings, None);
+                metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
             }
             if last_reap.elapsed() >= REAP_EVERY && !shutdown.is_cancelled() {
                 last_reap = Instant::now();
@@ -150,6 +191,14 @@ impl Deliverer {
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "reaping expired leases failed"),
                 }
+                match claim::cancel_orphans(&self.pool).await {
+                    Ok(n) if n > 0 => tracing::info!(
+                        deliveries = n,
+                        "waiting deliveries of disabled or deleted webhooks cancelled"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "cancelling orphaned deliveries failed"),
+                }
             }
             let backoff = if db_failures > 0 {
                 outboxd_core::retry::database_backoff(db_failures)
@@ -160,9 +209,9 @@ impl Deliverer {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    more |= self.finish(done, &mut in_flight, &results_tx).await;
+                    more |= self.finish(done, &mut tasks, &mut in_flight, &results_tx, &settings).await;
                     while let Some(done) = tasks.try_join_next_with_id() {
-                        more |= self.finish(done, &mut in_flight, &results_tx).await;
+                        more |= self.finish(done, &mut tasks, &mut in_flight, &results_tx, &settings).await;
                     }
                     metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                 }
@@ -180,7 +229,8 @@ impl Deliverer {
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
                 Ok(Some(done)) => {
-                    self.finish(done, &mut in_flight, &results_tx).await;
+                    self.finish(done, &mut tasks, &mut in_flight, &results_tx, &settings)
+                        .await;
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -195,6 +245,13 @@ impl Deliverer {
             .leases
             .values()
             .map(|&(delivery, lease, _)| (delivery, lease))
+            .chain(
+                in_flight
+                    .queued
+                    .values()
+                    .flatten()
+                    .map(|q| (q.delivery.delivery_id, q.delivery.lease)),
+            )
             .collect();
         drop(results_tx);
         let _ = writer.await;
@@ -208,13 +265,99 @@ impl Deliverer {
         metrics::gauge!("outboxd_requests_in_flight").set(0.0);
     }
 
+    /// What each webhook may claim: up to twice its concurrency, less what
+    /// it holds, asked only when at least a quarter of that is free, so
+    /// claims come in batches. Shuffled, so that when the claim's limit
+    /// cuts the list short no webhook is always last.
+    fn wants(&self, in_flight: &InFlight, settings: &Settings) -> Vec<(i64, i64)> {
+        let now = Instant::now();
+        let mut wants: Vec<(i64, i64)> = self
+            .cache
+            .snapshot()
+            .keys()
+            .filter_map(|&id| {
+                let window = 2 * in_flight.limit(id, settings, now);
+                let held = in_flight.held(id);
+                let room = window.saturating_sub(held);
+                let worth = room > 0 && (room >= (window / 4).max(1) || held == 0);
+                worth.then_some((id, room as i64))
+            })
+            .collect();
+        use rand::seq::SliceRandom;
+        wants.shuffle(&mut rand::rng());
+        wants
+    }
+
+    /// Starts queued deliveries while their webhooks (only `webhook` if
+    /// given) and the global limit have free slots. A delivery whose lease
+    /// could expire before its request would time out is handed back
+    /// unsent; so is the queue of a webhook whose breaker just opened.
+    fn pump(
+        &self,
+        tasks: &mut JoinSet<AttemptRecord>,
+        in_flight: &mut InFlight,
+        settings: &Arc<Settings>,
+        webhook: Option<i64>,
+    ) {
+        let now = Instant::now();
+        let webhooks: Vec<i64> = match webhook {
+            Some(id) => vec![id],
+            None => in_flight.queued.keys().copied().collect(),
+        };
+        let mut hand_back = Vec::new();
+        for webhook_id in webhooks {
+            let paused = matches!(
+                in_flight.breakers.get(&webhook_id).map(|b| b.state(now)),
+                Some(State::Open { .. })
+            );
+            let limit = in_flight.limit(webhook_id, settings, now);
+            while in_flight.total < settings.concurrency
+                && (paused || in_flight.running(webhook_id) < limit)
+            {
+                let Some(queue) = in_flight.queued.get_mut(&webhook_id) else {
+                    break;
+                };
+                let Some(next) = queue.pop_front() else {
+                    in_flight.queued.remove(&webhook_id);
+                    break;
+                };
+                in_flight.queued_total -= 1;
+                if paused || next.claimed_at.elapsed() + settings.request_timeout >= settings.lease
+                {
+                    hand_back.push((next.delivery.delivery_id, next.delivery.lease));
+                    continue;
+                }
+                self.start(tasks, in_flight, next.delivery, settings);
+            }
+            if in_flight
+                .queued
+                .get(&webhook_id)
+                .is_some_and(VecDeque::is_empty)
+            {
+                in_flight.queued.remove(&webhook_id);
+            }
+        }
+        if !hand_back.is_empty() {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                match claim::hand_back(&pool, &hand_back).await {
+                    Ok(n) => {
+                        tracing::debug!(deliveries = n, "queued deliveries handed back unsent")
+                    }
+                    Err(e) => tracing::debug!(error = %e,
+                        "could not hand back queued deliveries; their leases will expire"),
+                }
+            });
+        }
+    }
+
     fn start(
         &self,
         tasks: &mut JoinSet<AttemptRecord>,
         in_flight: &mut InFlight,
         delivery: Claimed,
         settings: &Arc<Settings>,
-    ) -> bool {
+    ) {
         let (id, lease, webhook_id) = (delivery.delivery_id, delivery.lease, delivery.webhook_id);
         let handle = tasks.spawn(attempt(
             self.client.clone(),
@@ -224,49 +367,84 @@ impl Deliverer {
             settings.clone(),
         ));
         in_flight.total += 1;
-        let n = in_flight.per_webhook.entry(webhook_id).or_default();
-        *n += 1;
-        let filled = *n == settings.webhook_concurrency;
+        *in_flight.per_webhook.entry(webhook_id).or_default() += 1;
         in_flight
             .leases
             .insert(handle.id(), (id, lease, webhook_id));
-        filled
     }
 
+    /// Books a finished request, starts the next queued ones, and says
+    /// whether a claim is worth making: the webhook's window now has a share
+    /// free (counted once, as it crosses that mark).
     async fn finish(
         &self,
         done: Result<(tokio::task::Id, AttemptRecord), tokio::task::JoinError>,
+        tasks: &mut JoinSet<AttemptRecord>,
         in_flight: &mut InFlight,
         results: &mpsc::Sender<AttemptRecord>,
+        settings: &Arc<Settings>,
     ) -> bool {
         let (task_id, record) = match done {
             Ok((id, record)) => (id, Some(record)),
             Err(e) => (e.id(), None),
         };
-        // Whether a webhook that was full now has a share of its slots free.
-        let mut freed = false;
+        let was_full = in_flight.total >= settings.concurrency;
+        let mut webhook = None;
         if let Some((_, _, webhook_id)) = in_flight.leases.remove(&task_id) {
             in_flight.total -= 1;
+            webhook = Some(webhook_id);
             if let Some(n) = in_flight.per_webhook.get_mut(&webhook_id) {
                 *n -= 1;
-                let limit = self.settings.webhook_concurrency;
-                freed = *n + (limit / 4).max(1) == limit;
                 if *n == 0 {
                     in_flight.per_webhook.remove(&webhook_id);
                 }
             }
         }
-        if let Some(record) = record {
+        // A 410 unsubscribes: what waits in the webhook's queue is
+        // cancelled unsent, as the disable cancels what waits in the table.
+        let mut cancelled = Vec::new();
+        if let Some(record) = &record {
             if record.gone {
                 in_flight.gone.insert(record.webhook_id, Instant::now());
+                if let Some(queue) = in_flight.queued.remove(&record.webhook_id) {
+                    in_flight.queued_total -= queue.len();
+                    let now = Utc::now();
+                    cancelled.extend(queue.into_iter().map(|q| {
+                        self::record(
+                            &q.delivery,
+                            now,
+                            Duration::ZERO,
+                            None,
+                            None,
+                            Verdict::Failed,
+                            true,
+                        )
+                    }));
+                }
             } else if !record.cancelled {
-                self.observe(&record, in_flight);
+                self.observe(record, in_flight);
             }
-            // Backpressure: when the database is slow, sending waits for it.
+        }
+        let mut freed = false;
+        if let Some(webhook_id) = webhook {
+            // When the global limit was what held the others back, any
+            // webhook's queue may start now; else only this one's.
+            self.pump(
+                tasks,
+                in_flight,
+                settings,
+                (!was_full).then_some(webhook_id),
+            );
+            let window = 2 * settings.webhook_concurrency;
+            freed = in_flight.held(webhook_id) + (window / 4).max(1) == window;
+        }
+        // Backpressure: when the database is slow, sending waits for it.
+        for record in record.into_iter().chain(cancelled) {
             let _ = results.send(record).await;
         }
         freed
     }
+
     /// Feeds an attempt's result to its webhook's circuit breaker and acts
     /// on what that changes: a pause is written to the database (so every
     /// replica holds back the waiting deliveries), a recovery clears it.
@@ -336,34 +514,6 @@ impl Deliverer {
             .filter(|b| b.state(now) != State::Closed)
             .count();
         metrics::gauge!("outboxd_webhooks_paused").set(paused as f64);
-    }
-}
-
-fn slots(in_flight: &InFlight, settings: &Settings) -> Slots {
-    let limit = settings.webhook_concurrency as i64;
-    let busy = |id: &i64| in_flight.per_webhook.get(id).copied().unwrap_or(0) as i64;
-    let mut free: HashMap<i64, i64> = in_flight
-        .per_webhook
-        .keys()
-        .map(|id| (*id, limit - busy(id)))
-        .collect();
-    let now = Instant::now();
-    for (id, breaker) in &in_flight.breakers {
-        match breaker.state(now) {
-            State::Closed => {}
-            State::Open { .. } => {
-                free.insert(*id, 0);
-            }
-            // One probe at a time decides whether the webhook is back.
-            State::HalfOpen => {
-                free.insert(*id, (1 - busy(id)).max(0));
-            }
-        }
-    }
-    free.extend(in_flight.gone.keys().map(|&id| (id, 0)));
-    Slots {
-        default_free: limit,
-        free,
     }
 }
 

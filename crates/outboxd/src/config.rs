@@ -148,6 +148,14 @@ pub struct RunArgs {
     /// Do not apply migrations at start
     #[arg(long, env = "OUTBOXD_NO_MIGRATE")]
     pub no_migrate: bool,
+
+    /// Whether the daemon's own writes (fan-out, claims, results) wait for
+    /// the WAL flush: `off` saves a disk flush per statement; after a crash
+    /// of PostgreSQL itself the last fraction of a second of that
+    /// bookkeeping may be lost, and those deliveries are sent again (never
+    /// lost). The application's inserts are not affected.
+    #[arg(long, env = "OUTBOXD_SYNCHRONOUS_COMMIT", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub synchronous_commit: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -495,6 +503,14 @@ pub fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
     match s.trim() {
         "off" | "0" => Ok(Duration::ZERO),
         _ => parse_duration(s).map_err(|e| format!("{e}, or off")),
+    }
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is neither on nor off")),
     }
 }
 

@@ -79,13 +79,19 @@ pub async fn run(args: RunArgs) -> Result<()> {
         breaker_cooldown = ?args.breaker_cooldown,
         disable_failing_after = ?args.disable_failing_after,
         migrate = !args.no_migrate,
+        synchronous_commit = args.synchronous_commit,
         "outboxd starting"
     );
 
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
 
-    let pool = connect::connect_pool(pg.clone(), args.db_pool_size as usize)
+    let pool_config = if args.synchronous_commit {
+        pg.clone()
+    } else {
+        connect::without_commit_flush(pg.clone())
+    };
+    let pool = connect::connect_pool(pool_config, args.db_pool_size as usize)
         .context("setting up the connection pool")?;
     let (addr, server) = outboxd_metrics::serve(
         args.listen,

@@ -1,12 +1,12 @@
 //! Leasing due deliveries to this worker.
 //!
-//! One statement: lock due rows with `FOR UPDATE SKIP LOCKED` (replicas skip
-//! each other's rows), keep at most the free slots of each webhook, and mark
-//! the kept ones `in_flight` with a lease deadline and a new fencing token.
-//! Rows locked but not kept are released when the statement ends. No lock
-//! is held during the HTTP request: the lease is what reserves the row.
+//! One statement: for each webhook the worker has room for, lock its due rows
+//! (oldest first, at most the room) with `FOR UPDATE SKIP LOCKED` through the
+//! index on `(webhook_id, next_attempt_at)`, and mark them `in_flight` with a
+//! lease deadline and a new fencing token. Only rows that are kept are locked,
+//! and one webhook's backlog cannot crowd out another's. No lock is held
+//! during the HTTP request: the lease is what reserves the row.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,30 +14,29 @@ use chrono::{DateTime, Utc};
 use crate::{Error, Pool};
 
 const CLAIM: &str = "
-WITH locked AS (
-    SELECT id, webhook_id, next_attempt_at
-      FROM outbox.deliveries
-     WHERE state = 'pending'
-       AND next_attempt_at <= now()
-       AND webhook_id <> ALL($2::int8[])
-     ORDER BY next_attempt_at
-     LIMIT $1
-       FOR UPDATE SKIP LOCKED),
-ranked AS (
-    SELECT l.id,
-           row_number() OVER (PARTITION BY l.webhook_id ORDER BY l.next_attempt_at, l.id) AS n,
-           coalesce(f.free, $5) AS free
-      FROM locked l
-      LEFT JOIN unnest($3::int8[], $4::int8[]) AS f(webhook_id, free) USING (webhook_id))
+WITH want AS (
+    SELECT * FROM unnest($1::int8[], $2::int8[]) AS w(webhook_id, room)),
+locked AS (
+    SELECT d.id
+      FROM want w
+     CROSS JOIN LATERAL (
+           SELECT id
+             FROM outbox.deliveries
+            WHERE state = 'pending'
+              AND webhook_id = w.webhook_id
+              AND next_attempt_at <= now()
+            ORDER BY next_attempt_at
+            LIMIT w.room
+              FOR UPDATE SKIP LOCKED) d
+     LIMIT $3)
 UPDATE outbox.deliveries d
    SET state = 'in_flight',
        attempts = d.attempts + 1,
        lease = d.lease + 1,
-       locked_until = now() + $6 * interval '1 millisecond',
+       locked_until = now() + $4 * interval '1 millisecond',
        updated_at = now()
-  FROM ranked r, outbox.events e
- WHERE d.id = r.id
-   AND r.n <= r.free
+  FROM locked l, outbox.events e
+ WHERE d.id = l.id
    AND e.id = d.event_id
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
           e.event_type, e.payload::text, e.created_at";
@@ -51,6 +50,21 @@ UPDATE outbox.deliveries
                WHERE state = 'in_flight' AND locked_until < now()
                LIMIT 1000
                  FOR UPDATE SKIP LOCKED)";
+
+/// Cancels waiting deliveries of webhooks that are disabled or deleted. The
+/// triggers on `outbox.webhooks` do this when the change is made; this
+/// catches rows fanned out a moment later by a replica whose webhook cache
+/// was behind, which claims (made per enabled webhook) would never take.
+const CANCEL_ORPHANS: &str = "
+UPDATE outbox.deliveries d
+   SET state = 'cancelled', locked_until = NULL, updated_at = now(),
+       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
+ WHERE d.id IN (SELECT p.id FROM outbox.deliveries p
+                 WHERE p.state = 'pending'
+                   AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w
+                                    WHERE w.id = p.webhook_id AND w.enabled)
+                 LIMIT 1000
+                   FOR UPDATE SKIP LOCKED)";
 
 /// Gives unfinished leases back at shutdown without spending an attempt.
 const HAND_BACK: &str = "
@@ -76,41 +90,23 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
 }
 
-/// How many more requests each webhook may have in flight.
-#[derive(Debug, Clone)]
-pub struct Slots {
-    /// Free slots of a webhook not listed in `free`.
-    pub default_free: i64,
-    /// Webhooks with some requests in flight, and their free slots (0 = full).
-    pub free: HashMap<i64, i64>,
-}
-
+/// Leases up to `room` due deliveries of each listed webhook, `limit` in
+/// all, the webhooks taken in the order given.
 pub async fn claim(
     pool: &Pool,
+    wants: &[(i64, i64)],
     limit: i64,
     lease: Duration,
-    slots: &Slots,
 ) -> Result<Vec<Claimed>, Error> {
-    let full: Vec<i64> = slots
-        .free
-        .iter()
-        .filter(|(_, &f)| f <= 0)
-        .map(|(&id, _)| id)
-        .collect();
-    let (ids, frees): (Vec<i64>, Vec<i64>) = slots
-        .free
-        .iter()
-        .filter(|(_, &f)| f > 0)
-        .map(|(&id, &f)| (id, f))
-        .unzip();
+    if wants.is_empty() || limit <= 0 {
+        return Ok(Vec::new());
+    }
+    let (ids, rooms): (Vec<i64>, Vec<i64>) = wants.iter().copied().unzip();
     let lease_ms = lease.as_secs_f64() * 1000.0;
     let client = pool.get().await?;
     let stmt = client.prepare_cached(CLAIM).await?;
     let rows = client
-        .query(
-            &stmt,
-            &[&limit, &full, &ids, &frees, &slots.default_free, &lease_ms],
-        )
+        .query(&stmt, &[&ids, &rooms, &limit, &lease_ms])
         .await?;
     Ok(rows
         .iter()
@@ -131,6 +127,12 @@ pub async fn claim(
 pub async fn reap_expired(pool: &Pool) -> Result<u64, Error> {
     let client = pool.get().await?;
     Ok(client.execute(REAP, &[]).await?)
+}
+
+/// Returns how many deliveries of gone webhooks were cancelled.
+pub async fn cancel_orphans(pool: &Pool) -> Result<u64, Error> {
+    let client = pool.get().await?;
+    Ok(client.execute(CANCEL_ORPHANS, &[]).await?)
 }
 
 /// Returns how many leases were handed back.

@@ -58,6 +58,21 @@ pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
     Ok(config)
 }
 
+/// The same settings with `synchronous_commit = off` for the session: a
+/// commit returns before its WAL is flushed to disk. For the daemon's own
+/// bookkeeping only: every such write can be redone (a lost fan-out is
+/// fanned out again, a lost result makes the lease expire and the delivery
+/// is sent again), so a crash of PostgreSQL can cost a duplicate, never an
+/// event; and the daemon no longer waits for a disk flush per statement.
+pub fn without_commit_flush(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c synchronous_commit=off"),
+        _ => "-c synchronous_commit=off".to_owned(),
+    };
+    config.options(options);
+    config
+}
+
 /// The pool of connections that claims and writes results. A connection that
 /// broke (database restart) is dropped at recycle and a new one made.
 pub fn connect_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, Error> {

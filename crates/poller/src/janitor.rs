@@ -29,15 +29,18 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 
 /// Attempts by age alone: the delivery log is history, whatever the state
 /// of the delivery. Ages are measured on the database's clock ($1 is the
-/// retention in seconds). Served by `delivery_attempts_started_at` (sql/V2);
-/// `= ANY (ARRAY(...))` rather than `IN (...)`, which the planner may turn
-/// into a hash join over the whole table.
+/// retention in seconds). Rows are written in `started_at` order, give or
+/// take a request's duration, so the oldest are the first by id: each batch
+/// looks at the first `$2` rows of the primary key and deletes those old
+/// enough; the sweep goes on until a batch deletes nothing. So no index on
+/// `started_at` is kept up on every attempt (sql/V7), and a sweep with
+/// nothing to do reads one batch. `= ANY
+/// (ARRAY(...))` rather than `IN (...)`, which the planner may turn into a
+/// hash join over the whole table.
 const DELETE_ATTEMPTS: &str = "
 DELETE FROM outbox.delivery_attempts
- WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts
-                        WHERE started_at < now() - $1::float8 * interval '1 second'
-                        ORDER BY started_at
-                        LIMIT $2))";
+ WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts ORDER BY id LIMIT $2))
+   AND started_at < now() - $1::float8 * interval '1 second'";
 
 /// Events fanned out before the cutoff whose deliveries all reached a final
 /// state and last changed before the cutoff too (a delivery replayed or
@@ -188,7 +191,14 @@ impl Janitor {
             Pass::Attempts => {
                 let delete = tx.prepare_cached(DELETE_ATTEMPTS).await?;
                 batch.delivery_attempts = tx.execute(&delete, &[&age, &BATCH]).await?;
-                batch.picked = batch.delivery_attempts;
+                // A few recent rows among the first ones (a long request)
+                // stay at the front until they are old too: go on while a
+                // batch finds anything to delete.
+                batch.picked = if batch.delivery_attempts > 0 {
+                    BATCH as u64
+                } else {
+                    0
+                };
             }
             Pass::Events => {
                 let pick = tx.prepare_cached(PICK_EVENTS).await?;

@@ -19,7 +19,7 @@ pub mod results;
 pub mod sampler;
 pub mod webhooks;
 
-pub use claim::{Claimed, Slots};
+pub use claim::Claimed;
 pub use connect::{connect_pool, pg_config};
 pub use dispatch::Dispatcher;
 pub use error::Error;

@@ -118,29 +118,35 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
         .map(|r| r.webhook_id)
         .collect();
 
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+        &delivery_ids,
+        &leases,
+        &event_ids,
+        &webhook_ids,
+        &attempts,
+        &started,
+        &durations,
+        &statuses,
+        &errors,
+        &bodies,
+        &outcomes,
+        &states,
+        &delays,
+    ];
     let mut client = pool.get().await?;
+    if gone.is_empty() {
+        // The common case: one statement, its own transaction.
+        let stmt = client.prepare_cached(RECORD).await?;
+        let rows = client.query(&stmt, &params).await?;
+        let accepted = rows.iter().map(|r| r.get(0)).collect();
+        return Ok(Recorded {
+            accepted,
+            disabled: Vec::new(),
+        });
+    }
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(RECORD).await?;
-    let rows = tx
-        .query(
-            &stmt,
-            &[
-                &delivery_ids,
-                &leases,
-                &event_ids,
-                &webhook_ids,
-                &attempts,
-                &started,
-                &durations,
-                &statuses,
-                &errors,
-                &bodies,
-                &outcomes,
-                &states,
-                &delays,
-            ],
-        )
-        .await?;
+    let rows = tx.query(&stmt, &params).await?;
     let accepted = rows.iter().map(|r| r.get(0)).collect();
     let disabled = if gone.is_empty() {
         Vec::new()

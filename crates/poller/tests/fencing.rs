@@ -1,26 +1,18 @@
 //! Leases and fencing tokens against a real database: a result is written
 //! only under the lease it was claimed with, an expired lease is reaped and
 //! re-claimed under a new token, a handed-back lease costs no attempt, and a
-//! claim keeps within each webhook's free slots.
+//! claim takes at most the room it was given for each webhook.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
-use outboxd_poller::{claim, connect_pool, results, AttemptRecord, Claimed, Pool, Slots};
+use outboxd_poller::{claim, connect_pool, results, AttemptRecord, Claimed, Pool};
 use outboxd_testkit::db::{add_webhook, count};
 use outboxd_testkit::TestDb;
 use tokio_postgres::Client;
 
 const LEASE: Duration = Duration::from_secs(60);
-
-fn any_slots(free: i64) -> Slots {
-    Slots {
-        default_free: free,
-        free: HashMap::new(),
-    }
-}
 
 /// A webhook with `n` due deliveries, made by hand (no fan-out needed).
 async fn webhook_with_deliveries(client: &Client, name: &str, n: i64) -> i64 {
@@ -81,11 +73,9 @@ async fn delivery(client: &Client, id: i64) -> (String, i32, i64, bool) {
 #[tokio::test]
 async fn a_late_result_from_an_expired_lease_changes_nothing() {
     let (_db, client, pool) = setup().await;
-    webhook_with_deliveries(&client, "hook", 1).await;
+    let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let first = claim::claim(&pool, 10, LEASE, &any_slots(10))
-        .await
-        .unwrap();
+    let first = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
     assert_eq!(first.len(), 1);
     let l1 = first[0].clone();
     assert_eq!(l1.attempt, 1);
@@ -94,7 +84,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         ("in_flight".into(), 1, l1.lease, true)
     );
     // Claimed: nobody else gets it while the lease holds.
-    assert!(claim::claim(&pool, 10, LEASE, &any_slots(10))
+    assert!(claim::claim(&pool, &[(hook, 10)], 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -119,9 +109,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         "the reaped attempt stays counted: it may have reached the receiver"
     );
 
-    let second = claim::claim(&pool, 10, LEASE, &any_slots(10))
-        .await
-        .unwrap();
+    let second = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
     assert_eq!(second.len(), 1);
     let l2 = second[0].clone();
     assert_eq!(l2.delivery_id, l1.delivery_id);
@@ -171,11 +159,9 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
 #[tokio::test]
 async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt() {
     let (_db, client, pool) = setup().await;
-    webhook_with_deliveries(&client, "hook", 1).await;
+    let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let claimed = claim::claim(&pool, 10, LEASE, &any_slots(10))
-        .await
-        .unwrap();
+    let claimed = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let c = claimed[0].clone();
     assert_eq!(c.attempt, 1);
@@ -207,9 +193,7 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     assert_eq!(claim::hand_back(&pool, &[]).await.unwrap(), 0);
 
     // Due at once, and its next claim is attempt 1 again.
-    let again = claim::claim(&pool, 10, LEASE, &any_slots(10))
-        .await
-        .unwrap();
+    let again = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery_id, c.delivery_id);
     assert_eq!(again[0].attempt, 1);
@@ -221,7 +205,7 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
 }
 
 #[tokio::test]
-async fn a_claim_keeps_within_each_webhooks_free_slots() {
+async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     let (_db, client, pool) = setup().await;
     let busy = webhook_with_deliveries(&client, "busy", 10).await;
     let full = webhook_with_deliveries(&client, "full", 10).await;
@@ -231,31 +215,46 @@ async fn a_claim_keeps_within_each_webhooks_free_slots() {
         claimed.iter().filter(|c| c.webhook_id == webhook).count()
     };
 
-    // Unlisted webhooks get default_free each.
-    let first = claim::claim(&pool, 100, LEASE, &any_slots(3))
+    // Each listed webhook gets its room; an unlisted one (full) nothing.
+    let first = claim::claim(&pool, &[(busy, 2), (other, 3)], 100, LEASE)
         .await
         .unwrap();
-    assert_eq!(first.len(), 9);
-    for webhook in [busy, full, other] {
-        assert_eq!(claimed_by(&first, webhook), 3, "webhook {webhook}");
-    }
+    assert_eq!(claimed_by(&first, busy), 2);
+    assert_eq!(claimed_by(&first, other), 3);
+    assert_eq!(claimed_by(&first, full), 0);
+    assert_eq!(first.len(), 5);
+    // Oldest first within a webhook.
+    let busy_ids: Vec<i64> = first
+        .iter()
+        .filter(|c| c.webhook_id == busy)
+        .map(|c| c.delivery_id)
+        .collect();
+    let oldest: Vec<i64> = client
+        .query(
+            "SELECT id FROM outbox.deliveries WHERE webhook_id = $1 ORDER BY id LIMIT 2",
+            &[&busy],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut sorted = busy_ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, oldest);
 
-    // Listed ones get what is listed; a full one gets nothing.
-    let slots = Slots {
-        default_free: 3,
-        free: HashMap::from([(busy, 2), (full, 0)]),
-    };
-    let second = claim::claim(&pool, 100, LEASE, &slots).await.unwrap();
-    assert_eq!(claimed_by(&second, busy), 2);
-    assert_eq!(claimed_by(&second, full), 0);
-    assert_eq!(claimed_by(&second, other), 3);
-    assert_eq!(second.len(), 5);
-
-    // The global limit is respected as well.
-    let third = claim::claim(&pool, 2, LEASE, &any_slots(100))
+    // The global limit is respected as well, in the order given.
+    let second = claim::claim(&pool, &[(full, 10), (other, 10)], 4, LEASE)
         .await
         .unwrap();
-    assert_eq!(third.len(), 2);
+    assert_eq!(second.len(), 4);
+    assert_eq!(claimed_by(&second, full), 4);
+
+    // Nothing to ask for, nothing claimed.
+    assert!(claim::claim(&pool, &[], 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
 
     assert_eq!(
         count(
@@ -263,16 +262,10 @@ async fn a_claim_keeps_within_each_webhooks_free_slots() {
             "SELECT count(*) FROM outbox.deliveries WHERE state = 'in_flight'"
         )
         .await,
-        16
+        9
     );
-    // Nothing was claimed twice.
-    let mut ids: Vec<i64> = first
-        .iter()
-        .chain(&second)
-        .chain(&third)
-        .map(|c| c.delivery_id)
-        .collect();
+    let mut ids: Vec<i64> = first.iter().chain(&second).map(|c| c.delivery_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids.len(), 16);
+    assert_eq!(ids.len(), 9, "nothing was claimed twice");
 }
