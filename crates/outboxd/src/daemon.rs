@@ -86,13 +86,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
 
-    let pool_config = if args.synchronous_commit {
-        pg.clone()
-    } else {
-        connect::without_commit_flush(pg.clone())
-    };
-    let pool = connect::connect_pool(pool_config, args.db_pool_size as usize)
-        .context("setting up the connection pool")?;
+    let pool = connect::connect_pool(
+        connect::daemon_session(pg.clone(), args.synchronous_commit),
+        args.db_pool_size as usize,
+    )
+    .context("setting up the connection pool")?;
     let (addr, server) = outboxd_metrics::serve(
         args.listen,
         handle,

@@ -13,30 +13,30 @@ use chrono::{DateTime, Utc};
 
 use crate::{Error, Pool};
 
+/// The locked ids go through `= ANY (ARRAY(...))` so that the update finds
+/// its rows by primary key: joined as a set, the planner (guessing a few
+/// hundred rows) chose a scan of the whole table.
 const CLAIM: &str = "
-WITH want AS (
-    SELECT * FROM unnest($1::int8[], $2::int8[]) AS w(webhook_id, room)),
-locked AS (
-    SELECT d.id
-      FROM want w
-     CROSS JOIN LATERAL (
-           SELECT id
-             FROM outbox.deliveries
-            WHERE state = 'pending'
-              AND webhook_id = w.webhook_id
-              AND next_attempt_at <= now()
-            ORDER BY next_attempt_at
-            LIMIT w.room
-              FOR UPDATE SKIP LOCKED) d
-     LIMIT $3)
 UPDATE outbox.deliveries d
    SET state = 'in_flight',
        attempts = d.attempts + 1,
        lease = d.lease + 1,
        locked_until = now() + $4 * interval '1 millisecond',
        updated_at = now()
-  FROM locked l, outbox.events e
- WHERE d.id = l.id
+  FROM outbox.events e
+ WHERE d.id = ANY (ARRAY(
+           SELECT l.id
+             FROM unnest($1::int8[], $2::int8[]) AS w(webhook_id, room)
+            CROSS JOIN LATERAL (
+                  SELECT id
+                    FROM outbox.deliveries
+                   WHERE state = 'pending'
+                     AND webhook_id = w.webhook_id
+                     AND next_attempt_at <= now()
+                   ORDER BY next_attempt_at
+                   LIMIT w.room
+                     FOR UPDATE SKIP LOCKED) l
+            LIMIT $3))
    AND e.id = d.event_id
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
           e.event_type, e.payload::text, e.created_at";

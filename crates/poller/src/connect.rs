@@ -58,18 +58,34 @@ pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
     Ok(config)
 }
 
-/// The same settings with `synchronous_commit = off` for the session: a
-/// commit returns before its WAL is flushed to disk. For the daemon's own
-/// bookkeeping only: every such write can be redone (a lost fan-out is
-/// fanned out again, a lost result makes the lease expire and the delivery
-/// is sent again), so a crash of PostgreSQL can cost a duplicate, never an
-/// event; and the daemon no longer waits for a disk flush per statement.
-pub fn without_commit_flush(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
-    let options = match config.get_options() {
-        Some(o) if !o.trim().is_empty() => format!("{o} -c synchronous_commit=off"),
-        _ => "-c synchronous_commit=off".to_owned(),
-    };
-    config.options(options);
+/// The daemon's session settings on top of `config`:
+/// - `enable_seqscan = off`, `enable_bitmapscan = off`: every query of the
+///   daemon is written for an index (claims, result writes, fan-out, the
+///   sampler, retention), and the queue tables change faster than their
+///   statistics. With plans from stale statistics PostgreSQL scanned the
+///   whole of `outbox.deliveries` for each result batch, or read and sorted
+///   every waiting event to claim 500 of them. These settings only make
+///   other plans look expensive: a query with no usable index still runs.
+/// - unless `synchronous_commit` is asked for, `synchronous_commit = off`: a
+///   commit returns before its WAL is flushed to disk. Every write of the
+///   daemon can be redone (a lost fan-out is fanned out again, a lost result
+///   makes the lease expire and the delivery is sent again), so a crash of
+///   PostgreSQL can cost a duplicate, never an event; and the daemon no
+///   longer waits for a disk flush per statement.
+pub fn daemon_session(
+    mut config: tokio_postgres::Config,
+    synchronous_commit: bool,
+) -> tokio_postgres::Config {
+    let mut options: Vec<String> = config
+        .get_options()
+        .filter(|o| !o.trim().is_empty())
+        .map(|o| vec![o.to_owned()])
+        .unwrap_or_default();
+    options.push("-c enable_seqscan=off -c enable_bitmapscan=off".into());
+    if !synchronous_commit {
+        options.push("-c synchronous_commit=off".into());
+    }
+    config.options(options.join(" "));
     config
 }
 

@@ -13,17 +13,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Pool, WebhookCache};
 
+/// `= ANY (ARRAY(...))`: the update looks its rows up by primary key
+/// whatever the planner guesses of the batch's size.
 const CLAIM_EVENTS: &str = "
-WITH claimed AS (
-    SELECT id FROM outbox.events
-     WHERE dispatched_at IS NULL
-     ORDER BY id
-     LIMIT $1
-       FOR UPDATE SKIP LOCKED)
 UPDATE outbox.events e
    SET dispatched_at = now()
-  FROM claimed c
- WHERE e.id = c.id
+ WHERE e.id = ANY (ARRAY(
+           SELECT id FROM outbox.events
+            WHERE dispatched_at IS NULL
+            ORDER BY id
+            LIMIT $1
+              FOR UPDATE SKIP LOCKED))
 RETURNING e.id, e.event_type, e.target_webhook_id";
 
 const INSERT_DELIVERIES: &str = "

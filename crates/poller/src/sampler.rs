@@ -16,6 +16,8 @@ SELECT (SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL),
           FROM outbox.deliveries WHERE state = 'pending'),
        (SELECT count(*) FROM outbox.webhooks WHERE NOT enabled)";
 
+const SCANS_ALLOWED: &str = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on";
+
 pub struct Sampler {
     pub pool: Pool,
     pub interval: Duration,
@@ -35,8 +37,15 @@ impl Sampler {
 
     async fn sample(&self) {
         let row = async {
-            let client = self.pool.get().await?;
-            Ok::<_, crate::Error>(client.query_one(SAMPLE, &[]).await?)
+            let mut client = self.pool.get().await?;
+            let tx = client.transaction().await?;
+            // Counting a large backlog is a scan: let the planner choose one
+            // (the daemon's sessions otherwise steer to index paths, see
+            // `connect::daemon_session`).
+            tx.batch_execute(SCANS_ALLOWED).await?;
+            let row = tx.query_one(SAMPLE, &[]).await?;
+            tx.commit().await?;
+            Ok::<_, crate::Error>(row)
         }
         .await;
         match row {
