@@ -1,0 +1,1 @@
+//! The admin console and JSON HTTP API (in progress).
