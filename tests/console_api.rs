@@ -25,24 +25,7 @@ struct Admin {
 impl Admin {
     /// The daemon with the console on a free loopback port, token set.
     async fn start(db: &TestDb, token: Option<&str>) -> Admin {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut env = vec![("OUTBOXD_ADMIN_LISTEN", listen.as_str())];
-        if let Some(t) = token {
-            env.push(("OUTBOXD_ADMIN_TOKEN", t));
-        }
-        let daemon = Daemon::start(BIN, &db.url, &env);
-        let up = wait_until(Duration::from_secs(20), || async {
-            http_request(port, "GET", "/api/openapi.json", &[], "")
-                .await
-                .is_some()
-        })
-        .await;
-        assert!(
-            up,
-            "the admin listener did not come up:\n{}",
-            daemon.plain_log()
-        );
+        let (daemon, port) = Daemon::start_with_console(BIN, &db.url, token, &[]).await;
         Admin { port, daemon }
     }
 

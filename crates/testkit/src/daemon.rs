@@ -61,6 +61,37 @@ impl Daemon {
         self.child.id().expect("the daemon is running")
     }
 
+    /// Starts the daemon with its admin console on a free loopback port
+    /// (`OUTBOXD_ADMIN_LISTEN`, and `OUTBOXD_ADMIN_TOKEN` when given) and
+    /// waits until the console answers; returns the console's port too.
+    pub async fn start_with_console(
+        bin: &str,
+        database_url: &str,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (Daemon, u16) {
+        let port = crate::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![("OUTBOXD_ADMIN_LISTEN", listen.as_str())];
+        if let Some(t) = token {
+            all.push(("OUTBOXD_ADMIN_TOKEN", t));
+        }
+        all.extend_from_slice(env);
+        let daemon = Daemon::start(bin, database_url, &all);
+        let up = crate::wait_until(Duration::from_secs(20), || async {
+            http_request(port, "GET", "/api/openapi.json", &[], "")
+                .await
+                .is_some()
+        })
+        .await;
+        assert!(
+            up,
+            "the admin console did not come up:\n{}",
+            daemon.plain_log()
+        );
+        (daemon, port)
+    }
+
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
         signal(self.pid(), "-TERM");
