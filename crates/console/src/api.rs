@@ -14,7 +14,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use outboxd_admin::webhooks::WebhookInput;
 use outboxd_admin::{deliveries, event_types, replay, stats, test_event, validate, webhooks};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_postgres::Client;
 
@@ -132,7 +132,6 @@ async fn dispatch(
     body: &[u8],
 ) -> ApiResult {
     use Method as M;
-    let ok = |v: &dyn erased::Json| Ok(v.respond(StatusCode::OK));
     match (method, segments) {
         (&M::GET, ["webhooks"]) => ok(&webhooks::list(client).await?),
         (&M::POST, ["webhooks"]) => {
@@ -208,7 +207,7 @@ async fn dispatch(
         (&M::POST, ["event-types"]) => {
             let b: EventTypeBody = parse(body)?;
             let name = b.name.clone().unwrap_or_default();
-            let added = event_types::upsert(
+            event_types::upsert(
                 client,
                 &name,
                 b.description.as_deref().unwrap_or(""),
@@ -216,7 +215,6 @@ async fn dispatch(
                 false,
             )
             .await?;
-            let _ = added;
             Ok(http::json(
                 StatusCode::CREATED,
                 &event_types::get(client, &name).await?,
@@ -255,20 +253,9 @@ async fn dispatch(
     }
 }
 
-/// serde_json values behind one `&dyn`, so each arm above can answer 200
-/// with whatever it computed.
-mod erased {
-    use super::*;
-
-    pub trait Json {
-        fn respond(&self, status: StatusCode) -> Response<Body>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn respond(&self, status: StatusCode) -> Response<Body> {
-            http::json(status, self)
-        }
-    }
+/// 200 with `value` as JSON.
+fn ok<T: Serialize>(value: &T) -> ApiResult {
+    Ok(http::json(StatusCode::OK, value))
 }
 
 fn id_of(s: &str) -> Result<i64, ApiError> {

@@ -150,7 +150,6 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
             response.headers_mut().insert(SET_COOKIE, v);
         }
     }
-    let _ = session;
     response
 }
 
@@ -1164,5 +1163,55 @@ impl EventTypeForm {
             err_name: None,
             err_example: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_are_name_colon_value() {
+        let h = parse_headers("X-Tenant: acme\n\n authorization: Bearer a:b \n").unwrap();
+        assert_eq!(
+            h,
+            [
+                ("X-Tenant".to_owned(), "acme".to_owned()),
+                ("authorization".to_owned(), "Bearer a:b".to_owned())
+            ]
+        );
+        assert!(matches!(
+            parse_headers("no colon"),
+            Err(Error::Invalid {
+                field: "headers",
+                ..
+            })
+        ));
+        let back = headers_text(&serde_json::json!({"x-tenant": "acme"}));
+        assert_eq!(back, "x-tenant: acme");
+    }
+
+    #[test]
+    fn credentials_are_redacted_by_name() {
+        for name in [
+            "authorization",
+            "x-api-key",
+            "webhook-signature",
+            "x-auth-token",
+            "cookie",
+        ] {
+            assert!(is_sensitive(name), "{name}");
+        }
+        for name in ["content-type", "webhook-id", "x-tenant"] {
+            assert!(!is_sensitive(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_cut_at_a_character_boundary() {
+        assert_eq!(head("short", 10), "short");
+        assert_eq!(head("héllo", 2), "h…");
+        assert_eq!(percent(Some(0.25)), "25%");
+        assert_eq!(percent(None), "-");
     }
 }
