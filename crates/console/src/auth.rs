@@ -2,9 +2,9 @@
 //!
 //! The API takes `Authorization: Bearer <token>`; the browser logs in once
 //! with the same token and gets a session cookie (HttpOnly, SameSite=Strict).
-//! Sessions are stateless: `nonce.mac`, an HMAC under a key derived from the
-//! token, so every replica accepts them, a restart keeps them, and changing
-//! the token ends them all. A form's CSRF token is another HMAC of the
+//! Sessions are stateless: `issued-random.mac`, an HMAC under a key derived
+//! from the token, so every replica accepts them, a restart keeps them,
+//! they end after `SESSION_TTL_SECS`, and changing the token ends them all. A form's CSRF token is another HMAC of the
 //! session's nonce, checked on every POST. Secrets are compared in constant
 //! time. Without a token (allowed on loopback only) there is no login, but
 //! sessions, CSRF tokens and the same-origin checks stay.
@@ -19,6 +19,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "outboxd_session";
+
+/// How long a browser session lasts; then the admin logs in again.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
 
 pub struct Auth {
     token: Option<String>,
@@ -71,9 +74,13 @@ impl Auth {
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
-    /// A new session: the cookie's value.
+    /// A new session, issued now.
     pub fn new_session(&self) -> Session {
-        let nonce = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>());
+        let issued = chrono::Utc::now().timestamp();
+        let nonce = format!(
+            "{issued}-{}",
+            URL_SAFE_NO_PAD.encode(rand::random::<[u8; 18]>())
+        );
         Session { nonce }
     }
 
@@ -90,7 +97,12 @@ impl Auth {
             .1;
         let (nonce, mac) = value.split_once('.')?;
         let want = self.mac("session", nonce);
-        bool::from(want.as_bytes().ct_eq(mac.as_bytes())).then(|| Session {
+        if !bool::from(want.as_bytes().ct_eq(mac.as_bytes())) {
+            return None;
+        }
+        let issued: i64 = nonce.split_once('-')?.0.parse().ok()?;
+        let age = chrono::Utc::now().timestamp() - issued;
+        (0..SESSION_TTL_SECS).contains(&age).then(|| Session {
             nonce: nonce.to_owned(),
         })
     }
@@ -114,7 +126,7 @@ pub struct Session {
 
 /// `Set-Cookie` for a session: HttpOnly, SameSite=Strict, the whole site.
 pub fn set_cookie(value: &str) -> String {
-    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict")
+    format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}")
 }
 
 /// `Set-Cookie` that ends the session.
@@ -189,6 +201,15 @@ mod tests {
         let b = Auth::new(Some("t2".into()));
         assert!(b.session(Some(&cookie)).is_none());
         assert!(a.session(Some(&format!("{COOKIE}=abc.def"))).is_none());
+        // A well-signed session past its lifetime is no session either.
+        let old = Session {
+            nonce: format!(
+                "{}-x",
+                chrono::Utc::now().timestamp() - SESSION_TTL_SECS - 1
+            ),
+        };
+        let stale = format!("{COOKIE}={}", a.cookie_value(&old));
+        assert!(a.session(Some(&stale)).is_none());
     }
 
     #[test]
