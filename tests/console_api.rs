@@ -285,6 +285,9 @@ async fn bad_input_is_answered_with_400_and_the_reason() {
         .await;
     assert_error(&r, 409, "already");
     assert_error(&admin.call("GET", "/api/nope", None).await, 404, "openapi");
+    let patch = admin.call("PATCH", "/api/webhooks", None).await;
+    assert_error(&patch, 405, "GET, POST");
+    assert_eq!(patch.header("allow"), Some("GET, POST"));
     assert_eq!(
         count(&db.client().await, "SELECT count(*) FROM outbox.webhooks").await,
         0

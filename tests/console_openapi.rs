@@ -1,8 +1,9 @@
 //! The admin API against its own OpenAPI document: the document is valid
 //! OpenAPI 3 (schemathesis loads it), and schemathesis, given a bounded
 //! budget, calls every operation with generated input against the running
-//! daemon and checks that no answer is a server error and that statuses,
-//! content types and bodies match the document.
+//! daemon and checks that no answer is a server error, that statuses,
+//! content types and bodies match the document, that input the document
+//! rules out is refused, and that undocumented methods get 405.
 //!
 //! schemathesis comes from PyPI (`.ci/run` installs it); without it this
 //! test fails with a message saying so, rather than passing unchecked.
@@ -53,9 +54,10 @@ async fn the_api_answers_as_its_openapi_document_says() {
             "--header",
             &format!("Authorization: Bearer {TOKEN}"),
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_schema_conformance,negative_data_rejection,unsupported_method",
             "--phases",
-            "examples,fuzzing",
+            "examples,coverage,fuzzing",
             "--max-examples",
             "15",
             "--seed",

@@ -119,7 +119,15 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
     let mut client = client;
     match dispatch(state, &mut client, &method, &segments, &query, &body).await {
         Ok(r) => r,
-        Err(e) => error_json(e.status, &e.message, e.field),
+        Err(e) => {
+            let mut r = error_json(e.status, &e.message, e.field);
+            if e.status == StatusCode::METHOD_NOT_ALLOWED {
+                if let Ok(v) = HeaderValue::from_str(e.message.trim_start_matches("use ")) {
+                    r.headers_mut().insert(hyper::header::ALLOW, v);
+                }
+            }
+            r
+        }
     }
 }
 
@@ -248,9 +256,33 @@ async fn dispatch(
         (&M::GET, ["stats"]) => ok(&stats::stats(client).await?),
         (&M::POST, ["hooks"]) => zapier::subscribe(client, parse(body)?).await,
         (&M::GET, ["hooks", "sample"]) => zapier::sample(client, query).await,
-        (&M::DELETE, ["hooks", id]) => zapier::unsubscribe(client, id_of(id)?).await,
-        (_, [..]) => Err(ApiError::not_found()),
+        (&M::DELETE, ["hooks", id]) if *id != "sample" => {
+            zapier::unsubscribe(client, id_of(id)?).await
+        }
+        (_, [..]) => Err(match allowed(segments) {
+            Some(methods) => ApiError {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                message: format!("use {methods}"),
+                field: None,
+            },
+            None => ApiError::not_found(),
+        }),
     }
+}
+
+/// The methods a path takes, for 405 answers (keep in step with `dispatch`).
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["webhooks"] | ["event-types"] => "GET, POST",
+        ["webhooks", _] | ["event-types", _] => "GET, PUT, DELETE",
+        ["webhooks", _, "enable" | "disable" | "rotate-secret" | "test" | "replay-failed"] => {
+            "POST"
+        }
+        ["deliveries"] | ["deliveries", _] | ["stats"] | ["hooks", "sample"] => "GET",
+        ["deliveries", _, "replay"] | ["hooks"] => "POST",
+        ["hooks", _] => "DELETE",
+        _ => return None,
+    })
 }
 
 /// 200 with `value` as JSON.
