@@ -91,7 +91,11 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
         headers: parse::header_pairs(&args.headers).map_err(|e| anyhow!(e))?,
     };
     let checked = input.check().map_err(|e| match e {
-        outboxd_admin::Error::Invalid { field, message } => anyhow!("--{field}: {message}"),
+        outboxd_admin::Error::Invalid { field, message } => {
+            // The flags are named as the fields, but for the repeatable --header.
+            let flag = if field == "headers" { "header" } else { field };
+            anyhow!("--{flag}: {message}")
+        }
         other => anyhow!(other),
     })?;
     let client = connect(&args.db).await?;
