@@ -364,7 +364,11 @@ fn run_help_lists_every_variable_and_its_default() {
         };
         let var = arg[at + 7..].split('"').next().unwrap();
         seen += 1;
-        let Some(pos) = help.find(&format!("[env: {var}=")) else {
+        // A secret's variable is listed without its value (hide_env_values).
+        let Some(pos) = help
+            .find(&format!("[env: {var}="))
+            .or_else(|| help.find(&format!("[env: {var}]")))
+        else {
             panic!("{var} is not in `run --help`:\n{help}");
         };
         if let Some(d) = arg.find("default_value = \"") {

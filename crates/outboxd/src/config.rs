@@ -156,6 +156,51 @@ pub struct RunArgs {
     /// lost). The application's inserts are not affected.
     #[arg(long, env = "OUTBOXD_SYNCHRONOUS_COMMIT", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
     pub synchronous_commit: bool,
+
+    /// Address of the admin console and JSON API (off unless set)
+    #[arg(long, env = "OUTBOXD_ADMIN_LISTEN", value_parser = parse_addr, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Token for the admin console and API; required unless OUTBOXD_ADMIN_LISTEN is a loopback address
+    #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token, value_name = "TOKEN")]
+    pub admin_token: Option<Token>,
+}
+
+/// A secret given on the command line or in the environment; its Debug
+/// form is redacted so no log of the configuration shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn parse_token(s: &str) -> Result<Token, String> {
+    let t = s.trim();
+    if t.len() < 16 {
+        return Err(
+            "is too short; use at least 16 characters, e.g. from `openssl rand -hex 24`".into(),
+        );
+    }
+    if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace".into());
+    }
+    Ok(Token(t.to_owned()))
+}
+
+impl RunArgs {
+    /// The admin listener's rule: without a token only loopback may be used,
+    /// since anyone who reaches the listener could otherwise add webhooks.
+    pub fn check_admin(&self) -> Result<(), String> {
+        match (self.admin_listen, &self.admin_token) {
+            (Some(addr), None) if !addr.ip().is_loopback() => Err(format!(
+                "OUTBOXD_ADMIN_TOKEN must be set when OUTBOXD_ADMIN_LISTEN ({addr}) is not a loopback address: the admin console and API would be open to anyone who reaches it"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -620,6 +665,32 @@ mod tests {
         };
         assert!(parse("").is_empty());
         assert_eq!(parse("127.0.0.0/8,::1/128").len(), 2);
+    }
+
+    #[test]
+    fn a_public_admin_listener_needs_a_token() {
+        let parse =
+            |args: &[&str]| match Cli::parse_from([&["outboxd", "run"], args].concat()).command {
+                Command::Run(args) => args,
+                other => panic!("parsed as {other:?}"),
+            };
+        assert!(parse(&[]).check_admin().is_ok());
+        assert!(parse(&["--admin-listen", "127.0.0.1:9188"])
+            .check_admin()
+            .is_ok());
+        let open = parse(&["--admin-listen", "0.0.0.0:9188"])
+            .check_admin()
+            .unwrap_err();
+        assert!(open.contains("OUTBOXD_ADMIN_TOKEN"), "{open}");
+        let args = parse(&[
+            "--admin-listen",
+            "0.0.0.0:9188",
+            "--admin-token",
+            "0123456789abcdef0",
+        ]);
+        assert!(args.check_admin().is_ok());
+        assert!(!format!("{args:?}").contains("0123456789abcdef0"));
+        assert!(parse_token("short").is_err());
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             args.request_timeout
         );
     }
+    args.check_admin().map_err(anyhow::Error::msg)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         database = %connect::describe(&pg),
@@ -80,6 +81,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
         disable_failing_after = ?args.disable_failing_after,
         migrate = !args.no_migrate,
         synchronous_commit = args.synchronous_commit,
+        admin_listen = ?args.admin_listen,
+        admin_token = ?args.admin_token,
         "outboxd starting"
     );
 
@@ -101,6 +104,30 @@ pub async fn run(args: RunArgs) -> Result<()> {
     .context("OUTBOXD_LISTEN")?;
     let server = tokio::spawn(server);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+
+    let console = match args.admin_listen {
+        Some(listen) => {
+            let console = outboxd_console::Console::bind(
+                outboxd_console::Settings {
+                    listen,
+                    token: args.admin_token.clone().map(|t| t.0),
+                    targets: TargetPolicy {
+                        enabled: true,
+                        allowed: args.allow_private_targets.0.clone(),
+                    },
+                    request_timeout: args.request_timeout,
+                },
+                pool.clone(),
+            )
+            .await
+            .context("OUTBOXD_ADMIN_LISTEN")?;
+            if let Some(addr) = console.local_addr() {
+                tracing::info!(%addr, login = args.admin_token.is_some(), "serving the admin console and API");
+            }
+            Some(console)
+        }
+        None => None,
+    };
 
     let cache = WebhookCache::new();
     let started = prepare(&pg, &pool, &cache, !args.no_migrate, &shutdown).await;
@@ -154,6 +181,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         }
         .run(shutdown.clone()),
     );
+    if let Some(console) = console {
+        tasks.spawn(console.run(shutdown.clone()));
+    }
     tracing::info!("outboxd running");
     while tasks.join_next().await.is_some() {}
     let _ = server.await;

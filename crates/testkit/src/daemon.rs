@@ -61,6 +61,37 @@ impl Daemon {
         self.child.id().expect("the daemon is running")
     }
 
+    /// Starts the daemon with its admin console on a free loopback port
+    /// (`OUTBOXD_ADMIN_LISTEN`, and `OUTBOXD_ADMIN_TOKEN` when given) and
+    /// waits until the console answers; returns the console's port too.
+    pub async fn start_with_console(
+        bin: &str,
+        database_url: &str,
+        token: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (Daemon, u16) {
+        let port = crate::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![("OUTBOXD_ADMIN_LISTEN", listen.as_str())];
+        if let Some(t) = token {
+            all.push(("OUTBOXD_ADMIN_TOKEN", t));
+        }
+        all.extend_from_slice(env);
+        let daemon = Daemon::start(bin, database_url, &all);
+        let up = crate::wait_until(Duration::from_secs(20), || async {
+            http_request(port, "GET", "/api/openapi.json", &[], "")
+                .await
+                .is_some()
+        })
+        .await;
+        assert!(
+            up,
+            "the admin console did not come up:\n{}",
+            daemon.plain_log()
+        );
+        (daemon, port)
+    }
+
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
         signal(self.pid(), "-TERM");
@@ -131,27 +162,74 @@ fn signal(pid: u32, sig: &str) {
 
 /// A minimal HTTP/1.1 GET on 127.0.0.1, enough for probes and scrapes.
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, &[], "")
+        .await
+        .map(|r| (r.status, r.body))
+}
+
+/// An answer of `http_request`.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// Header names lowercased, in order.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 request on 127.0.0.1 (`connection: close`, body sent
+/// with its length); None if nothing answers.
+pub async fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Option<HttpAnswer> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nconnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("host: 127.0.0.1:{port}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\n\r\n", body.len()));
+    s.write_all(head.as_bytes()).await.ok()?;
+    s.write_all(body.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
         .await
         .ok()?
         .ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Some(HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
 }
 
 /// `text` without terminal colour codes. The daemon writes none unless its

@@ -12,7 +12,7 @@ pub mod raw;
 pub mod receiver;
 
 pub use cluster::ClusterGuard;
-pub use daemon::Daemon;
+pub use daemon::{http_request, Daemon, HttpAnswer};
 pub use db::TestDb;
 pub use receiver::{Received, Receiver, Reply};
 

@@ -1,14 +1,13 @@
 //! `outboxd deliveries`: the recent delivery log, filtered, and
 //! `deliveries show <id>`: one delivery with every attempt and the stored
-//! response bodies. Both read what an admin could read with SQL
-//! (outbox.delivery_log, outbox.deliveries), nothing the CLI alone knows.
+//! response bodies, as tables and text. The queries are
+//! `outboxd_admin::deliveries`, shared with the console.
 
-use anyhow::{anyhow, bail, Result};
-use chrono::{DateTime, Utc};
-use serde_json::json;
+use anyhow::{anyhow, Result};
+use outboxd_admin::deliveries::{self as ops, LogFilter};
 
 use super::table::{self, Table};
-use super::{connect, parse, resolve_webhook, since_time, PgResult};
+use super::{connect, parse, resolve_webhook, since_time};
 use crate::config::{DeliveriesArgs, DeliveriesCommand, DeliveriesFilter, DeliveryShowArgs};
 
 pub async fn run(args: DeliveriesArgs) -> Result<()> {
@@ -18,19 +17,6 @@ pub async fn run(args: DeliveriesArgs) -> Result<()> {
     }
 }
 
-/// Unset filters are NULL; each query is planned with its actual values, so
-/// the unused conditions fold away.
-const LOG: &str = "
-SELECT started_at, delivery_id, webhook_id, webhook_name, event_id, event_type, attempt,
-       outcome, status_code, error, duration_ms, delivery_state, is_test
-  FROM outbox.delivery_log
- WHERE ($1::int8 IS NULL OR webhook_id = $1)
-   AND ($2::text IS NULL OR delivery_state = $2)
-   AND ($3::text IS NULL OR event_type = $3)
-   AND ($4::timestamptz IS NULL OR started_at >= $4)
- ORDER BY attempt_id DESC
- LIMIT $5";
-
 async fn list(f: DeliveriesFilter) -> Result<()> {
     let since = f
         .since
@@ -39,10 +25,10 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
         .transpose()
         .map_err(|e| anyhow!(e))?;
     if let Some(t) = &f.event_type {
-        parse::event_type(t).map_err(|e| anyhow!(e))?;
+        outboxd_admin::validate::event_type(t)?;
     }
     let client = connect(&f.db).await?;
-    let webhook = match &f.webhook {
+    let webhook_id = match &f.webhook {
         Some(w) => Some(resolve_webhook(&client, w).await?.id),
         None => None,
     };
@@ -50,36 +36,16 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
         Some(s) => Some(since_time(&client, s).await?),
         None => None,
     };
-    let state = f.state.map(|s| s.as_str());
-    let rows = client
-        .query(
-            LOG,
-            &[&webhook, &state, &f.event_type, &since, &(f.limit as i64)],
-        )
-        .await
-        .pg()?;
+    let filter = LogFilter {
+        webhook_id,
+        state: f.state.map(|s| s.as_str().to_owned()),
+        event_type: f.event_type.clone(),
+        since,
+        limit: f.limit as i64,
+    };
+    let rows = ops::log(&client, &filter).await?;
     if f.json {
-        let out: Vec<_> = rows
-            .iter()
-            .map(|r| {
-                json!({
-                    "started_at": table::rfc3339(r.get(0)),
-                    "delivery_id": r.get::<_, i64>(1),
-                    "webhook_id": r.get::<_, i64>(2),
-                    "webhook_name": r.get::<_, Option<String>>(3),
-                    "event_id": r.get::<_, i64>(4),
-                    "event_type": r.get::<_, Option<String>>(5),
-                    "attempt": r.get::<_, i32>(6),
-                    "outcome": r.get::<_, String>(7),
-                    "status_code": r.get::<_, Option<i32>>(8),
-                    "error": r.get::<_, Option<String>>(9),
-                    "duration_ms": r.get::<_, f64>(10),
-                    "delivery_state": r.get::<_, Option<String>>(11),
-                    "is_test": r.get::<_, bool>(12),
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     let mut t = Table::new(&[
@@ -93,25 +59,25 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
         "OUTCOME",
         "STATE",
     ]);
-    for r in &rows {
-        let webhook = match r.get::<_, Option<String>>(3) {
-            Some(name) => format!("{} {name}", r.get::<_, i64>(2)),
-            None => format!("{} (removed)", r.get::<_, i64>(2)),
+    for r in rows {
+        let webhook = match &r.webhook_name {
+            Some(name) => format!("{} {name}", r.webhook_id),
+            None => format!("{} (removed)", r.webhook_id),
         };
-        let mut event_type = r.get::<_, Option<String>>(5).unwrap_or_else(|| "?".into());
-        if r.get(12) {
+        let mut event_type = r.event_type.clone().unwrap_or_else(|| "?".into());
+        if r.is_test {
             event_type.push_str(" (test)");
         }
         t.row(vec![
-            table::time(r.get(0)),
-            r.get::<_, i64>(1).to_string(),
+            table::time(r.started_at),
+            r.delivery_id.to_string(),
             webhook,
             event_type,
-            r.get::<_, i32>(6).to_string(),
-            status_or_error(r.get(8), r.get(9)),
-            format!("{:.1}", r.get::<_, f64>(10)),
-            r.get(7),
-            r.get::<_, Option<String>>(11).unwrap_or_else(|| "-".into()),
+            r.attempt.to_string(),
+            status_or_error(r.status_code, r.error),
+            format!("{:.1}", r.duration_ms),
+            r.outcome,
+            r.delivery_state.unwrap_or_else(|| "-".into()),
         ]);
     }
     if t.is_empty() {
@@ -131,112 +97,66 @@ fn status_or_error(status: Option<i32>, error: Option<String>) -> String {
     }
 }
 
-const DELIVERY: &str = "
-SELECT d.id, d.event_id, d.webhook_id, w.name, w.url, e.event_type, e.payload::text,
-       e.created_at, coalesce(e.is_test, false), d.state, d.attempts, d.next_attempt_at,
-       d.last_status, d.last_error, d.created_at, d.delivered_at
-  FROM outbox.deliveries d
-  LEFT JOIN outbox.webhooks w ON w.id = d.webhook_id
-  LEFT JOIN outbox.events e ON e.id = d.event_id
- WHERE d.id = $1";
-
-const ATTEMPTS: &str = "
-SELECT attempt, started_at, duration_ms, status_code, error, outcome, response_body
-  FROM outbox.delivery_attempts
- WHERE delivery_id = $1
- ORDER BY id";
-
 async fn show(args: DeliveryShowArgs) -> Result<()> {
     let client = connect(&args.db).await?;
-    let Some(d) = client.query_opt(DELIVERY, &[&args.id]).await.pg()? else {
-        bail!(
+    let d = ops::show(&client, args.id).await.map_err(|e| match e {
+        outboxd_admin::Error::NotFound(_) => anyhow!(
             "no delivery with id {}; `outboxd deliveries` lists recent ones",
             args.id
-        );
-    };
-    let attempts = client.query(ATTEMPTS, &[&args.id]).await.pg()?;
-    let state: String = d.get(9);
-    let opt_time = |i: usize| d.get::<_, Option<DateTime<Utc>>>(i);
+        ),
+        other => anyhow!(other),
+    })?;
     if args.json {
-        let payload: Option<serde_json::Value> = d
-            .get::<_, Option<&str>>(6)
-            .and_then(|p| serde_json::from_str(p).ok());
-        let out = json!({
-            "id": d.get::<_, i64>(0),
-            "event_id": d.get::<_, i64>(1),
-            "webhook_id": d.get::<_, i64>(2),
-            "webhook_name": d.get::<_, Option<String>>(3),
-            "webhook_url": d.get::<_, Option<String>>(4),
-            "event_type": d.get::<_, Option<String>>(5),
-            "payload": payload,
-            "event_created_at": opt_time(7).map(table::rfc3339),
-            "is_test": d.get::<_, bool>(8),
-            "state": state,
-            "attempts": d.get::<_, i32>(10),
-            "next_attempt_at": table::rfc3339(d.get(11)),
-            "last_status": d.get::<_, Option<i32>>(12),
-            "last_error": d.get::<_, Option<String>>(13),
-            "created_at": table::rfc3339(d.get(14)),
-            "delivered_at": opt_time(15).map(table::rfc3339),
-            "attempt_log": attempts.iter().map(|a| json!({
-                "attempt": a.get::<_, i32>(0),
-                "started_at": table::rfc3339(a.get(1)),
-                "duration_ms": a.get::<_, f64>(2),
-                "status_code": a.get::<_, Option<i32>>(3),
-                "error": a.get::<_, Option<String>>(4),
-                "outcome": a.get::<_, String>(5),
-                "response_body": a.get::<_, Option<String>>(6),
-            })).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
     println!(
-        "Delivery {}: {state} after {} attempt(s)",
-        args.id,
-        d.get::<_, i32>(10)
+        "Delivery {}: {} after {} attempt(s)",
+        args.id, d.state, d.attempts
     );
-    let webhook = match (d.get::<_, Option<String>>(3), d.get::<_, Option<String>>(4)) {
-        (Some(name), Some(url)) => format!("{} {name:?} {url}", d.get::<_, i64>(2)),
-        _ => format!("{} (removed)", d.get::<_, i64>(2)),
+    let webhook = match (&d.webhook_name, &d.webhook_url) {
+        (Some(name), Some(url)) => format!("{} {name:?} {url}", d.webhook_id),
+        _ => format!("{} (removed)", d.webhook_id),
     };
     println!("  webhook       {webhook}");
-    let test = if d.get(8) { " (test)" } else { "" };
+    let test = if d.is_test { " (test)" } else { "" };
     println!(
         "  event         {} {}{test}, created {} UTC",
-        d.get::<_, i64>(1),
-        d.get::<_, Option<String>>(5).unwrap_or_else(|| "?".into()),
-        opt_time(7).map(table::time).unwrap_or_else(|| "?".into())
+        d.event_id,
+        d.event_type.as_deref().unwrap_or("?"),
+        d.event_created_at
+            .map(table::time)
+            .unwrap_or_else(|| "?".into())
     );
-    if let Some(p) = d.get::<_, Option<&str>>(6) {
-        println!("  payload       {}", table::cut(p, 200));
+    if let Some(p) = &d.payload {
+        println!("  payload       {}", table::cut(&p.to_string(), 200));
     }
-    match state.as_str() {
-        "pending" => println!("  next attempt  {} UTC", table::time(d.get(11))),
+    match d.state.as_str() {
+        "pending" => println!("  next attempt  {} UTC", table::time(d.next_attempt_at)),
         "delivered" => {
-            if let Some(t) = opt_time(15) {
+            if let Some(t) = d.delivered_at {
                 println!("  delivered at  {} UTC", table::time(t));
             }
         }
         _ => {}
     }
-    if let Some(e) = d.get::<_, Option<String>>(13) {
+    if let Some(e) = &d.last_error {
         println!("  last error    {e}");
     }
-    if attempts.is_empty() {
+    if d.attempt_log.is_empty() {
         println!("No attempts yet.");
     }
-    for a in &attempts {
+    for a in d.attempt_log {
         println!();
         println!(
             "Attempt {}  {} UTC  {:.1} ms  {}  -> {}",
-            a.get::<_, i32>(0),
-            table::time(a.get(1)),
-            a.get::<_, f64>(2),
-            status_or_error(a.get(3), a.get(4)),
-            a.get::<_, String>(5)
+            a.attempt,
+            table::time(a.started_at),
+            a.duration_ms,
+            status_or_error(a.status_code, a.error),
+            a.outcome
         );
-        match a.get::<_, Option<String>>(6) {
+        match a.response_body {
             Some(body) => {
                 println!("  response body:");
                 for line in body.lines() {

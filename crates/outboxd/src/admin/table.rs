@@ -2,8 +2,6 @@
 //! Columns are sized to their content (capped, so one long URL cannot push
 //! the rest off screen); scripts use `--json`, never these tables.
 
-use chrono::{DateTime, Utc};
-
 /// Widest a cell may be before it is cut with an ellipsis.
 const MAX_CELL: usize = 48;
 
@@ -68,26 +66,7 @@ pub fn cut(s: &str, max: usize) -> String {
     out
 }
 
-/// A UTC time as a person reads it in a table.
-pub fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-/// A UTC time for JSON: RFC 3339 with milliseconds.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// An age in the largest sensible unit: 45s, 12m, 3h, 2d.
-pub fn age(seconds: f64) -> String {
-    let s = seconds.max(0.0) as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86400),
-    }
-}
+pub use outboxd_admin::format::{age, rfc3339, time};
 
 #[cfg(test)]
 mod tests {
@@ -106,14 +85,5 @@ mod tests {
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("a\nb", 10), "a b");
         assert_eq!(cut("héllo", 5), "héllo");
-    }
-
-    #[test]
-    fn ages() {
-        assert_eq!(age(5.2), "5s");
-        assert_eq!(age(125.0), "2m");
-        assert_eq!(age(7300.0), "2h");
-        assert_eq!(age(3.0 * 86400.0), "3d");
-        assert_eq!(age(-1.0), "0s");
     }
 }

@@ -1,0 +1,329 @@
+//! Webhooks: list with health, one, add, edit, enable, disable, rotate the
+//! secret, remove. A secret leaves this module only when it is made (add,
+//! rotate); the list shows health from the delivery log rather than
+//! configuration alone, since "is this endpoint working" is asked first.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use outboxd_core::matching;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+use crate::format::{ser_opt_time, ser_time};
+use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
+
+/// A webhook with its recent health: what the list screens show.
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookSummary {
+    pub id: i64,
+    pub name: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub headers: serde_json::Value,
+    #[serde(serialize_with = "ser_time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_outcome: Option<String>,
+    #[serde(skip)]
+    pub last_attempt_age_seconds: Option<f64>,
+    pub attempts_last_hour: i64,
+    pub delivered_last_hour: i64,
+    pub success_rate_last_hour: Option<f64>,
+    pub pending: i64,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub failing_since: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub paused_until: Option<DateTime<Utc>>,
+}
+
+/// Each webhook with its last attempt, its attempts of the last hour and its
+/// open deliveries; the laterals read the (webhook_id, started_at) index.
+const LIST: &str = "
+SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
+       last.started_at, last.outcome,
+       h.attempts, h.delivered,
+       (SELECT count(*) FROM outbox.deliveries d
+         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'in_flight')) AS pending,
+       CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_expires_at END,
+       extract(epoch FROM now() - last.started_at)::float8,
+       w.headers, w.created_at,
+       wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END
+  FROM outbox.webhooks w
+  LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
+  LEFT JOIN LATERAL (
+        SELECT a.started_at, a.outcome FROM outbox.delivery_attempts a
+         WHERE a.webhook_id = w.id ORDER BY a.started_at DESC LIMIT 1) last ON true
+  LEFT JOIN LATERAL (
+        SELECT count(*) AS attempts, count(*) FILTER (WHERE a.outcome = 'delivered') AS delivered
+          FROM outbox.delivery_attempts a
+         WHERE a.webhook_id = w.id AND a.started_at > now() - interval '1 hour') h ON true
+ WHERE ($1::int8 IS NULL OR w.id = $1)
+ ORDER BY w.id";
+
+fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
+    let attempts: i64 = r.get(8);
+    let delivered: i64 = r.get(9);
+    WebhookSummary {
+        id: r.get(0),
+        name: r.get(1),
+        url: r.get(2),
+        event_types: r.get(3),
+        enabled: r.get(4),
+        disabled_reason: r.get(5),
+        last_attempt_at: r.get(6),
+        last_outcome: r.get(7),
+        attempts_last_hour: attempts,
+        delivered_last_hour: delivered,
+        success_rate_last_hour: (attempts > 0).then(|| delivered as f64 / attempts as f64),
+        pending: r.get(10),
+        previous_secret_expires_at: r.get(11),
+        last_attempt_age_seconds: r.get(12),
+        headers: r.get(13),
+        created_at: r.get(14),
+        failing_since: r.get(15),
+        paused_until: r.get(16),
+    }
+}
+
+/// Every webhook, by id.
+pub async fn list(client: &Client) -> Result<Vec<WebhookSummary>> {
+    let none: Option<i64> = None;
+    Ok(client
+        .query(LIST, &[&none])
+        .await?
+        .iter()
+        .map(summary)
+        .collect())
+}
+
+/// One webhook.
+pub async fn get(client: &Client, id: i64) -> Result<WebhookSummary> {
+    client
+        .query_opt(LIST, &[&Some(id)])
+        .await?
+        .map(|r| summary(&r))
+        .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
+}
+
+/// What an admin gives for a new or edited webhook, unchecked.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookInput {
+    pub name: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The same, checked: what goes into the row.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckedWebhook {
+    pub name: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub headers: serde_json::Value,
+}
+
+impl WebhookInput {
+    /// Every field checked; the first problem is returned, naming its field.
+    pub fn check(&self) -> Result<CheckedWebhook> {
+        let name = validate::name(&self.name)?;
+        validate::url(&self.url)?;
+        let event_types = validate::patterns(&self.events)?;
+        let headers = serde_json::Value::Object(validate::headers(&self.headers)?);
+        Ok(CheckedWebhook {
+            name,
+            url: self.url.clone(),
+            event_types,
+            headers,
+        })
+    }
+}
+
+/// A webhook just made, with its secret (shown this once).
+#[derive(Debug, Clone, Serialize)]
+pub struct Created {
+    pub id: i64,
+    #[serde(flatten)]
+    pub webhook: CheckedWebhook,
+    pub secret: String,
+}
+
+const ADD: &str = "
+INSERT INTO outbox.webhooks (name, url, event_types, headers)
+VALUES ($1, $2, $3, $4)
+RETURNING id, secret";
+
+/// Adds a webhook; its secret is generated by the database.
+pub async fn create(client: &Client, webhook: CheckedWebhook) -> Result<Created> {
+    let row = client
+        .query_one(
+            ADD,
+            &[
+                &webhook.name,
+                &webhook.url,
+                &webhook.event_types,
+                &webhook.headers,
+            ],
+        )
+        .await?;
+    Ok(Created {
+        id: row.get(0),
+        secret: row.get(1),
+        webhook,
+    })
+}
+
+const UPDATE: &str = "
+UPDATE outbox.webhooks
+   SET name = $2, url = $3, event_types = $4, headers = $5, updated_at = now()
+ WHERE id = $1";
+
+/// Replaces a webhook's name, URL, subscriptions and headers.
+pub async fn update(client: &Client, id: i64, webhook: &CheckedWebhook) -> Result<()> {
+    let n = client
+        .execute(
+            UPDATE,
+            &[
+                &id,
+                &webhook.name,
+                &webhook.url,
+                &webhook.event_types,
+                &webhook.headers,
+            ],
+        )
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("no webhook with id {id}")));
+    }
+    Ok(())
+}
+
+/// Patterns that match no event type of the catalog: most often a typo, and
+/// a typo means events silently never arrive. The catalog documents, it
+/// does not gate, so callers warn rather than refuse.
+pub async fn uncatalogued(client: &Client, patterns: &[String]) -> Result<Vec<String>> {
+    let catalog: Vec<String> = client
+        .query("SELECT name FROM outbox.event_types", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(patterns
+        .iter()
+        .filter(|p| *p != matching::MATCH_ALL)
+        .filter(|p| !catalog.iter().any(|t| matching::pattern_matches(p, t)))
+        .cloned()
+        .collect())
+}
+
+/// Enables a webhook; false when it was enabled already.
+pub async fn enable(client: &Client, id: i64) -> Result<(WebhookRef, bool)> {
+    let hook = webhook_by_id(client, id).await?;
+    if hook.enabled {
+        return Ok((hook, false));
+    }
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET enabled = true, disabled_reason = NULL, disabled_at = NULL WHERE id = $1",
+            &[&hook.id],
+        )
+        .await?;
+    Ok((hook, true))
+}
+
+/// Disables a webhook; the number of waiting deliveries cancelled, or None
+/// when it was disabled already.
+pub async fn disable(
+    client: &mut Client,
+    id: i64,
+    reason: &str,
+) -> Result<(WebhookRef, Option<i64>)> {
+    let hook = webhook_by_id(client, id).await?;
+    if !hook.enabled {
+        return Ok((hook, None));
+    }
+    // The trigger on `enabled` cancels the waiting deliveries in this same
+    // transaction, stamped with its now(): that is how they are counted.
+    let tx = client.transaction().await?;
+    tx.execute(
+        "UPDATE outbox.webhooks SET enabled = false, disabled_reason = $2, disabled_at = now() WHERE id = $1",
+        &[&hook.id, &reason],
+    )
+    .await?;
+    let cancelled = cancelled_now(&tx, hook.id).await?;
+    tx.commit().await?;
+    Ok((hook, Some(cancelled)))
+}
+
+async fn cancelled_now(tx: &tokio_postgres::Transaction<'_>, id: i64) -> Result<i64> {
+    Ok(tx
+        .query_one(
+            "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = $1 AND state = 'cancelled' AND updated_at = now()",
+            &[&id],
+        )
+        .await?
+        .get(0))
+}
+
+/// A new secret (shown this once) and until when the old one signs too.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rotated {
+    pub id: i64,
+    pub secret: String,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+}
+
+/// Rotates the secret through outbox.rotate_secret; the old one keeps
+/// signing for `overlap` (zero: not at all).
+pub async fn rotate_secret(client: &Client, id: i64, overlap: Duration) -> Result<Rotated> {
+    let hook = webhook_by_id(client, id).await?;
+    let secret: String = client
+        .query_one(
+            "SELECT outbox.rotate_secret($1, make_interval(secs => $2::float8))",
+            &[&hook.id, &overlap.as_secs_f64()],
+        )
+        .await?
+        .get(0);
+    let until: Option<DateTime<Utc>> = client
+        .query_one(
+            "SELECT previous_secret_expires_at FROM outbox.webhooks WHERE id = $1",
+            &[&hook.id],
+        )
+        .await?
+        .get(0);
+    Ok(Rotated {
+        id,
+        secret,
+        previous_secret_expires_at: until,
+    })
+}
+
+/// Deletes a webhook; the number of waiting deliveries cancelled.
+pub async fn remove(client: &mut Client, id: i64) -> Result<(WebhookRef, i64)> {
+    let hook = webhook_by_id(client, id).await?;
+    let tx = client.transaction().await?;
+    tx.execute("DELETE FROM outbox.webhooks WHERE id = $1", &[&hook.id])
+        .await?;
+    let cancelled = cancelled_now(&tx, hook.id).await?;
+    tx.commit().await?;
+    Ok((hook, cancelled))
+}
+
+/// For the console and the API, which serve people who pick from documented
+/// events: every pattern (other than `*`) must match a catalogued type.
+pub async fn require_catalogued(client: &Client, patterns: &[String]) -> Result<()> {
+    match uncatalogued(client, patterns).await?.first() {
+        Some(p) => Err(Error::invalid(
+            "events",
+            format!("{p:?} matches no event type in the catalog; check the spelling or add the type to the catalog first"),
+        )),
+        None => Ok(()),
+    }
+}

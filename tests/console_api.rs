@@ -1,0 +1,661 @@
+//! End-to-end tests of the admin console's JSON API and its protections:
+//! the real daemon with OUTBOXD_ADMIN_LISTEN set, a fresh database per test,
+//! receivers on 127.0.0.1. Each endpoint is called as a script or Zapier
+//! would call it, including without the token, with a wrong one, across
+//! origins, and with bad input.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use outboxd_testkit::db::count;
+use outboxd_testkit::{
+    free_port, http_request, wait_until, Daemon, HttpAnswer, Receiver, Reply, TestDb,
+};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Admin {
+    port: u16,
+    daemon: Daemon,
+}
+
+impl Admin {
+    /// The daemon with the console on a free loopback port, token set.
+    async fn start(db: &TestDb, token: Option<&str>) -> Admin {
+        let (daemon, port) = Daemon::start_with_console(BIN, &db.url, token, &[]).await;
+        Admin { port, daemon }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> HttpAnswer {
+        let auth = format!("Bearer {TOKEN}");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        http_request(
+            self.port,
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+        .await
+        .expect("the admin API answers")
+    }
+
+    async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpAnswer {
+        http_request(self.port, method, path, headers, body)
+            .await
+            .expect("the admin API answers")
+    }
+}
+
+async fn catalog(db: &TestDb) {
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox.event_types (name, description, example_payload) VALUES
+               ('payment.received', 'A payment was captured.', '{\"amount\": 4200}'),
+               ('payment.refunded', 'A refund was made.', '{\"amount\": 100}')",
+        )
+        .await
+        .unwrap();
+}
+
+fn assert_error(r: &HttpAnswer, status: u16, contains: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    let e = r.json()["error"].as_str().unwrap_or_default().to_owned();
+    assert!(e.contains(contains), "{e:?} should mention {contains:?}");
+}
+
+#[tokio::test]
+async fn the_api_refuses_requests_without_the_right_token() {
+    let db = TestDb::new().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let none = admin.raw("GET", "/api/webhooks", &[], "").await;
+    assert_error(&none, 401, "token");
+    assert_eq!(none.header("www-authenticate"), Some("Bearer"));
+    let wrong = admin
+        .raw(
+            "GET",
+            "/api/webhooks",
+            &[("authorization", "Bearer wrong-token-0123456789")],
+            "",
+        )
+        .await;
+    assert_error(&wrong, 401, "token");
+    let basic = admin
+        .raw("POST", "/api/webhooks", &[("authorization", TOKEN)], "{}")
+        .await;
+    assert_error(&basic, 401, "token");
+    // The document is public; the data is not.
+    let doc = admin.raw("GET", "/api/openapi.json", &[], "").await;
+    assert_eq!(doc.status, 200);
+    assert_eq!(doc.json()["openapi"], "3.0.3");
+    // The right token, from another site: refused as well.
+    let auth = format!("Bearer {TOKEN}");
+    let cross = admin
+        .raw(
+            "GET",
+            "/api/webhooks",
+            &[("authorization", &auth), ("origin", "http://evil.example")],
+            "",
+        )
+        .await;
+    assert_error(&cross, 403, "cross-origin");
+    assert_eq!(admin.call("GET", "/api/webhooks", None).await.status, 200);
+    // The token never reaches the log.
+    assert!(
+        !admin.daemon.log().contains(TOKEN),
+        "{}",
+        admin.daemon.plain_log()
+    );
+}
+
+#[tokio::test]
+async fn webhooks_are_added_edited_and_removed_over_the_api() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let created = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(
+                json!({"name": "Billing", "url": "https://billing.example/hooks",
+                        "event_types": ["payment.*"], "headers": {"X-Tenant": "acme"}}),
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let c = created.json();
+    let id = c["id"].as_i64().unwrap();
+    assert!(c["secret"].as_str().unwrap().starts_with("whsec_"));
+    assert_eq!(c["headers"]["x-tenant"], "acme");
+
+    let list = admin.call("GET", "/api/webhooks", None).await.json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["name"], "Billing");
+    assert!(
+        list[0].get("secret").is_none(),
+        "a list never shows the secret"
+    );
+    assert_eq!(list[0]["pending"], 0);
+
+    let put = admin
+        .call(
+            "PUT",
+            &format!("/api/webhooks/{id}"),
+            Some(
+                json!({"name": "Billing v2", "url": "https://billing.example/v2",
+                        "event_types": ["payment.received", "payment.refunded"]}),
+            ),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(put.json()["url"], "https://billing.example/v2");
+    assert_eq!(put.json()["event_types"][1], "payment.refunded");
+
+    let disabled = admin
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/disable"),
+            Some(json!({"reason": "maintenance"})),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let got = admin
+        .call("GET", &format!("/api/webhooks/{id}"), None)
+        .await
+        .json();
+    assert_eq!(got["enabled"], false);
+    assert_eq!(got["disabled_reason"], "maintenance");
+    let enabled = admin
+        .call("POST", &format!("/api/webhooks/{id}/enable"), None)
+        .await;
+    assert_eq!(enabled.json()["changed"], true);
+
+    let old: String = db
+        .client()
+        .await
+        .query_one("SELECT secret FROM outbox.webhooks WHERE id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    let rotated = admin
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/rotate-secret"),
+            Some(json!({"overlap": "1h"})),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let secret = rotated.json()["secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("whsec_") && secret != old);
+    assert!(rotated.json()["previous_secret_expires_at"].is_string());
+
+    let removed = admin
+        .call("DELETE", &format!("/api/webhooks/{id}"), None)
+        .await;
+    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_error(
+        &admin
+            .call("GET", &format!("/api/webhooks/{id}"), None)
+            .await,
+        404,
+        "no webhook",
+    );
+    assert_error(
+        &admin
+            .call("DELETE", &format!("/api/webhooks/{id}"), None)
+            .await,
+        404,
+        "no webhook",
+    );
+}
+
+#[tokio::test]
+async fn bad_input_is_answered_with_400_and_the_reason() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let add = |body: serde_json::Value| {
+        let admin = &admin;
+        async move { admin.call("POST", "/api/webhooks", Some(body)).await }
+    };
+    let r = add(json!({"name": "n", "url": "example.com/hook", "event_types": ["*"]})).await;
+    assert_error(&r, 400, "must start with http");
+    assert_eq!(r.json()["field"], "url");
+    let r =
+        add(json!({"name": "n", "url": "https://a.example/", "event_types": ["Payment.*"]})).await;
+    assert_error(&r, 400, "not a valid pattern");
+    assert_eq!(r.json()["field"], "events");
+    let r =
+        add(json!({"name": "n", "url": "https://a.example/", "event_types": ["paymnt.*"]})).await;
+    assert_error(&r, 400, "matches no event type in the catalog");
+    let r = add(json!({"name": " ", "url": "https://a.example/", "event_types": ["*"]})).await;
+    assert_error(&r, 400, "blank");
+    let r = add(
+        json!({"name": "n", "url": "https://a.example/", "event_types": ["*"],
+                       "headers": {"webhook-signature": "x"}}),
+    )
+    .await;
+    assert_error(&r, 400, "set by outboxd");
+    let auth = format!("Bearer {TOKEN}");
+    let r = admin
+        .raw(
+            "POST",
+            "/api/webhooks",
+            &[("authorization", &auth)],
+            "{\"name\": \"n\",",
+        )
+        .await;
+    assert_error(&r, 400, "malformed JSON");
+    let r = add(json!({"name": "n"})).await;
+    assert_error(&r, 400, "missing field");
+    let r = admin.call("GET", "/api/deliveries?state=lost", None).await;
+    assert_error(&r, 400, "not a state");
+    let r = admin
+        .call("GET", "/api/deliveries?since=yesterday", None)
+        .await;
+    assert_error(&r, 400, "RFC 3339");
+    let r = admin
+        .call(
+            "POST",
+            "/api/event-types",
+            Some(json!({"name": "Bad Name"})),
+        )
+        .await;
+    assert_error(&r, 400, "is invalid");
+    let r = admin
+        .call(
+            "POST",
+            "/api/event-types",
+            Some(json!({"name": "payment.received"})),
+        )
+        .await;
+    assert_error(&r, 409, "already");
+    assert_error(&admin.call("GET", "/api/nope", None).await, 404, "openapi");
+    let patch = admin.call("PATCH", "/api/webhooks", None).await;
+    assert_error(&patch, 405, "GET, POST");
+    assert_eq!(patch.header("allow"), Some("GET, POST"));
+    assert_eq!(
+        count(&db.client().await, "SELECT count(*) FROM outbox.webhooks").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn test_events_deliveries_and_replays_over_the_api() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let receiver = Receiver::start(move |_| {
+        if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::ok().body("thanks")
+        } else {
+            Reply::status(503).body("try later")
+        }
+    })
+    .await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let c = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "R", "url": receiver.url("/hook"), "event_types": ["payment.*"]})),
+        )
+        .await
+        .json();
+    let id = c["id"].as_i64().unwrap();
+    let t = admin
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/test"),
+            Some(json!({"event_type": "payment.received"})),
+        )
+        .await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    let t = t.json();
+    assert_eq!(t["success"], true, "{t}");
+    assert_eq!(t["status"], 200);
+    assert_eq!(t["response_body"], "thanks");
+    assert!(t["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(receiver.requests()[0].json()["data"]["amount"], 4200);
+
+    // The second answer is a 503: reported as a failure with its reason.
+    let failed = admin
+        .call("POST", &format!("/api/webhooks/{id}/test"), None)
+        .await
+        .json();
+    assert_eq!(failed["success"], false);
+    assert!(
+        failed["failure"].as_str().unwrap().contains("503"),
+        "{failed}"
+    );
+    let delivery_id = failed["delivery_id"].as_i64().unwrap();
+
+    let log = admin
+        .call(
+            "GET",
+            &format!("/api/deliveries?webhook_id={id}&state=failed&since=1h"),
+            None,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    let log = log.json();
+    assert_eq!(log.as_array().unwrap().len(), 1, "{log}");
+    assert_eq!(log[0]["delivery_id"], delivery_id);
+    let shown = admin
+        .call("GET", &format!("/api/deliveries/{delivery_id}"), None)
+        .await
+        .json();
+    assert_eq!(shown["state"], "failed");
+    assert_eq!(shown["attempt_log"][0]["response_body"], "try later");
+
+    let replayed = admin
+        .call(
+            "POST",
+            &format!("/api/deliveries/{delivery_id}/replay"),
+            None,
+        )
+        .await;
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert_eq!(replayed.json()["replayed"], 1);
+    // The daemon sends it again (the receiver keeps answering 503).
+    let again = wait_until(Duration::from_secs(10), || async { receiver.count() >= 3 }).await;
+    assert!(again, "the replayed delivery was not sent again");
+    let r = admin
+        .call(
+            "POST",
+            &format!("/api/webhooks/{id}/replay-failed"),
+            Some(json!({"since": "1h"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["replayed"].is_i64());
+    assert_error(
+        &admin
+            .call("POST", "/api/deliveries/999999/replay", None)
+            .await,
+        404,
+        "no delivery",
+    );
+    let stats = admin.call("GET", "/api/stats", None).await.json();
+    assert!(
+        stats["attempts_last_hour"].as_i64().unwrap() >= 2,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn the_event_catalog_over_the_api() {
+    let db = TestDb::new().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let r = admin
+        .call(
+            "POST",
+            "/api/event-types",
+            Some(json!({"name": "order.shipped", "description": "Shipped.", "example_payload": {"order": 7}})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = admin
+        .call(
+            "PUT",
+            "/api/event-types/order.shipped",
+            Some(json!({"description": "Left the warehouse."})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let got = admin
+        .call("GET", "/api/event-types/order.shipped", None)
+        .await
+        .json();
+    assert_eq!(got["description"], "Left the warehouse.");
+    assert_eq!(
+        got["example_payload"]["order"], 7,
+        "an update without an example keeps it"
+    );
+    assert_eq!(
+        admin
+            .call("GET", "/api/event-types", None)
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        admin
+            .call("DELETE", "/api/event-types/order.shipped", None)
+            .await
+            .status,
+        200
+    );
+    assert_error(
+        &admin
+            .call("GET", "/api/event-types/order.shipped", None)
+            .await,
+        404,
+        "not in the catalog",
+    );
+}
+
+#[tokio::test]
+async fn zapier_subscribes_receives_and_unsubscribes() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let receiver = Receiver::ok().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let sample = admin
+        .call("GET", "/api/hooks/sample?event=payment.received", None)
+        .await;
+    assert_eq!(sample.status, 200, "{}", sample.body);
+    assert_eq!(sample.json()[0]["data"]["amount"], 4200);
+    assert_eq!(sample.json()[0]["type"], "payment.received");
+    assert_error(
+        &admin
+            .call("GET", "/api/hooks/sample?event=nope.nope", None)
+            .await,
+        404,
+        "not in the catalog",
+    );
+
+    let sub = admin
+        .call(
+            "POST",
+            "/api/hooks",
+            Some(json!({"target_url": receiver.url("/zap"), "event": "payment.received"})),
+        )
+        .await;
+    assert_eq!(sub.status, 201, "{}", sub.body);
+    let id = sub.json()["id"].as_i64().unwrap();
+    let client = db.client().await;
+    client
+        .execute(
+            "SELECT outbox.publish('payment.received', '{\"amount\": 1}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let got = wait_until(Duration::from_secs(10), || async { receiver.count() == 1 }).await;
+    assert!(
+        got,
+        "the subscriber got nothing:\n{}",
+        admin.daemon.plain_log()
+    );
+    assert_eq!(receiver.requests()[0].json()["type"], "payment.received");
+
+    assert_error(
+        &admin
+            .call(
+                "POST",
+                "/api/hooks",
+                Some(json!({"target_url": "ftp://x", "event": "payment.received"})),
+            )
+            .await,
+        400,
+        "must start with http",
+    );
+    assert_error(
+        &admin
+            .call(
+                "POST",
+                "/api/hooks",
+                Some(json!({"target_url": receiver.url("/z"), "event": "no.such"})),
+            )
+            .await,
+        400,
+        "catalog",
+    );
+    let del = admin
+        .call("DELETE", &format!("/api/hooks/{id}"), None)
+        .await;
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.webhooks").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn console_forms_need_a_session_and_its_csrf_token() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    // Not logged in: sent to the login form.
+    let r = admin.raw("GET", "/webhooks", &[], "").await;
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/login"));
+    let bad = admin
+        .raw(
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "token=wrong",
+        )
+        .await;
+    assert_eq!(bad.status, 401);
+    assert!(bad.body.contains("wrong token"), "{}", bad.body);
+    let login = admin
+        .raw(
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("token={TOKEN}"),
+        )
+        .await;
+    assert_eq!(login.status, 303, "{}", login.body);
+    let set_cookie = login.header("set-cookie").unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let page = admin
+        .raw("GET", "/webhooks/new", &[("cookie", &cookie)], "")
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the form carries a CSRF token")
+        .to_owned();
+    let form = "name=A&url=https%3A%2F%2Fa.example%2F&events=payment.received";
+    let form_headers = |extra: Option<(&'static str, &'static str)>| {
+        let mut h = vec![
+            ("cookie", cookie.clone()),
+            (
+                "content-type",
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
+        ];
+        if let Some((n, v)) = extra {
+            h.push((n, v.to_owned()));
+        }
+        h
+    };
+    let send = |headers: Vec<(&'static str, String)>, body: String| {
+        let admin = &admin;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            admin.raw("POST", "/webhooks/new", &h, &body).await
+        }
+    };
+    let no_csrf = send(form_headers(None), form.to_owned()).await;
+    assert_eq!(no_csrf.status, 403, "{}", no_csrf.body);
+    assert!(no_csrf.body.contains("CSRF"), "{}", no_csrf.body);
+    let forged = send(form_headers(None), format!("{form}&csrf=forged")).await;
+    assert_eq!(forged.status, 403);
+    let cross = send(
+        form_headers(Some(("origin", "http://evil.example"))),
+        format!("{form}&csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(cross.status, 403);
+    let client = db.client().await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.webhooks").await,
+        0
+    );
+    let ok = send(form_headers(None), format!("{form}&csrf={csrf}")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert!(ok.body.contains("whsec_"), "the new secret is shown once");
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.webhooks").await,
+        1
+    );
+    let list = admin
+        .raw("GET", "/webhooks", &[("cookie", &cookie)], "")
+        .await;
+    assert!(
+        !list.body.contains("whsec_"),
+        "the list never shows a secret"
+    );
+}
+
+#[tokio::test]
+async fn a_public_admin_listener_without_a_token_stops_start_up() {
+    let db = TestDb::new().await;
+    let port = free_port();
+    let listen = format!("0.0.0.0:{port}");
+    let mut daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_ADMIN_LISTEN", &listen)]);
+    let status = daemon
+        .wait(Duration::from_secs(20))
+        .await
+        .expect("outboxd exits");
+    assert!(!status.success());
+    let log = daemon.plain_log();
+    assert!(
+        log.contains("OUTBOXD_ADMIN_TOKEN") && log.contains("OUTBOXD_ADMIN_LISTEN"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn on_loopback_without_a_token_the_api_is_open_to_local_callers_only() {
+    let db = TestDb::new().await;
+    let admin = Admin::start(&db, None).await;
+    let r = admin.raw("GET", "/api/webhooks", &[], "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A DNS-rebinding page reaches 127.0.0.1 under another name.
+    let rebound = admin
+        .raw("GET", "/api/webhooks", &[("host", "evil.example")], "")
+        .await;
+    assert_eq!(rebound.status, 403);
+}

@@ -1,0 +1,273 @@
+//! The admin console in a real browser: Debian's chromium, headless, driven
+//! through chromedriver with fantoccini. An admin logs in with the token,
+//! catalogues an event type, adds a webhook pointing at a receiver this
+//! test runs, sends a test event and sees success, breaks the receiver and
+//! sees the failure, then replays it from the delivery page and watches it
+//! delivered. Screenshots of the main screens land in target/screenshots/.
+//!
+//! chromium and chromium-driver are installed by `.ci/run`; without them
+//! this test fails (it does not skip), so a missing browser is noticed.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use outboxd_testkit::{free_port, wait_until, Daemon, Receiver, Reply, TestDb};
+
+const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+const TOKEN: &str = "browser-token-0123456789abcdef";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// chromedriver as a child process, killed with the test.
+struct Driver {
+    _child: tokio::process::Child,
+    url: String,
+}
+
+async fn start_driver() -> Driver {
+    for (path, package) in [(CHROMEDRIVER, "chromium-driver"), (CHROMIUM, "chromium")] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{path} is missing: the browser test needs Debian's chromium and chromium-driver \
+             (`apt-get install -y chromium chromium-driver`; .ci/run installs them); install {package}"
+        );
+    }
+    let port = free_port();
+    let child = tokio::process::Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starting chromedriver");
+    // chromedriver keeps connections open, so a connect is the probe.
+    let up = wait_until(Duration::from_secs(20), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(up, "chromedriver did not come up on port {port}");
+    Driver {
+        _child: child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000"],
+        },
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a chromium session through chromedriver")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("creating target/screenshots");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("taking a screenshot");
+    std::fs::write(screenshots_dir().join(format!("{name}.png")), png)
+        .expect("writing a screenshot");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await;
+    match found {
+        Ok(e) => e.text().await.expect("reading an element's text"),
+        Err(e) => {
+            let url = c.current_url().await.ok();
+            let page = c.source().await.unwrap_or_default();
+            panic!("no {css} on {url:?}: {e}\n{page}")
+        }
+    }
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let field = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no field {css}: {e}"));
+    field.clear().await.expect("clearing a field");
+    field.send_keys(value).await.expect("typing into a field");
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("nothing to click at {css}: {e}"))
+        .click()
+        .await
+        .expect("clicking");
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser() {
+    let db = TestDb::new().await;
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let receiver = Receiver::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::status(500).body("receiver is down for maintenance")
+        } else {
+            Reply::ok().body("{\"received\": true}")
+        }
+    })
+    .await;
+    let (daemon, port) = Daemon::start_with_console(BIN, &db.url, Some(TOKEN), &[]).await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Log in with the token.
+    c.goto(&format!("{base}/")).await.unwrap();
+    assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+    shot(&c, "01-login").await;
+    fill(&c, "#token", "not-the-token").await;
+    click(&c, "#login").await;
+    assert!(text_of(&c, "#error").await.contains("wrong token"));
+    fill(&c, "#token", TOKEN).await;
+    click(&c, "#login").await;
+    assert_eq!(text_of(&c, "h1").await, "Overview");
+
+    // Catalogue an event type; malformed JSON is refused next to the field.
+    c.goto(&format!("{base}/event-types/new")).await.unwrap();
+    fill(&c, "#name", "payment.received").await;
+    fill(&c, "#description", "A payment was captured.").await;
+    fill(&c, "#example", "{\"amount\": 4200,").await;
+    click(&c, "#save").await;
+    assert!(text_of(&c, "#error-example")
+        .await
+        .contains("not valid JSON"));
+    fill(&c, "#example", "{\"amount\": 4200, \"currency\": \"EUR\"}").await;
+    click(&c, "#save").await;
+    assert!(text_of(&c, "#notice")
+        .await
+        .contains("payment.received saved"));
+    shot(&c, "02-event-catalog").await;
+
+    // Add New Webhook; a bad URL is refused next to the field first.
+    c.goto(&format!("{base}/webhooks")).await.unwrap();
+    click(&c, "#add-webhook").await;
+    fill(&c, "#name", "Billing service").await;
+    fill(&c, "#url", "billing.example/hooks").await;
+    click(&c, "#events option[value='payment.received']").await;
+    click(&c, "#save").await;
+    assert!(text_of(&c, "#error-url")
+        .await
+        .contains("must start with http"));
+    fill(&c, "#url", &receiver.url("/hooks")).await;
+    let kept = c
+        .find(Locator::Css("#events option[value='payment.received']"))
+        .await
+        .unwrap()
+        .is_selected()
+        .await
+        .unwrap();
+    assert!(kept, "the form keeps the chosen events after an error");
+    shot(&c, "03-webhook-form").await;
+    click(&c, "#save").await;
+    let secret = text_of(&c, "#secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+
+    // Send Test Event: success on the page.
+    c.goto(&format!("{base}/webhooks")).await.unwrap();
+    c.find(Locator::Css("select[name='event_type']"))
+        .await
+        .unwrap()
+        .select_by_value("payment.received")
+        .await
+        .unwrap();
+    shot(&c, "04-webhooks").await;
+    click(&c, ".send-test").await;
+    let result = text_of(&c, "#test-result").await;
+    assert!(result.starts_with("Success"), "{result}");
+    assert!(text_of(&c, "#test-status").await.contains("200"));
+    shot(&c, "05-test-success").await;
+    assert_eq!(receiver.requests()[0].json()["data"]["amount"], 4200);
+
+    // Break the receiver: the failure and its reason on the page.
+    broken.store(true, Ordering::SeqCst);
+    c.goto(&format!("{base}/webhooks")).await.unwrap();
+    click(&c, ".send-test").await;
+    let result = text_of(&c, "#test-result").await;
+    assert!(
+        result.starts_with("Failed") && result.contains("HTTP 500"),
+        "{result}"
+    );
+    shot(&c, "06-test-failure").await;
+
+    // The delivery, its attempt and stored response; replay it once the
+    // receiver works again, and watch the daemon deliver it.
+    click(&c, "#delivery-link").await;
+    assert_eq!(text_of(&c, "#delivery-state").await, "failed");
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("receiver is down for maintenance"),
+        "the stored response is shown"
+    );
+    assert!(
+        page.contains("webhook-signature") && !page.contains(&secret),
+        "headers, without secrets"
+    );
+    shot(&c, "07-delivery").await;
+    broken.store(false, Ordering::SeqCst);
+    let delivery_url = c.current_url().await.unwrap().to_string();
+    click(&c, "#replay").await;
+    assert!(text_of(&c, "#notice").await.contains("replayed"));
+    let mut state = String::new();
+    for _ in 0..100 {
+        c.goto(&delivery_url).await.unwrap();
+        state = text_of(&c, "#delivery-state").await;
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        state,
+        "delivered",
+        "the replayed delivery was not delivered:\n{}",
+        daemon.plain_log()
+    );
+    shot(&c, "08-delivery-replayed").await;
+
+    c.goto(&format!("{base}/deliveries")).await.unwrap();
+    assert!(c
+        .source()
+        .await
+        .unwrap()
+        .contains("payment.received (test)"));
+    shot(&c, "09-delivery-log").await;
+    c.goto(&format!("{base}/")).await.unwrap();
+    shot(&c, "10-overview").await;
+    c.goto(&format!("{base}/webhooks")).await.unwrap();
+    assert!(text_of(&c, "#webhook-1").await.contains("ago, delivered"));
+    shot(&c, "11-webhooks-with-health").await;
+    c.close().await.unwrap();
+}
