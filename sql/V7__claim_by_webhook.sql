@@ -39,3 +39,27 @@ CREATE INDEX deliveries_leased ON outbox.deliveries (locked_until)
 CREATE OR REPLACE FUNCTION outbox.is_valid_event_type(t text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN t ~ '^[a-z0-9_.:-]+$' AND length(t) <= 128;
+
+-- The application's insert runs one trigger instead of two: the payload
+-- limit and the wake-up in one row trigger. PostgreSQL sends a channel's
+-- identical notifications once per transaction, so a multi-row insert still
+-- notifies once. The size is checked by the plpgsql function (with its
+-- message) only when it is over the limit.
+CREATE FUNCTION outbox.on_event_insert() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF pg_column_size(NEW.payload) > outbox.max_payload_bytes() THEN
+        PERFORM outbox.payload_within_limit(NEW.payload);
+    END IF;
+    IF (SELECT requested FROM outbox.wakeup) THEN
+        PERFORM pg_notify('outbox_events', '');
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER events_insert BEFORE INSERT ON outbox.events
+    FOR EACH ROW EXECUTE FUNCTION outbox.on_event_insert();
+DROP TRIGGER events_payload_size ON outbox.events;
+DROP TRIGGER events_notify ON outbox.events;
+DROP FUNCTION outbox.check_event_payload();
+DROP FUNCTION outbox.notify_new_events();

@@ -346,10 +346,10 @@ async fn an_oversized_event_from_before_the_limit_is_still_dispatched_and_delive
     // As if written before the limit existed.
     client
         .batch_execute(
-            "ALTER TABLE outbox.events DISABLE TRIGGER events_payload_size;
+            "ALTER TABLE outbox.events DISABLE TRIGGER events_insert;
              INSERT INTO outbox.events (event_type, payload)
              VALUES ('file.uploaded', jsonb_build_object('blob', repeat('a', 1100000)));
-             ALTER TABLE outbox.events ENABLE TRIGGER events_payload_size;",
+             ALTER TABLE outbox.events ENABLE TRIGGER events_insert;",
         )
         .await
         .unwrap();

@@ -53,11 +53,10 @@ GRANT EXECUTE ON FUNCTION
     outbox.are_valid_headers(jsonb),
     outbox.max_payload_bytes(),
     outbox.payload_within_limit(jsonb),
-    outbox.check_event_payload(),
+    outbox.on_event_insert(),
     outbox.check_webhook(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
-    outbox.notify_new_events(),
     outbox.notify_webhooks_changed(),
     outbox.cancel_deliveries_of_gone_webhook()
   TO outbox_publisher, outbox_admin, outbox_daemon;

@@ -10,6 +10,7 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
+pub mod wakeup;
 
 pub use breaker::{Breaker, BreakerPolicy};
 pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
@@ -17,3 +18,4 @@ pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
+pub use wakeup::{Activity, Wait, WakePolicy};

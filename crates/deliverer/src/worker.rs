@@ -22,7 +22,7 @@ use outboxd_core::outcome::{
     classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
-use outboxd_poller::{claim, health, AttemptRecord, Claimed, Pool, WebhookCache};
+use outboxd_poller::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +53,10 @@ pub struct Deliverer {
     pub settings: Settings,
     /// Notified when deliveries may be due (new fan-out).
     pub ready: Arc<Notify>,
+    /// This loop's room per webhook, published for the fan-out.
+    pub room: Arc<Room>,
+    /// Deliveries the fan-out claimed for this loop.
+    pub handed: Option<mpsc::UnboundedReceiver<Handed>>,
 }
 
 /// How often expired leases of crashed workers are put back.
@@ -87,6 +91,17 @@ impl InFlight {
         self.per_webhook.get(&webhook_id).copied().unwrap_or(0)
     }
 
+    fn enqueue(&mut self, delivery: Claimed, claimed_at: Instant) {
+        self.queued_total += 1;
+        self.queued
+            .entry(delivery.webhook_id)
+            .or_default()
+            .push_back(Queued {
+                delivery,
+                claimed_at,
+            });
+    }
+
     fn held(&self, webhook_id: i64) -> usize {
         self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
     }
@@ -106,7 +121,8 @@ impl InFlight {
 }
 
 impl Deliverer {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut handed = self.handed.take();
         let settings = Arc::new(self.settings.clone());
         let (results_tx, results_rx) = mpsc::channel(settings.concurrency.max(64) * 2);
         let writer = tokio::spawn(
@@ -160,15 +176,7 @@ impl Deliverer {
                         more = !batch.is_empty();
                         let claimed_at = Instant::now();
                         for delivery in batch {
-                            in_flight.queued_total += 1;
-                            in_flight
-                                .queued
-                                .entry(delivery.webhook_id)
-                                .or_default()
-                                .push_back(Queued {
-                                    delivery,
-                                    claimed_at,
-                                });
+                            in_flight.enqueue(delivery, claimed_at);
                         }
                     }
                     Err(e) => {
@@ -200,6 +208,7 @@ impl Deliverer {
                     Err(e) => tracing::debug!(error = %e, "cancelling orphaned deliveries failed"),
                 }
             }
+            self.publish_room(&in_flight, &settings);
             let backoff = if db_failures > 0 {
                 outboxd_core::retry::database_backoff(db_failures)
             } else {
@@ -215,12 +224,28 @@ impl Deliverer {
                     }
                     metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                 }
+                Some(h) = recv(&mut handed) => {
+                    self.accept(h, &mut in_flight);
+                    while let Some(h) = handed.as_mut().and_then(|rx| rx.try_recv().ok()) {
+                        self.accept(h, &mut in_flight);
+                    }
+                    self.pump(&mut tasks, &mut in_flight, &settings, None);
+                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                }
                 _ = self.ready.notified() => more = true,
                 _ = tokio::time::sleep(backoff) => more = true,
             }
         }
 
-        // Shutdown: no more claims; let what is in flight finish in time.
+        // Shutdown: no more claims, nor deliveries from the fan-out (what it
+        // handed over already is handed back below).
+        if let Some(mut rx) = handed.take() {
+            rx.close();
+            while let Ok(h) = rx.try_recv() {
+                self.accept(h, &mut in_flight);
+            }
+        }
+        // Let what is in flight finish in time.
         if !tasks.is_empty() {
             tracing::info!(requests = in_flight.total, grace = ?settings.shutdown_grace,
                 "shutting down: waiting for requests in flight");
@@ -277,7 +302,7 @@ impl Deliverer {
             .keys()
             .filter_map(|&id| {
                 let window = 2 * in_flight.limit(id, settings, now);
-                let held = in_flight.held(id);
+                let held = in_flight.held(id) + self.room.in_transit(id);
                 let room = window.saturating_sub(held);
                 let worth = room > 0 && (room >= (window / 4).max(1) || held == 0);
                 worth.then_some((id, room as i64))
@@ -286,6 +311,41 @@ impl Deliverer {
         use rand::seq::SliceRandom;
         wants.shuffle(&mut rand::rng());
         wants
+    }
+
+    /// Queues what the fan-out claimed, and books the room it took.
+    fn accept(&self, h: Handed, in_flight: &mut InFlight) {
+        let mut used: HashMap<i64, usize> = HashMap::new();
+        for delivery in h.claimed {
+            *used.entry(delivery.webhook_id).or_default() += 1;
+            in_flight.enqueue(delivery, h.at);
+        }
+        for (webhook_id, taken) in h.taken {
+            self.room.arrived(
+                webhook_id,
+                taken,
+                used.get(&webhook_id).copied().unwrap_or(0),
+            );
+        }
+    }
+
+    /// Tells the fan-out how much room each webhook has: those with
+    /// deliveries held, paused or gone are listed, all others have the
+    /// default window.
+    fn publish_room(&self, in_flight: &InFlight, settings: &Settings) {
+        let now = Instant::now();
+        let room = in_flight
+            .per_webhook
+            .keys()
+            .chain(in_flight.queued.keys())
+            .chain(in_flight.breakers.keys())
+            .chain(in_flight.gone.keys())
+            .map(|&id| {
+                let window = 2 * in_flight.limit(id, settings, now);
+                (id, window.saturating_sub(in_flight.held(id)))
+            })
+            .collect();
+        self.room.publish(room);
     }
 
     /// Starts queued deliveries while their webhooks (only `webhook` if
@@ -514,6 +574,14 @@ impl Deliverer {
             .filter(|b| b.state(now) != State::Closed)
             .count();
         metrics::gauge!("outboxd_webhooks_paused").set(paused as f64);
+    }
+}
+
+/// The next hand-over from the fan-out; never, without one.
+async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,7 +16,7 @@ use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use outboxd_poller::{
-    connect, migrate, Dispatcher, Janitor, Listener, Pool, Sampler, WebhookCache,
+    connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -253,6 +253,8 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         p.targets,
     )
     .context("setting up the HTTP client")?;
+    let room = Room::new(2 * p.settings.webhook_concurrency);
+    let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
     tasks.spawn(
         Listener {
@@ -272,6 +274,11 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
             poll_interval: p.settings.poll_interval,
             wake: events,
             deliveries_ready: deliveries_ready.clone(),
+            handoff: Some(Handoff {
+                room: room.clone(),
+                to_deliverer,
+                lease: p.settings.lease,
+            }),
         }
         .run(p.shutdown.clone()),
     );
@@ -282,6 +289,8 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
             client,
             settings: p.settings,
             ready: deliveries_ready,
+            room,
+            handed: Some(handed),
         }
         .run(p.shutdown),
     );

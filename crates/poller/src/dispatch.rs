@@ -3,15 +3,21 @@
 //! One transaction per batch: claim events with `FOR UPDATE SKIP LOCKED` (so
 //! replicas never take the same rows) and mark them dispatched, match them
 //! against the webhook cache, insert the deliveries set-wise. A crash before
-//! commit leaves the events undispatched for the next claim.
+//! commit leaves the events undispatched for the next claim. Between
+//! rounds it sleeps on LISTEN while events are rare and polls while they
+//! come fast, telling the application's trigger (`outbox.wakeup`) whether to
+//! notify; `outboxd_core::wakeup` decides which.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Pool, WebhookCache};
+use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 
 /// `= ANY (ARRAY(...))`: the update looks its rows up by primary key
 /// whatever the planner guesses of the batch's size.
@@ -24,20 +30,24 @@ UPDATE outbox.events e
             ORDER BY id
             LIMIT $1
               FOR UPDATE SKIP LOCKED))
-RETURNING e.id, e.event_type, e.target_webhook_id";
+RETURNING e.id, e.event_type, e.target_webhook_id, e.payload::text, e.created_at";
 
+/// A delivery the deliverer has room for goes in already claimed: attempt
+/// 1 under lease 1, as a claim would have made it; the others wait
+/// `pending`.
 const INSERT_DELIVERIES: &str = "
-INSERT INTO outbox.deliveries (event_id, webhook_id)
-SELECT * FROM unnest($1::int8[], $2::int8[])
-ON CONFLICT (event_id, webhook_id) DO NOTHING";
+INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, lease, locked_until)
+SELECT t.event_id, t.webhook_id,
+       CASE WHEN t.claimed THEN 'in_flight' ELSE 'pending' END,
+       t.claimed::int4, t.claimed::int4::int8,
+       CASE WHEN t.claimed THEN now() + $4 * interval '1 millisecond' END
+  FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS t(event_id, webhook_id, claimed)
+ON CONFLICT (event_id, webhook_id) DO NOTHING
+RETURNING id, event_id, webhook_id, state = 'in_flight'";
 
 /// Asks the host's insert trigger to notify (true) or to stay quiet because
 /// a daemon is busy polling anyway (false). Written only on a change.
 const SET_WAKEUP: &str = "UPDATE outbox.wakeup SET requested = $1 WHERE requested <> $1";
-
-/// A round that found at least this many events means the daemon is busy:
-/// it keeps polling, so the host need not pay for notifications.
-const BUSY_ROUND: usize = 8;
 
 /// The fan-out task.
 pub struct Dispatcher {
@@ -47,19 +57,28 @@ pub struct Dispatcher {
     pub poll_interval: Duration,
     /// Notified by the listener when events may be waiting.
     pub wake: Arc<Notify>,
-    /// Notified here when new deliveries exist.
+    /// Notified here when new deliveries wait `pending`.
     pub deliveries_ready: Arc<Notify>,
+    /// Where deliveries claimed at fan-out go; without it every new
+    /// delivery waits `pending` for a claim.
+    pub handoff: Option<Handoff>,
 }
 
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
     pub events: usize,
+    /// Deliveries inserted, claimed ones included.
     pub deliveries: u64,
+    /// Of those, handed to the deliverer already claimed.
+    pub handed: u64,
 }
 
 impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) {
+        let policy = WakePolicy::default();
+        let mut activity = Activity::default();
+        let origin = Instant::now();
         let mut notify_requested = false;
         let mut failures = 0u32;
         while !shutdown.is_cancelled() {
@@ -81,24 +100,42 @@ impl Dispatcher {
             };
             if round.events > 0 {
                 metrics::counter!("outboxd_events_dispatched_total").increment(round.events as u64);
-                if round.deliveries > 0 {
+                if round.deliveries > round.handed {
                     self.deliveries_ready.notify_one();
                 }
-                if round.events >= BUSY_ROUND && notify_requested {
-                    notify_requested = !self.set_wakeup(false).await;
+            }
+            let wait = activity.observe(round.events, origin.elapsed().as_secs_f64(), &policy);
+            if round.events as i64 >= self.batch_size {
+                // A full batch: more are waiting.
+                continue;
+            }
+            match wait {
+                Wait::Poll(pause) => {
+                    // Events come fast: poll, and spare the application's
+                    // commits the notification.
+                    if notify_requested {
+                        notify_requested = !self.set_wakeup(false).await;
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(pause) => {}
+                    }
                 }
-                continue;
-            }
-            if !notify_requested {
-                // Ask for notifications, then look once more: an event that
-                // committed just before the flag was set sent none.
-                notify_requested = self.set_wakeup(true).await;
-                continue;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.poll_interval) => {}
+                Wait::Notified if round.events > 0 => {
+                    // Look again at once: more may have come meanwhile.
+                }
+                Wait::Notified if !notify_requested => {
+                    // Ask for notifications, then look once more: an event
+                    // that committed just before the flag was set sent none.
+                    notify_requested = self.set_wakeup(true).await;
+                }
+                Wait::Notified => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(self.poll_interval) => {}
+                    }
+                }
             }
         }
     }
@@ -126,7 +163,10 @@ impl Dispatcher {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let claim = tx.prepare_cached(CLAIM_EVENTS).await?;
-        let rows = tx.query(&claim, &[&self.batch_size]).await?;
+        let mut rows = tx.query(&claim, &[&self.batch_size]).await?;
+        // Oldest first: an update returns its rows in no particular order,
+        // and the room handed out goes to the oldest events' deliveries.
+        rows.sort_by_key(|r| r.get::<_, i64>(0));
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
@@ -144,25 +184,108 @@ impl Dispatcher {
         }
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
             let event_id: i64 = row.get(0);
             let event_type: &str = row.get(1);
             let target: Option<i64> = row.get(2);
+            row_of.insert(event_id, i);
             for webhook_id in WebhookCache::recipients(&map, event_type, target) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
             }
         }
-        let deliveries = if event_ids.is_empty() {
-            0
-        } else {
-            let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
-            tx.execute(&insert, &[&event_ids, &webhook_ids]).await?
+        if event_ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Round {
+                events: rows.len(),
+                ..Round::default()
+            });
+        }
+        // Room taken per webhook; the oldest events' deliveries get it.
+        let at = Instant::now();
+        let mut taken: HashMap<i64, usize> = HashMap::new();
+        let claimed: Vec<bool> = match &self.handoff {
+            None => vec![false; event_ids.len()],
+            Some(handoff) => {
+                let mut wanted: HashMap<i64, usize> = HashMap::new();
+                for &w in &webhook_ids {
+                    *wanted.entry(w).or_default() += 1;
+                }
+                for (&w, &n) in &wanted {
+                    taken.insert(w, handoff.room.take(w, n));
+                }
+                let mut left = taken.clone();
+                webhook_ids
+                    .iter()
+                    .map(|w| match left.get_mut(w) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            true
+                        }
+                        _ => false,
+                    })
+                    .collect()
+            }
         };
-        tx.commit().await?;
-        Ok(Round {
+        let written = async {
+            let lease_ms = self
+                .handoff
+                .as_ref()
+                .map_or(0.0, |h| h.lease.as_secs_f64() * 1000.0);
+            let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
+            let inserted = tx
+                .query(&insert, &[&event_ids, &webhook_ids, &claimed, &lease_ms])
+                .await?;
+            tx.commit().await?;
+            Ok::<_, Error>(inserted)
+        }
+        .await;
+        let inserted = match written {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                // Nothing was claimed: give the room back.
+                if let Some(handoff) = &self.handoff {
+                    let _ = handoff.to_deliverer.send(Handed {
+                        claimed: Vec::new(),
+                        taken,
+                        at,
+                    });
+                }
+                return Err(e);
+            }
+        };
+        let mut handed = Vec::new();
+        for r in inserted.iter().filter(|r| r.get::<_, bool>(3)) {
+            let event_id: i64 = r.get(1);
+            let event = &rows[row_of[&event_id]];
+            handed.push(Claimed {
+                delivery_id: r.get(0),
+                lease: 1,
+                attempt: 1,
+                event_id,
+                webhook_id: r.get(2),
+                event_type: event.get(1),
+                payload: event.get(3),
+                created_at: event.get(4),
+            });
+        }
+        let round = Round {
             events: rows.len(),
-            deliveries,
-        })
+            deliveries: inserted.len() as u64,
+            handed: handed.len() as u64,
+        };
+        if let Some(handoff) = &self.handoff {
+            if !taken.is_empty() {
+                // A closed channel means the deliverer has stopped: the
+                // leases expire and the deliveries are sent again.
+                let _ = handoff.to_deliverer.send(Handed {
+                    claimed: handed,
+                    taken,
+                    at,
+                });
+            }
+        }
+        Ok(round)
     }
 }

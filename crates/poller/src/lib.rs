@@ -1,8 +1,8 @@
 //! The database stage of outboxd: everything that talks SQL.
 //!
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
-//! connection, `dispatch` fans events out into deliveries, `claim` leases due
-//! deliveries, `results` writes outcomes back, `webhooks` caches subscriptions,
+//! connection, `dispatch` fans events out into deliveries (`handoff` passes
+//! those it claims at once to the deliverer), `claim` leases due deliveries, `results` writes outcomes back, `webhooks` caches subscriptions,
 //! `health` makes circuit-breaker pauses durable, `janitor` deletes what is
 //! older than the retention.
 //! Each query is a `const` next to the one function that runs it.
@@ -11,6 +11,7 @@ pub mod claim;
 pub mod connect;
 pub mod dispatch;
 mod error;
+pub mod handoff;
 pub mod health;
 pub mod janitor;
 pub mod listener;
@@ -23,6 +24,7 @@ pub use claim::Claimed;
 pub use connect::{connect_pool, pg_config};
 pub use dispatch::Dispatcher;
 pub use error::Error;
+pub use handoff::{Handed, Handoff, Room};
 pub use janitor::{Deleted, Janitor};
 pub use listener::Listener;
 pub use results::{AttemptRecord, Recorded};

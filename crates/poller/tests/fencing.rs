@@ -1,13 +1,17 @@
 //! Leases and fencing tokens against a real database: a result is written
 //! only under the lease it was claimed with, an expired lease is reaped and
-//! re-claimed under a new token, a handed-back lease costs no attempt, and a
-//! claim takes at most the room it was given for each webhook.
+//! re-claimed under a new token, a handed-back lease costs no attempt, a
+//! claim takes at most the room it was given for each webhook, and fan-out
+//! claims what the deliverer has room for as it inserts it.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
-use outboxd_poller::{claim, connect_pool, results, AttemptRecord, Claimed, Pool};
+use outboxd_poller::{
+    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Room,
+    WebhookCache,
+};
 use outboxd_testkit::db::{add_webhook, count};
 use outboxd_testkit::TestDb;
 use tokio_postgres::Client;
@@ -268,4 +272,80 @@ async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 9, "nothing was claimed twice");
+}
+
+#[tokio::test]
+async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pending() {
+    let (_db, client, pool) = setup().await;
+    let (roomy, _) = add_webhook(&client, "roomy", "http://127.0.0.1:9/a", &["*"]).await;
+    let (full, _) = add_webhook(&client, "full", "http://127.0.0.1:9/b", &["*"]).await;
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload)
+             SELECT 'order.created', jsonb_build_object('n', i) FROM generate_series(1, 5) AS i",
+            &[],
+        )
+        .await
+        .unwrap();
+    let cache = WebhookCache::new();
+    cache.reload(&pool).await.unwrap();
+    let room = Room::new(3);
+    room.publish(std::collections::HashMap::from([(full, 0)]));
+    let (to_deliverer, mut handed) = tokio::sync::mpsc::unbounded_channel();
+    let dispatcher = Dispatcher {
+        pool: pool.clone(),
+        cache,
+        batch_size: 100,
+        poll_interval: Duration::from_secs(1),
+        wake: Default::default(),
+        deliveries_ready: Default::default(),
+        handoff: Some(Handoff {
+            room: room.clone(),
+            to_deliverer,
+            lease: LEASE,
+        }),
+    };
+
+    let round = dispatcher.dispatch_once().await.unwrap();
+    assert_eq!((round.events, round.deliveries, round.handed), (5, 10, 3));
+    let h = handed.try_recv().expect("a hand-over");
+    assert_eq!(h.taken.get(&roomy), Some(&3));
+    assert_eq!(h.taken.get(&full), Some(&0));
+    assert_eq!(h.claimed.len(), 3);
+    // The three oldest events' deliveries to the webhook with room, claimed
+    // as a claim would: attempt 1 under lease 1, with the event's payload.
+    for c in &h.claimed {
+        assert_eq!(c.webhook_id, roomy);
+        assert_eq!((c.attempt, c.lease), (1, 1));
+        assert!(c.payload.contains("\"n\""), "{}", c.payload);
+        assert_eq!(
+            delivery(&client, c.delivery_id).await,
+            ("in_flight".into(), 1, 1, true)
+        );
+    }
+    let oldest: Vec<i64> = client
+        .query("SELECT id FROM outbox.events ORDER BY id LIMIT 3", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut handed_events: Vec<i64> = h.claimed.iter().map(|c| c.event_id).collect();
+    handed_events.sort_unstable();
+    assert_eq!(handed_events, oldest);
+    // The rest wait for a claim, which takes them as usual.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'"
+        )
+        .await,
+        7
+    );
+    let rest = claim::claim(&pool, &[(roomy, 10), (full, 10)], 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 7);
+    // The room stays taken until the deliverer says it arrived.
+    assert_eq!(room.in_transit(roomy), 3);
 }
