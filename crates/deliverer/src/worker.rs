@@ -106,6 +106,12 @@ impl InFlight {
         self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
     }
 
+    /// How many more deliveries the webhook may hold: its window is twice
+    /// what it may have running (the rest wait claimed in its queue).
+    fn room(&self, webhook_id: i64, settings: &Settings, now: Instant) -> usize {
+        (2 * self.limit(webhook_id, settings, now)).saturating_sub(self.held(webhook_id))
+    }
+
     /// How many requests the webhook may have running now: none while it is
     /// paused or just answered 410, one probe when its pause is over.
     fn limit(&self, webhook_id: i64, settings: &Settings, now: Instant) -> usize {
@@ -302,9 +308,10 @@ impl Deliverer {
             .keys()
             .filter_map(|&id| {
                 let window = 2 * in_flight.limit(id, settings, now);
-                let held = in_flight.held(id) + self.room.in_transit(id);
-                let room = window.saturating_sub(held);
-                let worth = room > 0 && (room >= (window / 4).max(1) || held == 0);
+                let in_transit = self.room.in_transit(id);
+                let room = in_flight.room(id, settings, now).saturating_sub(in_transit);
+                let idle = in_flight.held(id) + in_transit == 0;
+                let worth = room > 0 && (room >= (window / 4).max(1) || idle);
                 worth.then_some((id, room as i64))
             })
             .collect();
@@ -340,10 +347,7 @@ impl Deliverer {
             .chain(in_flight.queued.keys())
             .chain(in_flight.breakers.keys())
             .chain(in_flight.gone.keys())
-            .map(|&id| {
-                let window = 2 * in_flight.limit(id, settings, now);
-                (id, window.saturating_sub(in_flight.held(id)))
-            })
+            .map(|&id| (id, in_flight.room(id, settings, now)))
             .collect();
         self.room.publish(room);
     }

@@ -213,7 +213,10 @@ impl Dispatcher {
                     *wanted.entry(w).or_default() += 1;
                 }
                 for (&w, &n) in &wanted {
-                    taken.insert(w, handoff.room.take(w, n));
+                    let k = handoff.room.take(w, n);
+                    if k > 0 {
+                        taken.insert(w, k);
+                    }
                 }
                 let mut left = taken.clone();
                 webhook_ids
@@ -245,7 +248,7 @@ impl Dispatcher {
             Ok(inserted) => inserted,
             Err(e) => {
                 // Nothing was claimed: give the room back.
-                if let Some(handoff) = &self.handoff {
+                if let (Some(handoff), false) = (&self.handoff, taken.is_empty()) {
                     let _ = handoff.to_deliverer.send(Handed {
                         claimed: Vec::new(),
                         taken,

@@ -144,20 +144,18 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
             disabled: Vec::new(),
         });
     }
+    // A 410: the results and the disable commit together.
     let tx = client.transaction().await?;
     let stmt = tx.prepare_cached(RECORD).await?;
     let rows = tx.query(&stmt, &params).await?;
     let accepted = rows.iter().map(|r| r.get(0)).collect();
-    let disabled = if gone.is_empty() {
-        Vec::new()
-    } else {
-        let reason = "the endpoint answered 410 Gone";
-        tx.query(DISABLE, &[&gone, &reason])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
+    let reason = "the endpoint answered 410 Gone";
+    let disabled = tx
+        .query(DISABLE, &[&gone, &reason])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     tx.commit().await?;
     Ok(Recorded { accepted, disabled })
 }
