@@ -92,19 +92,28 @@ async fn shot(c: &Client, name: &str) {
         .expect("writing a screenshot");
 }
 
-async fn text_of(c: &Client, css: &str) -> String {
-    let found = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await;
-    match found {
-        Ok(e) => e.text().await.expect("reading an element's text"),
-        Err(e) => {
+/// The text of `css` once it satisfies `want`. Read again until then: a
+/// click that submits a form returns before the next page replaces the old
+/// one, so the first element found may be the old page's (with the wrong
+/// text, or stale by the time its text is read).
+async fn text_when(c: &Client, css: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = None;
+    loop {
+        if let Ok(element) = c.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if want(&text) {
+                    return text;
+                }
+                last = Some(text);
+            }
+        }
+        if std::time::Instant::now() > deadline {
             let url = c.current_url().await.ok();
             let page = c.source().await.unwrap_or_default();
-            panic!("no {css} on {url:?}: {e}\n{page}")
+            panic!("{css} on {url:?} never showed what was expected; last text {last:?}\n{page}")
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -150,10 +159,10 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     shot(&c, "01-login").await;
     fill(&c, "#token", "not-the-token").await;
     click(&c, "#login").await;
-    assert!(text_of(&c, "#error").await.contains("wrong token"));
+    text_when(&c, "#error", |t| t.contains("wrong token")).await;
     fill(&c, "#token", TOKEN).await;
     click(&c, "#login").await;
-    assert_eq!(text_of(&c, "h1").await, "Overview");
+    text_when(&c, "h1", |t| t == "Overview").await;
 
     // Catalogue an event type; malformed JSON is refused next to the field.
     c.goto(&format!("{base}/event-types/new")).await.unwrap();
@@ -161,14 +170,10 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     fill(&c, "#description", "A payment was captured.").await;
     fill(&c, "#example", "{\"amount\": 4200,").await;
     click(&c, "#save").await;
-    assert!(text_of(&c, "#error-example")
-        .await
-        .contains("not valid JSON"));
+    text_when(&c, "#error-example", |t| t.contains("not valid JSON")).await;
     fill(&c, "#example", "{\"amount\": 4200, \"currency\": \"EUR\"}").await;
     click(&c, "#save").await;
-    assert!(text_of(&c, "#notice")
-        .await
-        .contains("payment.received saved"));
+    text_when(&c, "#notice", |t| t.contains("payment.received saved")).await;
     shot(&c, "02-event-catalog").await;
 
     // Add New Webhook; a bad URL is refused next to the field first.
@@ -178,9 +183,7 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     fill(&c, "#url", "billing.example/hooks").await;
     click(&c, "#events option[value='payment.received']").await;
     click(&c, "#save").await;
-    assert!(text_of(&c, "#error-url")
-        .await
-        .contains("must start with http"));
+    text_when(&c, "#error-url", |t| t.contains("must start with http")).await;
     fill(&c, "#url", &receiver.url("/hooks")).await;
     let kept = c
         .find(Locator::Css("#events option[value='payment.received']"))
@@ -192,8 +195,7 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     assert!(kept, "the form keeps the chosen events after an error");
     shot(&c, "03-webhook-form").await;
     click(&c, "#save").await;
-    let secret = text_of(&c, "#secret").await;
-    assert!(secret.starts_with("whsec_"), "{secret}");
+    let secret = text_when(&c, "#secret", |t| t.starts_with("whsec_")).await;
 
     // Send Test Event: success on the page.
     c.goto(&format!("{base}/webhooks")).await.unwrap();
@@ -205,9 +207,8 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
         .unwrap();
     shot(&c, "04-webhooks").await;
     click(&c, ".send-test").await;
-    let result = text_of(&c, "#test-result").await;
-    assert!(result.starts_with("Success"), "{result}");
-    assert!(text_of(&c, "#test-status").await.contains("200"));
+    text_when(&c, "#test-result", |t| t.starts_with("Success")).await;
+    text_when(&c, "#test-status", |t| t.contains("200")).await;
     shot(&c, "05-test-success").await;
     assert_eq!(receiver.requests()[0].json()["data"]["amount"], 4200);
 
@@ -215,17 +216,16 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     broken.store(true, Ordering::SeqCst);
     c.goto(&format!("{base}/webhooks")).await.unwrap();
     click(&c, ".send-test").await;
-    let result = text_of(&c, "#test-result").await;
-    assert!(
-        result.starts_with("Failed") && result.contains("HTTP 500"),
-        "{result}"
-    );
+    text_when(&c, "#test-result", |t| {
+        t.starts_with("Failed") && t.contains("HTTP 500")
+    })
+    .await;
     shot(&c, "06-test-failure").await;
 
     // The delivery, its attempt and stored response; replay it once the
     // receiver works again, and watch the daemon deliver it.
     click(&c, "#delivery-link").await;
-    assert_eq!(text_of(&c, "#delivery-state").await, "failed");
+    text_when(&c, "#delivery-state", |t| t == "failed").await;
     let page = c.source().await.unwrap();
     assert!(
         page.contains("receiver is down for maintenance"),
@@ -239,11 +239,11 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     broken.store(false, Ordering::SeqCst);
     let delivery_url = c.current_url().await.unwrap().to_string();
     click(&c, "#replay").await;
-    assert!(text_of(&c, "#notice").await.contains("replayed"));
+    text_when(&c, "#notice", |t| t.contains("replayed")).await;
     let mut state = String::new();
     for _ in 0..100 {
         c.goto(&delivery_url).await.unwrap();
-        state = text_of(&c, "#delivery-state").await;
+        state = text_when(&c, "#delivery-state", |_| true).await;
         if state == "delivered" {
             break;
         }
@@ -267,7 +267,7 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     c.goto(&format!("{base}/")).await.unwrap();
     shot(&c, "10-overview").await;
     c.goto(&format!("{base}/webhooks")).await.unwrap();
-    assert!(text_of(&c, "#webhook-1").await.contains("ago, delivered"));
+    text_when(&c, "#webhook-1", |t| t.contains("ago, delivered")).await;
     shot(&c, "11-webhooks-with-health").await;
     c.close().await.unwrap();
 }
