@@ -61,11 +61,12 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
         sent <= 4,
         "{sent} requests before the pause (threshold 3, one in flight)"
     );
+    // Those claimed before the pause went back with their attempt; those
+    // fanned out during it wait too (no replica claims a paused webhook's).
     let untouched = count(
         &client,
-        "SELECT count(*) FROM outbox.deliveries d, outbox.webhook_health h
-          WHERE d.webhook_id = h.webhook_id AND d.attempts = 0 AND d.state = 'pending'
-            AND d.next_attempt_at >= h.paused_until",
+        "SELECT count(*) FROM outbox.deliveries
+          WHERE attempts = 0 AND state = 'pending'",
     )
     .await;
     assert!(

@@ -181,7 +181,7 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
     if only("drain") {
         set_webhooks(&db, &receiver_url, 1).await?;
         let cpu0 = daemon.cpu_seconds()?;
-        let (rate, secs) = drain(&db, &tally, args.events, 1).await?;
+        let (rate, secs) = drain(&db, &tally, &mut daemon, args.events, 1).await?;
         let cpu = daemon.cpu_seconds()? - cpu0;
         rows.push(Row {
             name: "drain, 1 webhook".into(),
@@ -194,7 +194,7 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
     }
     if only("fanout") {
         set_webhooks(&db, &receiver_url, 10).await?;
-        let (rate, secs) = drain(&db, &tally, args.events / 10, 10).await?;
+        let (rate, secs) = drain(&db, &tally, &mut daemon, args.events / 10, 10).await?;
         rows.push(Row {
             name: "fan-out, 10 webhooks".into(),
             value: format!("{rate:.0} deliveries/s"),
@@ -243,7 +243,7 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
     if only("history") && args.history > 0 {
         set_webhooks(&db, &receiver_url, 1).await?;
         add_history(&db, args.history).await?;
-        let (rate, secs) = drain(&db, &tally, args.events, 1).await?;
+        let (rate, secs) = drain(&db, &tally, &mut daemon, args.events, 1).await?;
         rows.push(Row {
             name: format!(
                 "drain, 1 webhook, {} finished deliveries in the tables",
@@ -307,7 +307,13 @@ async fn set_webhooks(db: &Client, url: &str, n: i64) -> Result<()> {
 
 /// Inserts `events` events in one transaction and waits until the receiver
 /// has `events * webhooks` more requests. Returns (deliveries/s, seconds).
-async fn drain(db: &Client, tally: &Tally, events: i64, webhooks: i64) -> Result<(f64, f64)> {
+async fn drain(
+    db: &Client,
+    tally: &Tally,
+    daemon: &mut Daemon,
+    events: i64,
+    webhooks: i64,
+) -> Result<(f64, f64)> {
     let want = tally.count.load(Ordering::Relaxed) + (events * webhooks) as u64;
     db.execute(
         "INSERT INTO outbox.events (event_type, payload)
@@ -321,6 +327,9 @@ async fn drain(db: &Client, tally: &Tally, events: i64, webhooks: i64) -> Result
     while tally.count.load(Ordering::Relaxed) < want {
         if Instant::now() > deadline {
             bail!("drain did not finish in 10 minutes");
+        }
+        if let Some(status) = daemon.child.try_wait()? {
+            bail!("outboxd exited ({status}) during the drain; its log is above");
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

@@ -17,4 +17,4 @@ pub mod writer;
 
 pub use client::{build_client, ClientError, HttpClient};
 pub use guard::Policy as TargetPolicy;
-pub use worker::{Deliverer, Settings};
+pub use worker::{Deliverer, Settings, WINDOW};

@@ -253,7 +253,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         p.targets,
     )
     .context("setting up the HTTP client")?;
-    let room = Room::new(2 * p.settings.webhook_concurrency);
+    let room = Room::new(outboxd_deliverer::WINDOW * p.settings.webhook_concurrency);
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
     tasks.spawn(

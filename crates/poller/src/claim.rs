@@ -4,8 +4,10 @@
 //! (oldest first, at most the room) with `FOR UPDATE SKIP LOCKED` through the
 //! index on `(webhook_id, next_attempt_at)`, and mark them `in_flight` with a
 //! lease deadline and a new fencing token. Only rows that are kept are locked,
-//! and one webhook's backlog cannot crowd out another's. No lock is held
-//! during the HTTP request: the lease is what reserves the row.
+//! and one webhook's backlog cannot crowd out another's. A webhook paused
+//! by any replica's circuit breaker (`outbox.webhook_health`) is skipped, so
+//! deliveries fanned out during the pause wait for its end too. No lock is
+//! held during the HTTP request: the lease is what reserves the row.
 
 use std::time::Duration;
 
@@ -33,6 +35,9 @@ UPDATE outbox.deliveries d
                    WHERE state = 'pending'
                      AND webhook_id = w.webhook_id
                      AND next_attempt_at <= now()
+                     AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health h
+                                      WHERE h.webhook_id = w.webhook_id
+                                        AND h.paused_until > now())
                    ORDER BY next_attempt_at
                    LIMIT w.room
                      FOR UPDATE SKIP LOCKED) l
@@ -66,11 +71,15 @@ UPDATE outbox.deliveries d
                  LIMIT 1000
                    FOR UPDATE SKIP LOCKED)";
 
-/// Gives unfinished leases back at shutdown without spending an attempt.
+/// Gives unfinished leases back (at shutdown, or queued too long, or when
+/// the breaker opens) without spending an attempt; a paused webhook's wait
+/// for the pause to end, like its other waiting deliveries.
 const HAND_BACK: &str = "
 UPDATE outbox.deliveries d
    SET state = 'pending', attempts = d.attempts - 1, locked_until = NULL,
-       next_attempt_at = now(), updated_at = now()
+       next_attempt_at = greatest(now(), (SELECT h.paused_until FROM outbox.webhook_health h
+                                            WHERE h.webhook_id = d.webhook_id)),
+       updated_at = now()
   FROM unnest($1::int8[], $2::int8[]) AS r(id, lease)
  WHERE d.id = r.id AND d.lease = r.lease AND d.state = 'in_flight'";
 

@@ -6,7 +6,10 @@
 //! commit leaves the events undispatched for the next claim. Between
 //! rounds it sleeps on LISTEN while events are rare and polls while they
 //! come fast, telling the application's trigger (`outbox.wakeup`) whether to
-//! notify; `outboxd_core::wakeup` decides which.
+//! notify; `outboxd_core::wakeup` decides which. A batch is about as large
+//! as the deliverer has room for, so that its deliveries go in claimed (see
+//! `handoff`); when there is none for a poll interval, everything waiting
+//! is fanned out `pending` anyway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,6 +67,14 @@ pub struct Dispatcher {
     pub handoff: Option<Handoff>,
 }
 
+/// How large the next batch may be.
+enum Pace {
+    Room(i64),
+    /// No room for a poll interval: fan out what waits, claimed or not.
+    NoneFor,
+    Shutdown,
+}
+
 /// What one round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Round {
@@ -81,8 +92,22 @@ impl Dispatcher {
         let origin = Instant::now();
         let mut notify_requested = false;
         let mut failures = 0u32;
+        // Fanning out everything waiting, room or not, until a batch comes
+        // back short: the deliverer had no room for a whole poll interval.
+        let mut catching_up = false;
         while !shutdown.is_cancelled() {
-            let round = match self.dispatch_once().await {
+            let limit = match &self.handoff {
+                Some(handoff) if !catching_up => match self.pace(handoff, &shutdown).await {
+                    Pace::Room(n) => n,
+                    Pace::NoneFor => {
+                        catching_up = true;
+                        self.batch_size
+                    }
+                    Pace::Shutdown => return,
+                },
+                _ => self.batch_size,
+            };
+            let round = match self.dispatch(limit).await {
                 Ok(r) => {
                     failures = 0;
                     r
@@ -105,10 +130,11 @@ impl Dispatcher {
                 }
             }
             let wait = activity.observe(round.events, origin.elapsed().as_secs_f64(), &policy);
-            if round.events as i64 >= self.batch_size {
+            if round.events as i64 >= limit {
                 // A full batch: more are waiting.
                 continue;
             }
+            catching_up = false;
             match wait {
                 Wait::Poll(pause) => {
                     // Events come fast: poll, and spare the application's
@@ -140,6 +166,31 @@ impl Dispatcher {
         }
     }
 
+    /// How many events to claim: as many as the webhook with the most room
+    /// can take, once that is at least a quarter of a window (so batches do
+    /// not shrink to a few events). While every webhook is that full it
+    /// waits for the deliverer to free some, at most a poll interval.
+    async fn pace(&self, handoff: &Handoff, shutdown: &CancellationToken) -> Pace {
+        let enough = (handoff.room.window() / 4).max(1);
+        let give_up = tokio::time::Instant::now() + self.poll_interval;
+        loop {
+            let webhooks = self.cache.snapshot();
+            match handoff.room.most_available(webhooks.keys().copied()) {
+                // No webhook: nothing to hand over, nothing to wait for.
+                None => return Pace::Room(self.batch_size),
+                Some(room) if room >= enough => {
+                    return Pace::Room((room as i64).min(self.batch_size))
+                }
+                Some(_) => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Pace::Shutdown,
+                _ = handoff.room.published() => {}
+                _ = tokio::time::sleep_until(give_up) => return Pace::NoneFor,
+            }
+        }
+    }
+
     /// Returns whether the flag now has the wanted value.
     async fn set_wakeup(&self, requested: bool) -> bool {
         let result = async {
@@ -158,12 +209,17 @@ impl Dispatcher {
         }
     }
 
-    /// Claims one batch of undispatched events and fans it out.
+    /// Claims one full batch of undispatched events and fans it out.
     pub async fn dispatch_once(&self) -> Result<Round, Error> {
+        self.dispatch(self.batch_size).await
+    }
+
+    /// Claims up to `limit` undispatched events and fans them out.
+    async fn dispatch(&self, limit: i64) -> Result<Round, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let claim = tx.prepare_cached(CLAIM_EVENTS).await?;
-        let mut rows = tx.query(&claim, &[&self.batch_size]).await?;
+        let mut rows = tx.query(&claim, &[&limit]).await?;
         // Oldest first: an update returns its rows in no particular order,
         // and the room handed out goes to the oldest events' deliveries.
         rows.sort_by_key(|r| r.get::<_, i64>(0));

@@ -6,13 +6,16 @@
 //! webhook, and passes it over a channel: one write and one statement fewer
 //! per delivery. The deliverer publishes its room per webhook here; the
 //! fan-out takes from it, and what it took counts as in transit until it
-//! arrives, so the two never hand out the same room twice.
+//! arrives, so the two never hand out the same room twice. The fan-out also
+//! paces itself by it: it claims about as many events as there is room
+//! for, so that few deliveries go in `pending` only to be claimed by a
+//! second write a moment later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::Claimed;
 
@@ -20,6 +23,8 @@ use crate::Claimed;
 #[derive(Debug)]
 pub struct Room {
     inner: Mutex<RoomInner>,
+    /// Signalled by every `publish`, for a fan-out waiting for room.
+    published: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -30,6 +35,8 @@ struct RoomInner {
     room: HashMap<i64, usize>,
     /// Taken by the fan-out, not yet arrived.
     in_transit: HashMap<i64, usize>,
+    /// No room for any webhook (the deliverer holds all it may).
+    none: bool,
 }
 
 impl Room {
@@ -39,18 +46,58 @@ impl Room {
                 default,
                 ..RoomInner::default()
             }),
+            published: Notify::new(),
         })
+    }
+
+    /// A webhook's whole window: its room while it holds nothing.
+    pub fn window(&self) -> usize {
+        self.lock().default
     }
 
     /// The deliverer's view, replacing the previous one: room of the
     /// webhooks listed, `default` for all others.
     pub fn publish(&self, room: HashMap<i64, usize>) {
-        self.lock().room = room;
+        let mut inner = self.lock();
+        inner.room = room;
+        inner.none = false;
+        drop(inner);
+        self.published.notify_one();
+    }
+
+    /// No room for any webhook until the next `publish`.
+    pub fn publish_none(&self) {
+        self.lock().none = true;
+    }
+
+    /// Waits for the deliverer's next view of its room.
+    pub async fn published(&self) {
+        self.published.notified().await;
+    }
+
+    /// The most room any of these webhooks has left to take; `None` when
+    /// there are none.
+    pub fn most_available(&self, webhooks: impl IntoIterator<Item = i64>) -> Option<usize> {
+        let inner = self.lock();
+        let none = inner.none;
+        webhooks
+            .into_iter()
+            .map(|id| {
+                if none {
+                    return 0;
+                }
+                let room = inner.room.get(&id).copied().unwrap_or(inner.default);
+                room.saturating_sub(inner.in_transit.get(&id).copied().unwrap_or(0))
+            })
+            .max()
     }
 
     /// Takes up to `want` of the webhook's room; returns how much was taken.
     pub fn take(&self, webhook_id: i64, want: usize) -> usize {
         let mut inner = self.lock();
+        if inner.none {
+            return 0;
+        }
         let room = inner
             .room
             .get(&webhook_id)
@@ -136,6 +183,22 @@ mod tests {
         assert_eq!(room.take(1, 5), 1);
         // Other webhooks have the default room.
         assert_eq!(room.take(2, 10), 4);
+    }
+
+    #[test]
+    fn the_most_available_room_counts_what_is_in_transit() {
+        let room = Room::new(8);
+        assert_eq!(room.most_available([]), None);
+        room.publish(HashMap::from([(1, 2), (2, 6)]));
+        assert_eq!(room.most_available([1, 2]), Some(6));
+        assert_eq!(room.take(2, 5), 5);
+        assert_eq!(room.most_available([1, 2]), Some(2));
+        assert_eq!(room.most_available([1, 2, 3]), Some(8), "3 holds nothing");
+        room.publish_none();
+        assert_eq!(room.most_available([1, 2, 3]), Some(0));
+        assert_eq!(room.take(3, 1), 0);
+        room.publish(HashMap::new());
+        assert_eq!(room.take(3, 1), 1);
     }
 
     #[test]
