@@ -71,7 +71,7 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_LISTEN", default_value = "127.0.0.1:9187", value_parser = parse_addr, value_name = "ADDR")]
     pub listen: SocketAddr,
 
-    /// Rows taken per claim (events and deliveries)
+    /// The most rows taken per claim (events and deliveries); the fan-out takes fewer while the deliverer has room for fewer
     #[arg(long, env = "OUTBOXD_BATCH_SIZE", default_value = "500", value_parser = count(1, 10_000), value_name = "N")]
     pub batch_size: u64,
 
