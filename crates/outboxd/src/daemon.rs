@@ -247,12 +247,12 @@ pub struct Pipeline {
 pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
     let events = Arc::new(Notify::new());
     let deliveries_ready = Arc::new(Notify::new());
-    let client = build_client(
-        Duration::from_secs(5),
-        p.settings.webhook_concurrency,
-        p.targets,
-    )
-    .context("setting up the HTTP client")?;
+    // Many webhooks may point at one host (an integration platform's, or a
+    // receiver with a path per customer): keep as many connections idle as
+    // may be in flight, or every finished request beyond a webhook's share
+    // closes one and the next opens another.
+    let client = build_client(Duration::from_secs(5), p.settings.concurrency, p.targets)
+        .context("setting up the HTTP client")?;
     let room = Room::new(outboxd_deliverer::WINDOW * p.settings.webhook_concurrency);
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
