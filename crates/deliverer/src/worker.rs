@@ -123,15 +123,15 @@ impl InFlight {
             });
     }
 
-    /// Removes the webhook's queue; returns its leases.
-    fn take_queue(&mut self, webhook_id: i64) -> Vec<(i64, i64)> {
+    /// Removes the webhook's queue and returns what it held.
+    fn take_queue(&mut self, webhook_id: i64) -> Vec<Claimed> {
         let queue = self.queued.remove(&webhook_id).unwrap_or_default();
         self.queued_total -= queue.len();
         queue
             .into_iter()
             .map(|q| {
                 self.queued_bytes -= q.delivery.payload.len();
-                (q.delivery.delivery_id, q.delivery.lease)
+                q.delivery
             })
             .collect()
     }
@@ -504,25 +504,23 @@ impl Deliverer {
         if let Some(record) = &record {
             if record.gone {
                 in_flight.gone.insert(record.webhook_id, Instant::now());
-                if let Some(queue) = in_flight.queued.remove(&record.webhook_id) {
-                    in_flight.queued_total -= queue.len();
-                    in_flight.queued_bytes -= queue
+                let now = Utc::now();
+                cancelled.extend(
+                    in_flight
+                        .take_queue(record.webhook_id)
                         .iter()
-                        .map(|q| q.delivery.payload.len())
-                        .sum::<usize>();
-                    let now = Utc::now();
-                    cancelled.extend(queue.into_iter().map(|q| {
-                        self::record(
-                            &q.delivery,
-                            now,
-                            Duration::ZERO,
-                            None,
-                            None,
-                            Verdict::Failed,
-                            true,
-                        )
-                    }));
-                }
+                        .map(|delivery| {
+                            self::record(
+                                delivery,
+                                now,
+                                Duration::ZERO,
+                                None,
+                                None,
+                                Verdict::Failed,
+                                true,
+                            )
+                        }),
+                );
             } else if !record.cancelled {
                 self.observe(record, in_flight);
             }
@@ -587,7 +585,11 @@ impl Deliverer {
                 // The queue goes back after the pause is written, so it
                 // waits for the pause's end like the rest (no replica
                 // takes it meanwhile).
-                let queued = in_flight.take_queue(webhook_id);
+                let queued: Vec<(i64, i64)> = in_flight
+                    .take_queue(webhook_id)
+                    .iter()
+                    .map(|d| (d.delivery_id, d.lease))
+                    .collect();
                 tokio::spawn(async move {
                     let paused =
                         health::pause(&pool, webhook_id, pause, &reason, disable_after).await;
