@@ -123,6 +123,19 @@ impl InFlight {
             });
     }
 
+    /// The webhook's oldest queued delivery, if any.
+    fn dequeue(&mut self, webhook_id: i64) -> Option<Queued> {
+        let queue = self.queued.get_mut(&webhook_id)?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.queued.remove(&webhook_id);
+        }
+        let next = next?;
+        self.queued_total -= 1;
+        self.queued_bytes -= next.delivery.payload.len();
+        Some(next)
+    }
+
     /// Removes the webhook's queue and returns what it held.
     fn take_queue(&mut self, webhook_id: i64) -> Vec<Claimed> {
         let queue = self.queued.remove(&webhook_id).unwrap_or_default();
@@ -140,13 +153,20 @@ impl InFlight {
         self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
     }
 
-    /// How many more deliveries the webhook may hold: its window is `WINDOW`
-    /// times what it may have running (the rest wait claimed in its queue).
+    /// How many deliveries the webhook may hold, running and queued:
+    /// `WINDOW` times what it may have running.
+    fn window(&self, webhook_id: i64, settings: &Settings, now: Instant) -> usize {
+        WINDOW * self.limit(webhook_id, settings, now)
+    }
+
+    /// How many more deliveries the webhook may hold (the rest of its
+    /// window; none while the queued payloads fill their budget).
     fn room(&self, webhook_id: i64, settings: &Settings, now: Instant) -> usize {
         if self.queued_bytes >= QUEUE_BYTES {
             return 0;
         }
-        (WINDOW * self.limit(webhook_id, settings, now)).saturating_sub(self.held(webhook_id))
+        self.window(webhook_id, settings, now)
+            .saturating_sub(self.held(webhook_id))
     }
 
     /// How many requests the webhook may have running now: none while it is
@@ -326,8 +346,8 @@ impl Deliverer {
     }
 
     /// What each webhook may claim: its window, less what it holds (and
-    /// what the fan-out is handing over), asked only when at least a quarter of that is free, so
-    /// claims come in batches. Shuffled, so that when the claim's limit
+    /// what the fan-out is handing over), asked only when at least a quarter
+    /// of that is free, so claims come in batches. Shuffled, so that when the claim's limit
     /// cuts the list short no webhook is always last.
     fn wants(&self, in_flight: &InFlight, settings: &Settings) -> Vec<(i64, i64)> {
         let now = Instant::now();
@@ -336,7 +356,7 @@ impl Deliverer {
             .snapshot()
             .keys()
             .filter_map(|&id| {
-                let window = WINDOW * in_flight.limit(id, settings, now);
+                let window = in_flight.window(id, settings, now);
                 let in_transit = self.room.in_transit(id);
                 let room = in_flight.room(id, settings, now).saturating_sub(in_transit);
                 let idle = in_flight.held(id) + in_transit == 0;
@@ -411,28 +431,15 @@ impl Deliverer {
             while in_flight.total < settings.concurrency
                 && (paused || in_flight.running(webhook_id) < limit)
             {
-                let Some(queue) = in_flight.queued.get_mut(&webhook_id) else {
+                let Some(next) = in_flight.dequeue(webhook_id) else {
                     break;
                 };
-                let Some(next) = queue.pop_front() else {
-                    in_flight.queued.remove(&webhook_id);
-                    break;
-                };
-                in_flight.queued_total -= 1;
-                in_flight.queued_bytes -= next.delivery.payload.len();
                 if paused || next.claimed_at.elapsed() + settings.request_timeout >= settings.lease
                 {
                     hand_back.push((next.delivery.delivery_id, next.delivery.lease));
                     continue;
                 }
                 self.start(tasks, in_flight, next.delivery, settings);
-            }
-            if in_flight
-                .queued
-                .get(&webhook_id)
-                .is_some_and(VecDeque::is_empty)
-            {
-                in_flight.queued.remove(&webhook_id);
             }
         }
         if !hand_back.is_empty() {

@@ -260,32 +260,9 @@ impl Dispatcher {
         }
         // Room taken per webhook; the oldest events' deliveries get it.
         let at = Instant::now();
-        let mut taken: HashMap<i64, usize> = HashMap::new();
-        let claimed: Vec<bool> = match &self.handoff {
-            None => vec![false; event_ids.len()],
-            Some(handoff) => {
-                let mut wanted: HashMap<i64, usize> = HashMap::new();
-                for &w in &webhook_ids {
-                    *wanted.entry(w).or_default() += 1;
-                }
-                for (&w, &n) in &wanted {
-                    let k = handoff.room.take(w, n);
-                    if k > 0 {
-                        taken.insert(w, k);
-                    }
-                }
-                let mut left = taken.clone();
-                webhook_ids
-                    .iter()
-                    .map(|w| match left.get_mut(w) {
-                        Some(n) if *n > 0 => {
-                            *n -= 1;
-                            true
-                        }
-                        _ => false,
-                    })
-                    .collect()
-            }
+        let (taken, claimed) = match &self.handoff {
+            None => (HashMap::new(), vec![false; event_ids.len()]),
+            Some(handoff) => handoff.room.take_for(&webhook_ids),
         };
         let written = async {
             let lease_ms = self
@@ -300,20 +277,8 @@ impl Dispatcher {
             Ok::<_, Error>(inserted)
         }
         .await;
-        let inserted = match written {
-            Ok(inserted) => inserted,
-            Err(e) => {
-                // Nothing was claimed: give the room back.
-                if let (Some(handoff), false) = (&self.handoff, taken.is_empty()) {
-                    let _ = handoff.to_deliverer.send(Handed {
-                        claimed: Vec::new(),
-                        taken,
-                        at,
-                    });
-                }
-                return Err(e);
-            }
-        };
+        // On an error nothing was claimed, and the room goes back.
+        let inserted = written.as_deref().unwrap_or_default();
         let mut handed = Vec::new();
         for r in inserted.iter().filter(|r| r.get::<_, bool>(3)) {
             let event_id: i64 = r.get(1);
@@ -345,6 +310,6 @@ impl Dispatcher {
                 });
             }
         }
-        Ok(round)
+        written.map(|_| round)
     }
 }

@@ -39,6 +39,17 @@ struct RoomInner {
     none: bool,
 }
 
+impl RoomInner {
+    /// What the fan-out may still take for the webhook.
+    fn available(&self, webhook_id: i64) -> usize {
+        if self.none {
+            return 0;
+        }
+        let room = self.room.get(&webhook_id).copied().unwrap_or(self.default);
+        room.saturating_sub(self.in_transit.get(&webhook_id).copied().unwrap_or(0))
+    }
+}
+
 impl Room {
     pub fn new(default: usize) -> Arc<Self> {
         Arc::new(Self {
@@ -79,36 +90,44 @@ impl Room {
     /// there are none.
     pub fn most_available(&self, webhooks: impl IntoIterator<Item = i64>) -> Option<usize> {
         let inner = self.lock();
-        let none = inner.none;
-        webhooks
-            .into_iter()
-            .map(|id| {
-                if none {
-                    return 0;
-                }
-                let room = inner.room.get(&id).copied().unwrap_or(inner.default);
-                room.saturating_sub(inner.in_transit.get(&id).copied().unwrap_or(0))
-            })
-            .max()
+        webhooks.into_iter().map(|id| inner.available(id)).max()
     }
 
     /// Takes up to `want` of the webhook's room; returns how much was taken.
     pub fn take(&self, webhook_id: i64, want: usize) -> usize {
         let mut inner = self.lock();
-        if inner.none {
-            return 0;
-        }
-        let room = inner
-            .room
-            .get(&webhook_id)
-            .copied()
-            .unwrap_or(inner.default);
-        let in_transit = inner.in_transit.get(&webhook_id).copied().unwrap_or(0);
-        let taken = want.min(room.saturating_sub(in_transit));
+        let taken = want.min(inner.available(webhook_id));
         if taken > 0 {
             *inner.in_transit.entry(webhook_id).or_default() += taken;
         }
         taken
+    }
+
+    /// Takes room for new deliveries, given as their webhooks, oldest
+    /// first: returns the room taken per webhook and, per delivery, whether
+    /// it got some (a webhook's oldest deliveries get its room).
+    pub fn take_for(&self, webhooks: &[i64]) -> (HashMap<i64, usize>, Vec<bool>) {
+        let mut wanted: HashMap<i64, usize> = HashMap::new();
+        for &w in webhooks {
+            *wanted.entry(w).or_default() += 1;
+        }
+        let taken: HashMap<i64, usize> = wanted
+            .into_iter()
+            .map(|(w, n)| (w, self.take(w, n)))
+            .filter(|&(_, k)| k > 0)
+            .collect();
+        let mut left = taken.clone();
+        let claimed = webhooks
+            .iter()
+            .map(|w| match left.get_mut(w) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    true
+                }
+                _ => false,
+            })
+            .collect();
+        (taken, claimed)
     }
 
     /// What was taken has arrived (or was given up: `used` of `taken`):
@@ -199,6 +218,16 @@ mod tests {
         assert_eq!(room.take(3, 1), 0);
         room.publish(HashMap::new());
         assert_eq!(room.take(3, 1), 1);
+    }
+
+    #[test]
+    fn new_deliveries_get_the_room_oldest_first() {
+        let room = Room::new(2);
+        room.publish(HashMap::from([(9, 0)]));
+        let (taken, claimed) = room.take_for(&[1, 9, 1, 1, 2]);
+        assert_eq!(taken, HashMap::from([(1, 2), (2, 1)]));
+        assert_eq!(claimed, [true, false, true, false, true]);
+        assert_eq!(room.in_transit(1), 2);
     }
 
     #[test]

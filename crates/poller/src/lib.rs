@@ -2,9 +2,10 @@
 //!
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries (`handoff` passes
-//! those it claims at once to the deliverer), `claim` leases due deliveries, `results` writes outcomes back, `webhooks` caches subscriptions,
-//! `health` makes circuit-breaker pauses durable, `janitor` deletes what is
-//! older than the retention.
+//! those it claims at once to the deliverer), `claim` leases due
+//! deliveries, `results` writes outcomes back, `webhooks` caches
+//! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
+//! deletes what is older than the retention.
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod claim;
