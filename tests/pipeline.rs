@@ -81,11 +81,7 @@ async fn fans_out_each_event_to_exactly_the_matching_webhooks_signed() {
         14
     );
     assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL"
-        )
-        .await,
+        count(&client, "SELECT count(*) FROM outbox.undispatched_events").await,
         0
     );
 }
@@ -886,4 +882,135 @@ async fn replay_puts_a_failed_delivery_back_with_a_fresh_budget() {
         .unwrap()
         .get(0);
     assert_eq!(replayed, 0);
+}
+
+/// The types of the events a receiver got, sorted.
+fn received_types(receiver: &Receiver) -> Vec<String> {
+    let mut types: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    types.sort();
+    types
+}
+
+/// Events are read by snapshot, not by id: an event whose transaction began
+/// first and commits last is delivered once it commits; an open transaction
+/// holds back nothing committed after it; a rolled-back one leaves nothing.
+#[tokio::test]
+async fn late_commits_are_delivered_and_open_transactions_hold_nothing_back() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    add_webhook(&client, "all", &receiver.url("/"), &["*"]).await;
+    let daemon = Daemon::start(BIN, &db.url, &[]);
+
+    let mut late = db.client().await;
+    let late = late.transaction().await.unwrap();
+    let mut aborted = db.client().await;
+    let aborted = aborted.transaction().await.unwrap();
+    for (tx, event_type) in [(&late, "order.late"), (&aborted, "order.aborted")] {
+        tx.execute(
+            "INSERT INTO outbox.events (event_type, payload) VALUES ($1, '{}')",
+            &[&event_type],
+        )
+        .await
+        .unwrap();
+    }
+    publish_many(&client, "order.early", 3).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async { receiver.count() >= 3 }).await,
+        "events committed after an open transaction were held back: {:?}\n{}",
+        received_types(&receiver),
+        daemon.log()
+    );
+    // One more pass over the stream while both are open.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    aborted.rollback().await.unwrap();
+    late.commit().await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || async { receiver.count() >= 4 }).await,
+        "the late commit was not delivered: {:?}\n{}",
+        received_types(&receiver),
+        daemon.log()
+    );
+    publish_many(&client, "order.after", 1).await;
+    assert!(wait_until(Duration::from_secs(10), || async { receiver.count() >= 5 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received_types(&receiver),
+        [
+            "order.after",
+            "order.early",
+            "order.early",
+            "order.early",
+            "order.late"
+        ]
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.undispatched_events").await,
+        0
+    );
+}
+
+/// A dump restored into another cluster brings a progress row and event
+/// xids from that cluster's transaction counter, which may be far ahead of
+/// this one's: the daemon notices, starts the stream over, delivers what was
+/// waiting and sends nothing twice.
+#[tokio::test]
+async fn a_progress_row_from_another_cluster_starts_the_stream_over() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    add_webhook(&client, "all", &receiver.url("/"), &["*"]).await;
+    publish_many(&client, "order.sent", 2).await;
+    let mut daemon = Daemon::start(BIN, &db.url, &[]);
+    assert!(wait_until(Duration::from_secs(10), || async { receiver.count() >= 2 }).await);
+    daemon.terminate();
+    daemon.wait(Duration::from_secs(10)).await;
+
+    // As the other cluster left them: the two events sent are below its
+    // `done`, the waiting one was written by a transaction `done` saw running.
+    publish_many(&client, "order.waiting", 1).await;
+    client
+        .batch_execute(
+            "UPDATE outbox.dispatch_state
+                SET done = '90000000000:90000000005:90000000002', upto = NULL,
+                    after_xid = NULL, after_id = NULL;
+             UPDATE outbox.events SET xid = '90000000001' WHERE event_type = 'order.sent';
+             UPDATE outbox.events SET xid = '90000000002' WHERE event_type = 'order.waiting';",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.undispatched_events").await,
+        1
+    );
+    let daemon = Daemon::start(BIN, &db.url, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || async { receiver.count() >= 3 }).await,
+        "{}",
+        daemon.log()
+    );
+    publish_many(&client, "order.after", 1).await;
+    assert!(wait_until(Duration::from_secs(10), || async { receiver.count() >= 4 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        received_types(&receiver),
+        ["order.after", "order.sent", "order.sent", "order.waiting"]
+    );
+    // The two sent ones would look new here: they are marked instead.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.events WHERE event_type = 'order.sent' AND dispatched_at IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.undispatched_events").await,
+        0
+    );
 }

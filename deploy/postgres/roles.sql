@@ -71,7 +71,9 @@ GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
 GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
-                outbox.delivery_log, outbox.webhook_health, outbox.wakeup TO outbox_admin;
+                outbox.delivery_log, outbox.webhook_health, outbox.wakeup,
+                outbox.dispatch_state, outbox.undispatched_events TO outbox_admin;
+GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, outbox_daemon;
 -- Test events are events; replays and the cancel-on-disable trigger update deliveries.
 GRANT INSERT ON outbox.events TO outbox_admin;
 GRANT UPDATE ON outbox.deliveries TO outbox_admin;
@@ -90,6 +92,9 @@ GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
                                         outbox.webhook_health TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
-GRANT SELECT ON outbox.event_types, outbox.delivery_log TO outbox_daemon;
+GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events TO outbox_daemon;
+-- Fan-out reads events as a stream and keeps its progress in one row.
+GRANT SELECT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
+GRANT EXECUTE ON FUNCTION outbox.next_events(bigint) TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

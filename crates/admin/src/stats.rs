@@ -40,9 +40,9 @@ pub struct WebhookStats {
 }
 
 const QUEUE: &str = "
-SELECT (SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL),
-       (SELECT extract(epoch FROM now() - created_at)::float8
-          FROM outbox.events WHERE dispatched_at IS NULL ORDER BY id LIMIT 1),
+SELECT (SELECT count(*) FROM outbox.undispatched_events),
+       (SELECT extract(epoch FROM now() - min(created_at))::float8
+          FROM outbox.undispatched_events),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending' AND next_attempt_at <= now()),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'in_flight'),

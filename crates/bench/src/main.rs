@@ -344,7 +344,7 @@ async fn wait_drained(db: &Client) -> Result<()> {
         let open: i64 = db
             .query_one(
                 "SELECT (SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'in_flight'))
-                      + (SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL)",
+                      + (SELECT count(*) FROM outbox.undispatched_events)",
                 &[],
             )
             .await?
@@ -410,8 +410,9 @@ async fn inserts(db_url: &str, table: &str, seconds: u64) -> Result<f64> {
                  idempotency_key text UNIQUE,
                  target_webhook_id bigint,
                  dispatched_at timestamptz,
-                 is_test boolean NOT NULL DEFAULT false);
-             CREATE INDEX IF NOT EXISTS plain_undispatched ON bench.plain (id) WHERE dispatched_at IS NULL;",
+                 is_test boolean NOT NULL DEFAULT false,
+                 xid xid8 DEFAULT pg_current_xact_id());
+             CREATE INDEX IF NOT EXISTS plain_stream ON bench.plain (xid, id) WHERE xid IS NOT NULL;",
         )
         .await?;
     let stop = Instant::now() + Duration::from_secs(seconds);

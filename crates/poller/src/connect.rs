@@ -66,6 +66,11 @@ pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
 ///   whole of `outbox.deliveries` for each result batch, or read and sorted
 ///   every waiting event to claim 500 of them. These settings only make
 ///   other plans look expensive: a query with no usable index still runs.
+/// - `jit = off`: those "expensive" plans would otherwise cross the JIT
+///   thresholds, and a one-row read of `outbox.wakeup` or of the fan-out's
+///   progress row took 50-90 ms to compile, per statement (and per event
+///   in the insert trigger of a test event). No statement of the daemon is
+///   long enough to gain from JIT.
 /// - unless `synchronous_commit` is asked for, `synchronous_commit = off`: a
 ///   commit returns before its WAL is flushed to disk. Every write of the
 ///   daemon can be redone (a lost fan-out is fanned out again, a lost result
@@ -81,7 +86,7 @@ pub fn daemon_session(
         .filter(|o| !o.trim().is_empty())
         .map(|o| vec![o.to_owned()])
         .unwrap_or_default();
-    options.push("-c enable_seqscan=off -c enable_bitmapscan=off".into());
+    options.push("-c enable_seqscan=off -c enable_bitmapscan=off -c jit=off".into());
     if !synchronous_commit {
         options.push("-c synchronous_commit=off".into());
     }

@@ -1,9 +1,12 @@
-//! Fan-out: undispatched events become one delivery per matching webhook.
+//! Fan-out: new events become one delivery per matching webhook.
 //!
-//! One transaction per batch: claim events with `FOR UPDATE SKIP LOCKED` (so
-//! replicas never take the same rows) and mark them dispatched, match them
-//! against the webhook cache, insert the deliveries set-wise. A crash before
-//! commit leaves the events undispatched for the next claim. Between
+//! The daemon reads `outbox.events` as a stream and never writes it:
+//! `outbox.next_events` (sql/V8) returns the next events in the order their
+//! transactions made them visible and moves the progress row past them, under
+//! that row's lock, so replicas take turns and each event is fanned out once.
+//! One transaction per batch: take the next events, match them against the
+//! webhook cache, insert the deliveries set-wise. A crash before commit
+//! leaves the progress where it was, for the next batch. Between
 //! rounds it sleeps on LISTEN while events are rare and polls while they
 //! come fast, telling the application's trigger (`outbox.wakeup`) whether to
 //! notify; `outboxd_core::wakeup` decides which. A batch is about as large
@@ -22,18 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 
-/// `= ANY (ARRAY(...))`: the update looks its rows up by primary key
-/// whatever the planner guesses of the batch's size.
-const CLAIM_EVENTS: &str = "
-UPDATE outbox.events e
-   SET dispatched_at = now()
- WHERE e.id = ANY (ARRAY(
-           SELECT id FROM outbox.events
-            WHERE dispatched_at IS NULL
-            ORDER BY id
-            LIMIT $1
-              FOR UPDATE SKIP LOCKED))
-RETURNING e.id, e.event_type, e.target_webhook_id, e.payload::text, e.created_at";
+/// In stream order: the room handed out goes to the first events'
+/// deliveries.
+const NEXT_EVENTS: &str = "
+SELECT id, event_type, target_webhook_id, payload, created_at FROM outbox.next_events($1)";
 
 /// A delivery the deliverer has room for goes in already claimed: attempt
 /// 1 under lease 1, as a claim would have made it; the others wait
@@ -209,20 +204,17 @@ impl Dispatcher {
         }
     }
 
-    /// Claims one full batch of undispatched events and fans it out.
+    /// Takes one full batch of new events and fans it out.
     pub async fn dispatch_once(&self) -> Result<Round, Error> {
         self.dispatch(self.batch_size).await
     }
 
-    /// Claims up to `limit` undispatched events and fans them out.
+    /// Takes up to `limit` new events and fans them out.
     async fn dispatch(&self, limit: i64) -> Result<Round, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let claim = tx.prepare_cached(CLAIM_EVENTS).await?;
-        let mut rows = tx.query(&claim, &[&limit]).await?;
-        // Oldest first: an update returns its rows in no particular order,
-        // and the room handed out goes to the oldest events' deliveries.
-        rows.sort_by_key(|r| r.get::<_, i64>(0));
+        let next = tx.prepare_cached(NEXT_EVENTS).await?;
+        let rows = tx.query(&next, &[&limit]).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());

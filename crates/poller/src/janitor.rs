@@ -42,20 +42,28 @@ DELETE FROM outbox.delivery_attempts
  WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts ORDER BY id LIMIT $2))
    AND started_at < now() - $1::float8 * interval '1 second'";
 
-/// Events fanned out before the cutoff whose deliveries all reached a final
-/// state and last changed before the cutoff too (a delivery replayed or
-/// retried recently keeps its event). Served by `events_dispatched_at`
-/// (sql/V2) and the (event_id, webhook_id) unique index.
+/// Events are written in `created_at` order, give or take a transaction's
+/// length, so the sweep walks them by id from the oldest on, `$2` at a time
+/// after id `$3`, and stops at the first batch with nothing old in it. An
+/// event goes once it is old, fanned out (`outbox.is_dispatched`, sql/V8)
+/// and all its deliveries reached a final state and last changed before
+/// the cutoff too (a delivery replayed or retried recently keeps its
+/// event). The second column says whether to delete it, the third whether
+/// it is old. Served by the primary key and the (event_id, webhook_id)
+/// unique index, so no index is kept up for retention on every event.
 const PICK_EVENTS: &str = "
-SELECT e.id FROM outbox.events e
- WHERE e.dispatched_at < now() - $1::float8 * interval '1 second'
-   AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d
-                    WHERE d.event_id = e.id
-                      AND (d.state NOT IN ('delivered', 'failed', 'cancelled')
-                           OR d.updated_at >= now() - $1::float8 * interval '1 second'))
- ORDER BY e.dispatched_at
- LIMIT $2
-   FOR UPDATE SKIP LOCKED";
+SELECT e.id,
+       old AND outbox.is_dispatched(e)
+           AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d
+                            WHERE d.event_id = e.id
+                              AND (d.state NOT IN ('delivered', 'failed', 'cancelled')
+                                   OR d.updated_at >= now() - $1::float8 * interval '1 second')),
+       old
+  FROM outbox.events e,
+       LATERAL (SELECT e.created_at < now() - $1::float8 * interval '1 second') AS o(old)
+ WHERE e.id > $3
+ ORDER BY e.id
+ LIMIT $2";
 
 /// The state is checked again as the rows are locked: a delivery replayed a
 /// moment ago is `pending` now and stays.
@@ -102,10 +110,10 @@ enum Pass {
     Events,
 }
 
-/// What one batch did: rows it looked at and rows it deleted.
+/// What one batch did: whether the sweep goes on, and rows it deleted.
 #[derive(Debug, Default)]
 struct Batch {
-    picked: u64,
+    more: bool,
     events: u64,
     deliveries: u64,
     delivery_attempts: u64,
@@ -154,8 +162,10 @@ impl Janitor {
     pub async fn run_once(&self) -> Result<Deleted, Error> {
         let mut deleted = Deleted::default();
         for pass in [Pass::Attempts, Pass::Events] {
+            // The events pass: the last id looked at.
+            let mut after = 0i64;
             loop {
-                let Some(b) = self.batch(pass).await? else {
+                let Some(b) = self.batch(pass, &mut after).await? else {
                     deleted.busy = true;
                     return Ok(deleted);
                 };
@@ -165,7 +175,7 @@ impl Janitor {
                 deleted.delivery_attempts += b.delivery_attempts;
                 deleted.deliveries += b.deliveries;
                 deleted.events += b.events;
-                if b.picked < BATCH as u64 {
+                if !b.more {
                     break;
                 }
                 tokio::time::sleep(PAUSE).await;
@@ -176,7 +186,7 @@ impl Janitor {
 
     /// One short transaction under the advisory lock; None when another
     /// replica holds it.
-    async fn batch(&self, pass: Pass) -> Result<Option<Batch>, Error> {
+    async fn batch(&self, pass: Pass, after: &mut i64) -> Result<Option<Batch>, Error> {
         let age = self.retention.as_secs_f64();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -194,21 +204,20 @@ impl Janitor {
                 // A few recent rows among the first ones (a long request)
                 // stay at the front until they are old too: go on while a
                 // batch finds anything to delete.
-                batch.picked = if batch.delivery_attempts > 0 {
-                    BATCH as u64
-                } else {
-                    0
-                };
+                batch.more = batch.delivery_attempts > 0;
             }
             Pass::Events => {
                 let pick = tx.prepare_cached(PICK_EVENTS).await?;
-                let ids: Vec<i64> = tx
-                    .query(&pick, &[&age, &BATCH])
-                    .await?
+                let rows = tx.query(&pick, &[&age, &BATCH, &*after]).await?;
+                let ids: Vec<i64> = rows
                     .iter()
+                    .filter(|r| r.get::<_, Option<bool>>(1) == Some(true))
                     .map(|r| r.get(0))
                     .collect();
-                batch.picked = ids.len() as u64;
+                batch.more = rows.len() as i64 == BATCH && rows.iter().any(|r| r.get::<_, bool>(2));
+                if let Some(last) = rows.last() {
+                    *after = last.get(0);
+                }
                 if !ids.is_empty() {
                     let deliveries = tx.prepare_cached(DELETE_DELIVERIES).await?;
                     let events = tx.prepare_cached(DELETE_EVENTS).await?;

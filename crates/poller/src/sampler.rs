@@ -8,9 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::Pool;
 
 const SAMPLE: &str = "
-SELECT (SELECT count(*) FROM outbox.events WHERE dispatched_at IS NULL),
-       (SELECT extract(epoch FROM now() - created_at)::float8
-          FROM outbox.events WHERE dispatched_at IS NULL ORDER BY id LIMIT 1),
+SELECT (SELECT count(*) FROM outbox.undispatched_events),
+       (SELECT extract(epoch FROM now() - min(created_at))::float8
+          FROM outbox.undispatched_events),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
        (SELECT extract(epoch FROM now() - min(created_at))::float8
           FROM outbox.deliveries WHERE state = 'pending'),
