@@ -116,17 +116,21 @@ CREATE INDEX events_stream ON outbox.events (xid, id) WHERE xid IS NOT NULL;
 DROP INDEX outbox.events_undispatched;
 DROP INDEX outbox.events_dispatched_at;
 
--- The backlog: committed events outboxd has not fanned out yet. The bound
--- on xid lets the index skip the history.
+-- The backlog: committed events outboxd has not fanned out yet. The
+-- progress row is read by subqueries, each evaluated once, so that the
+-- bound on xid reaches the index and the history is skipped (joined, the
+-- planner, which has no statistics for a one-row table, read the whole
+-- index).
 CREATE VIEW outbox.undispatched_events AS
 SELECT e.*
-  FROM outbox.dispatch_state s
-  JOIN outbox.events e ON e.xid >= pg_snapshot_xmin(s.done)
- WHERE e.dispatched_at IS NULL
-   AND NOT pg_visible_in_snapshot(e.xid, s.done)
-   AND NOT (s.upto IS NOT NULL
-            AND pg_visible_in_snapshot(e.xid, s.upto)
-            AND (e.xid, e.id) <= (s.after_xid, s.after_id));
+  FROM outbox.events e
+ WHERE e.xid >= pg_snapshot_xmin((SELECT done FROM outbox.dispatch_state))
+   AND e.dispatched_at IS NULL
+   AND NOT pg_visible_in_snapshot(e.xid, (SELECT done FROM outbox.dispatch_state))
+   AND NOT coalesce(pg_visible_in_snapshot(e.xid, (SELECT upto FROM outbox.dispatch_state))
+                    AND (e.xid, e.id) <= ((SELECT after_xid FROM outbox.dispatch_state),
+                                          (SELECT after_id FROM outbox.dispatch_state)),
+                    false);
 COMMENT ON VIEW outbox.undispatched_events IS
   'Committed events outboxd has not fanned out to webhooks yet (the backlog).';
 
