@@ -40,14 +40,14 @@ pub struct WebhookStats {
 }
 
 const QUEUE: &str = "
-SELECT (SELECT count(*) FROM outbox.undispatched_events),
-       (SELECT extract(epoch FROM now() - min(created_at))::float8
-          FROM outbox.undispatched_events),
+SELECT b.n, b.age,
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending' AND next_attempt_at <= now()),
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'in_flight'),
        (SELECT extract(epoch FROM now() - min(created_at))::float8
-          FROM outbox.deliveries WHERE state IN ('pending', 'in_flight'))";
+          FROM outbox.deliveries WHERE state IN ('pending', 'in_flight'))
+  FROM (SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
+          FROM outbox.undispatched_events) AS b";
 
 /// "Failures" are attempts that did not deliver (retries and final failures).
 const PER_WEBHOOK: &str = "

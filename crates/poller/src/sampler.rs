@@ -8,13 +8,13 @@ use tokio_util::sync::CancellationToken;
 use crate::Pool;
 
 const SAMPLE: &str = "
-SELECT (SELECT count(*) FROM outbox.undispatched_events),
-       (SELECT extract(epoch FROM now() - min(created_at))::float8
-          FROM outbox.undispatched_events),
+SELECT b.n, b.age,
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
        (SELECT extract(epoch FROM now() - min(created_at))::float8
           FROM outbox.deliveries WHERE state = 'pending'),
-       (SELECT count(*) FROM outbox.webhooks WHERE NOT enabled)";
+       (SELECT count(*) FROM outbox.webhooks WHERE NOT enabled)
+  FROM (SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
+          FROM outbox.undispatched_events) AS b";
 
 const SCANS_ALLOWED: &str = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on";
 

@@ -1,0 +1,136 @@
+//! The event stream of sql/V8 against a real database, step by step:
+//! `outbox.next_events` returns each committed event once, in passes of
+//! bounded size, whatever order transactions commit in, and
+//! `outbox.undispatched_events` agrees with it at every step (late commits
+//! behind the pass's position included).
+
+use outboxd_testkit::db::count;
+use outboxd_testkit::TestDb;
+use tokio_postgres::Client;
+
+async fn next(client: &Client, n: i64) -> Vec<String> {
+    client
+        .query("SELECT event_type FROM outbox.next_events($1)", &[&n])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn backlog(client: &Client) -> Vec<String> {
+    let mut types: Vec<String> = client
+        .query("SELECT event_type FROM outbox.undispatched_events", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    types.sort();
+    types
+}
+
+async fn publish(client: &Client, event_type: &str) {
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload) VALUES ($1, '{}')",
+            &[&event_type],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn each_committed_event_comes_once_whatever_the_commit_order() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    assert!(next(&client, 10).await.is_empty());
+
+    // A transaction that writes first and commits last.
+    let mut late = db.client().await;
+    let late = late.transaction().await.unwrap();
+    late.execute(
+        "INSERT INTO outbox.events (event_type, payload) VALUES ('late', '{}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    for t in ["a.1", "a.2", "a.3"] {
+        publish(&client, t).await;
+    }
+    assert_eq!(backlog(&client).await, ["a.1", "a.2", "a.3"]);
+
+    // A pass in steps of two: its position moves past a.1 and a.2.
+    assert_eq!(next(&client, 2).await, ["a.1", "a.2"]);
+    assert_eq!(backlog(&client).await, ["a.3"]);
+    // The late one commits behind the pass's position: it is backlog at
+    // once, and comes in the next pass (this one saw it running).
+    late.commit().await.unwrap();
+    publish(&client, "b.1").await;
+    assert_eq!(backlog(&client).await, ["a.3", "b.1", "late"]);
+    assert_eq!(next(&client, 2).await, ["a.3"]);
+    assert_eq!(backlog(&client).await, ["b.1", "late"]);
+    let mut second = next(&client, 10).await;
+    second.sort();
+    assert_eq!(second, ["b.1", "late"]);
+    assert!(backlog(&client).await.is_empty());
+    assert!(next(&client, 10).await.is_empty());
+
+    // A rolled-back transaction leaves nothing; test events (dispatched_at
+    // set) are not in the stream, nor do they fill a batch.
+    let mut aborted = db.client().await;
+    let aborted = aborted.transaction().await.unwrap();
+    aborted
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload) VALUES ('aborted', '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload, dispatched_at)
+             SELECT 'test', '{}', now() FROM generate_series(1, 5)",
+            &[],
+        )
+        .await
+        .unwrap();
+    publish(&client, "c.1").await;
+    aborted.rollback().await.unwrap();
+    assert_eq!(backlog(&client).await, ["c.1"]);
+    assert_eq!(next(&client, 2).await, ["c.1"]);
+    assert!(backlog(&client).await.is_empty());
+
+    // Every committed event is accounted for: six through the stream, five
+    // test events marked when written; the rolled-back one does not exist.
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.events e WHERE outbox.is_dispatched(e)"
+        )
+        .await,
+        11
+    );
+}
+
+#[tokio::test]
+async fn an_idle_pass_writes_nothing() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    publish(&client, "a.1").await;
+    assert_eq!(next(&client, 10).await, ["a.1"]);
+    let before: String = client
+        .query_one("SELECT xmin::text FROM outbox.dispatch_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for _ in 0..3 {
+        assert!(next(&client, 10).await.is_empty());
+    }
+    let after: String = client
+        .query_one("SELECT xmin::text FROM outbox.dispatch_state", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(before, after, "the progress row was rewritten while idle");
+}
