@@ -117,28 +117,29 @@ DROP INDEX outbox.events_undispatched;
 DROP INDEX outbox.events_dispatched_at;
 
 -- The backlog: committed events outboxd has not fanned out yet. Two
--- index scans, each as long as its part of the backlog, not of the
--- history: events after the current pass's position (or, between passes,
--- after done's horizon) that done does not see, and events before that
--- position whose transactions the pass's snapshot saw running (late
--- commits). The progress row is read by subqueries, each evaluated once,
--- so that the bounds reach the index (joined, the planner, which has no
--- statistics for a one-row table, read the whole index).
+-- index scans, each as long as its part of the backlog, never the history
+-- nor everything since a long transaction began: the events after the
+-- current position (the pass's, or between passes done's xmax) that done
+-- does not see, and the events before it whose transactions were running
+-- (at the pass's snapshot, or between passes at done). The progress row is
+-- read by subqueries, each evaluated once, so that the bounds reach the
+-- index (joined, the planner, which has no statistics for a one-row
+-- table, read the whole index).
 CREATE VIEW outbox.undispatched_events AS
 SELECT e.*
   FROM outbox.events e
  WHERE (e.xid, e.id) > (coalesce((SELECT after_xid FROM outbox.dispatch_state),
-                                 pg_snapshot_xmin((SELECT done FROM outbox.dispatch_state))),
+                                 pg_snapshot_xmax((SELECT done FROM outbox.dispatch_state))),
                         coalesce((SELECT after_id FROM outbox.dispatch_state), 0))
-   AND e.xid >= pg_snapshot_xmin((SELECT done FROM outbox.dispatch_state))
    AND e.dispatched_at IS NULL
    AND NOT pg_visible_in_snapshot(e.xid, (SELECT done FROM outbox.dispatch_state))
 UNION ALL
 SELECT e.*
   FROM outbox.events e
- WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(upto) FROM outbox.dispatch_state))
-   AND (e.xid, e.id) <= ((SELECT after_xid FROM outbox.dispatch_state),
-                         (SELECT after_id FROM outbox.dispatch_state))
+ WHERE e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(coalesce(upto, done)) FROM outbox.dispatch_state))
+   AND (e.xid, e.id) <= (coalesce((SELECT after_xid FROM outbox.dispatch_state),
+                                  pg_snapshot_xmax((SELECT done FROM outbox.dispatch_state))),
+                         coalesce((SELECT after_id FROM outbox.dispatch_state), 0))
    AND e.dispatched_at IS NULL
    AND NOT pg_visible_in_snapshot(e.xid, (SELECT done FROM outbox.dispatch_state));
 COMMENT ON VIEW outbox.undispatched_events IS

@@ -1,5 +1,7 @@
 //! Gauges that need a query, sampled on an interval rather than per scrape,
-//! each answered from a partial index so the cost stays flat as history grows.
+//! each answered from an index that skips the history (the backlog of events
+//! from `outbox.undispatched_events`, sql/V8), so the cost follows the
+//! backlog, not the tables' size.
 
 use std::time::Duration;
 

@@ -101,15 +101,34 @@ async fn each_committed_event_comes_once_whatever_the_commit_order() {
     assert_eq!(next(&client, 2).await, ["c.1"]);
     assert!(backlog(&client).await.is_empty());
 
-    // Every committed event is accounted for: six through the stream, five
-    // test events marked when written; the rolled-back one does not exist.
+    // A pass that ends while a transaction is open: between passes, its
+    // event is backlog once it commits (it was running at `done`).
+    let mut open = db.client().await;
+    let open = open.transaction().await.unwrap();
+    open.execute(
+        "INSERT INTO outbox.events (event_type, payload) VALUES ('open', '{}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    publish(&client, "d.1").await;
+    assert_eq!(next(&client, 10).await, ["d.1"]);
+    assert!(backlog(&client).await.is_empty());
+    open.commit().await.unwrap();
+    assert_eq!(backlog(&client).await, ["open"]);
+    assert_eq!(next(&client, 10).await, ["open"]);
+    assert!(backlog(&client).await.is_empty());
+
+    // Every committed event is accounted for: eight through the stream,
+    // five test events marked when written; the rolled-back one does not
+    // exist.
     assert_eq!(
         count(
             &client,
             "SELECT count(*) FROM outbox.events e WHERE outbox.is_dispatched(e)"
         )
         .await,
-        11
+        13
     );
 }
 
