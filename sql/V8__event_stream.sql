@@ -206,13 +206,11 @@ BEGIN
         RETURN NEXT;
     END LOOP;
     IF n < max_events THEN
-        -- The pass is complete. A pass that found nothing leaves the row
-        -- alone: an idle daemon writes nothing.
-        IF n > 0 OR s.after_id <> 0 THEN
-            UPDATE outbox.dispatch_state
-               SET done = s.upto, upto = NULL, after_xid = NULL, after_id = NULL,
-                   updated_at = now();
-        END IF;
+        -- The pass is complete. Written even when it returned nothing: it
+        -- may have read past test events, which would be read again.
+        UPDATE outbox.dispatch_state
+           SET done = s.upto, upto = NULL, after_xid = NULL, after_id = NULL,
+               updated_at = now();
     ELSE
         UPDATE outbox.dispatch_state
            SET upto = s.upto, after_xid = last_xid, after_id = last_id, updated_at = now();
