@@ -154,5 +154,8 @@ async fn a_pass_over_test_events_alone_moves_past_them() {
           WHERE NOT pg_visible_in_snapshot(xid, (SELECT done FROM outbox.dispatch_state))",
     )
     .await;
-    assert_eq!(behind, 0, "the progress row did not move past the test events");
+    assert_eq!(
+        behind, 0,
+        "the progress row did not move past the test events"
+    );
 }
