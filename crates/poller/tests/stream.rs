@@ -6,7 +6,7 @@
 
 use outboxd_testkit::db::count;
 use outboxd_testkit::TestDb;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 async fn next(client: &Client, n: i64) -> Vec<String> {
     client
@@ -30,11 +30,24 @@ async fn backlog(client: &Client) -> Vec<String> {
     types
 }
 
-async fn publish(client: &Client, event_type: &str) {
+/// One event, committed or not as the client's transaction goes.
+async fn publish(client: &impl GenericClient, event_type: &str) {
     client
         .execute(
             "INSERT INTO outbox.events (event_type, payload) VALUES ($1, '{}')",
             &[&event_type],
+        )
+        .await
+        .unwrap();
+}
+
+/// `n` events as test events are written: already dispatched.
+async fn test_events(client: &Client, n: i64) {
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload, dispatched_at)
+             SELECT 'test', '{}', now() FROM generate_series(1, $1::int8)",
+            &[&n],
         )
         .await
         .unwrap();
@@ -49,12 +62,7 @@ async fn each_committed_event_comes_once_whatever_the_commit_order() {
     // A transaction that writes first and commits last.
     let mut late = db.client().await;
     let late = late.transaction().await.unwrap();
-    late.execute(
-        "INSERT INTO outbox.events (event_type, payload) VALUES ('late', '{}')",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish(&late, "late").await;
     for t in ["a.1", "a.2", "a.3"] {
         publish(&client, t).await;
     }
@@ -80,21 +88,8 @@ async fn each_committed_event_comes_once_whatever_the_commit_order() {
     // set) are not in the stream, nor do they fill a batch.
     let mut aborted = db.client().await;
     let aborted = aborted.transaction().await.unwrap();
-    aborted
-        .execute(
-            "INSERT INTO outbox.events (event_type, payload) VALUES ('aborted', '{}')",
-            &[],
-        )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO outbox.events (event_type, payload, dispatched_at)
-             SELECT 'test', '{}', now() FROM generate_series(1, 5)",
-            &[],
-        )
-        .await
-        .unwrap();
+    publish(&aborted, "aborted").await;
+    test_events(&client, 5).await;
     publish(&client, "c.1").await;
     aborted.rollback().await.unwrap();
     assert_eq!(backlog(&client).await, ["c.1"]);
@@ -105,12 +100,7 @@ async fn each_committed_event_comes_once_whatever_the_commit_order() {
     // event is backlog once it commits (it was running at `done`).
     let mut open = db.client().await;
     let open = open.transaction().await.unwrap();
-    open.execute(
-        "INSERT INTO outbox.events (event_type, payload) VALUES ('open', '{}')",
-        &[],
-    )
-    .await
-    .unwrap();
+    publish(&open, "open").await;
     publish(&client, "d.1").await;
     assert_eq!(next(&client, 10).await, ["d.1"]);
     assert!(backlog(&client).await.is_empty());
@@ -139,14 +129,7 @@ async fn each_committed_event_comes_once_whatever_the_commit_order() {
 async fn a_pass_over_test_events_alone_moves_past_them() {
     let db = TestDb::new().await;
     let client = db.client().await;
-    client
-        .execute(
-            "INSERT INTO outbox.events (event_type, payload, dispatched_at)
-             SELECT 'test', '{}', now() FROM generate_series(1, 50)",
-            &[],
-        )
-        .await
-        .unwrap();
+    test_events(&client, 50).await;
     assert!(next(&client, 10).await.is_empty());
     let behind: i64 = count(
         &client,
