@@ -93,8 +93,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attem
                                         outbox.webhook_health TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
 GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events TO outbox_daemon;
--- Fan-out reads events as a stream and keeps its progress in one row.
-GRANT SELECT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
+-- Fan-out reads events as a stream and keeps its progress in one row
+-- (outbox.restart_stream, run for a database restored into another cluster,
+-- writes that row with INSERT ... ON CONFLICT).
+GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.next_events(bigint) TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;
