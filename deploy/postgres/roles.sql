@@ -97,6 +97,6 @@ GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_eve
 -- (outbox.restart_stream, run for a database restored into another cluster,
 -- writes that row with INSERT ... ON CONFLICT).
 GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
-GRANT EXECUTE ON FUNCTION outbox.next_events(bigint) TO outbox_daemon;
+GRANT EXECUTE ON FUNCTION outbox.next_events(bigint), outbox.restart_stream() TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;
