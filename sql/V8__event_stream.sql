@@ -49,25 +49,42 @@ COMMENT ON TABLE outbox.dispatch_state IS
   'How far outboxd has fanned out outbox.events (one row; see sql/V8__event_stream.sql). Written by the daemon only.';
 
 -- Starts the stream over: events not fanned out yet join it as this
--- transaction's, and `done` sees every transaction that ended before this
--- one began and none after, so they, and everything written from now on,
--- are new to the next pass. Fanned-out events whose xid would look new
--- get dispatched_at instead. Locks the table against inserts meanwhile.
+-- transaction's, and `done` sees only transactions older than the oldest
+-- one still running, so they, and everything written from now on, are new
+-- to the next pass. Fanned-out events whose xid would look new get
+-- dispatched_at instead. Locks the table against inserts meanwhile.
 -- Used by this migration for the events waiting before it, and by
 -- next_events when the progress row is ahead of this server's transaction
--- counter (a database restored from a dump into another cluster).
+-- counter (a database restored from a dump into another cluster). Then
+-- the row's snapshots describe the other server's transactions: events
+-- with an xid this server has not reached yet are the other server's and
+-- are judged by the row; events with a lower xid were written here since
+-- the restore and are not fanned out yet, whatever the row would say.
+-- (Were the other server younger, some of its own events would fall on
+-- this side and be fanned out again: a repeat, never a loss.)
 CREATE FUNCTION outbox.restart_stream() RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    m xid8 := pg_snapshot_xmin(pg_current_snapshot());
+    now_seen pg_snapshot;
+    m xid8;
+    ours_below xid8;
     n bigint;
 BEGIN
     LOCK TABLE outbox.events IN SHARE ROW EXCLUSIVE MODE;
+    -- Taken once no insert is under way.
+    now_seen := pg_current_snapshot();
+    m := pg_snapshot_xmin(now_seen);
+    ours_below := CASE
+        WHEN (SELECT pg_snapshot_xmax(done) FROM outbox.dispatch_state) > pg_snapshot_xmax(now_seen)
+        THEN pg_snapshot_xmax(now_seen)
+        ELSE '0'::xid8 END;
     -- Both judged by the old progress row, which changes last.
     UPDATE outbox.events e SET dispatched_at = now()
-     WHERE e.dispatched_at IS NULL AND e.xid >= m AND coalesce(outbox.is_dispatched(e), false);
+     WHERE e.dispatched_at IS NULL AND e.xid >= m AND e.xid >= ours_below
+       AND coalesce(outbox.is_dispatched(e), false);
     UPDATE outbox.events e SET xid = pg_current_xact_id()
-     WHERE e.dispatched_at IS NULL AND NOT coalesce(outbox.is_dispatched(e), false);
+     WHERE e.dispatched_at IS NULL
+       AND (e.xid < ours_below OR NOT coalesce(outbox.is_dispatched(e), false));
     GET DIAGNOSTICS n = ROW_COUNT;
     INSERT INTO outbox.dispatch_state (done) VALUES (format('%s:%s:', m, m)::pg_snapshot)
     ON CONFLICT (singleton) DO UPDATE
