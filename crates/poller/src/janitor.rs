@@ -107,7 +107,10 @@ pub struct Janitor {
 #[derive(Debug, Clone, Copy)]
 enum Pass {
     Attempts,
-    Events,
+    /// Walks events by id: the last id looked at.
+    Events {
+        after: i64,
+    },
 }
 
 /// What one batch did: whether the sweep goes on, and rows it deleted.
@@ -161,11 +164,9 @@ impl Janitor {
     /// as it goes, so a sweep cut short still reports what it did.
     pub async fn run_once(&self) -> Result<Deleted, Error> {
         let mut deleted = Deleted::default();
-        for pass in [Pass::Attempts, Pass::Events] {
-            // The events pass: the last id looked at.
-            let mut after = 0i64;
+        for mut pass in [Pass::Attempts, Pass::Events { after: 0 }] {
             loop {
-                let Some(b) = self.batch(pass, &mut after).await? else {
+                let Some(b) = self.batch(&mut pass).await? else {
                     deleted.busy = true;
                     return Ok(deleted);
                 };
@@ -186,7 +187,7 @@ impl Janitor {
 
     /// One short transaction under the advisory lock; None when another
     /// replica holds it.
-    async fn batch(&self, pass: Pass, after: &mut i64) -> Result<Option<Batch>, Error> {
+    async fn batch(&self, pass: &mut Pass) -> Result<Option<Batch>, Error> {
         let age = self.retention.as_secs_f64();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -206,7 +207,7 @@ impl Janitor {
                 // batch finds anything to delete.
                 batch.more = batch.delivery_attempts > 0;
             }
-            Pass::Events => {
+            Pass::Events { after } => {
                 let pick = tx.prepare_cached(PICK_EVENTS).await?;
                 let rows = tx.query(&pick, &[&age, &BATCH, &*after]).await?;
                 let ids: Vec<i64> = rows
