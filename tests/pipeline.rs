@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outboxd_core::signing::{self, Secret};
-use outboxd_testkit::db::{add_webhook, count, publish_many};
+use outboxd_testkit::db::{add_webhook, count, publish_many, wait_for_other_sessions_to_end};
 use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -275,6 +275,8 @@ async fn sigkill_with_requests_in_flight_loses_nothing_and_duplicates_are_bounde
         first.log()
     );
     first.kill9().await;
+    // Results the server had already received still commit.
+    wait_for_other_sessions_to_end(&client).await;
     let at_kill = receiver.count();
     assert!(
         at_kill < EVENTS,
@@ -333,9 +335,24 @@ async fn sigkill_with_requests_in_flight_loses_nothing_and_duplicates_are_bounde
         "SELECT count(*) FROM outbox.deliveries WHERE attempts = 2",
     )
     .await;
+    let cut: Vec<String> = cut_off.iter().cloned().collect();
+    let attempts_of_cut_off: Vec<(i32, i64, String)> = client
+        .query(
+            "SELECT d.attempts, count(*), string_agg(DISTINCT coalesce(d.last_error, ''), '; ')
+               FROM outbox.deliveries d
+              WHERE 'evt_' || d.event_id = ANY($1)
+              GROUP BY 1 ORDER BY 1",
+            &[&cut],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert!(
         twice >= cut_off.len() as i64,
-        "{twice} deliveries took two attempts, {} were cut off",
+        "{twice} deliveries took two attempts, {} were cut off; the cut-off ones by attempts \
+         (count, errors): {attempts_of_cut_off:?}",
         cut_off.len()
     );
     eprintln!(

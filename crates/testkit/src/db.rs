@@ -207,3 +207,22 @@ pub async fn count(client: &Client, query: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{query}: {e}"))
         .get(0)
 }
+
+/// Waits until no session but `client`'s is connected to its database. A
+/// killed daemon's server sessions outlive it until they notice: a
+/// statement the server had already received (a result write, say) still
+/// runs and commits. What a test reads after this is what the crash left.
+pub async fn wait_for_other_sessions_to_end(client: &Client) {
+    let ended = crate::wait_until(std::time::Duration::from_secs(10), || async {
+        count(
+            client,
+            "SELECT count(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert!(ended, "other sessions were still connected after 10 s");
+}
