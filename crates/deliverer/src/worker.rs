@@ -8,7 +8,8 @@
 //! `outboxd_poller::handoff`) fills each webhook's window of `WINDOW` times
 //! its concurrency, less what it holds, so claims are large and rare, a
 //! finished request starts the next one at once from the queue, and a slow
-//! endpoint fills only its own slots. A queued delivery whose lease could
+//! endpoint fills only its own slots. A claim runs as a task of its own
+//! while the loop goes on starting and finishing requests. A queued delivery whose lease could
 //! run out before its request would is handed back unsent. On shutdown the
 //! loop stops claiming, lets requests finish within the grace period, and
 //! hands back the leases of what it had to abandon or never started.
@@ -25,7 +26,7 @@ use outboxd_core::outcome::{
 use outboxd_core::retry::RetryPolicy;
 use outboxd_poller::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::writer::ResultWriter;
@@ -206,11 +207,17 @@ impl Deliverer {
         let capacity = settings.concurrency * WINDOW;
         let claim_threshold = (capacity / 4).clamp(1, settings.batch_size as usize);
 
+        // The claim under way runs beside the loop, which goes on starting
+        // and finishing requests meanwhile: awaited in the loop, every
+        // claim's round trip stalled them all. One at a time, so claims
+        // never ask twice for the same room.
+        let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, outboxd_poller::Error>>> = None;
+
         loop {
             let room = capacity.saturating_sub(in_flight.total + in_flight.queued_total);
             let worth_claiming =
                 room >= claim_threshold || in_flight.total + in_flight.queued_total == 0;
-            if more && worth_claiming && !shutdown.is_cancelled() {
+            if claiming.is_none() && more && worth_claiming && !shutdown.is_cancelled() {
                 in_flight.gone.retain(|&id, at| {
                     at.elapsed() < settings.lease && self.cache.get(id).is_some()
                 });
@@ -221,28 +228,13 @@ impl Deliverer {
                     .retain(|&id, _| self.cache.get(id).is_some());
                 let wants = self.wants(&in_flight, &settings);
                 let limit = (room as i64).min(settings.batch_size);
-                match claim::claim(&self.pool, &wants, limit, settings.lease).await {
-                    Ok(batch) => {
-                        db_failures = 0;
-                        // An empty claim means nothing is due for the
-                        // webhooks with room; a finished request that frees
-                        // a share of a webhook's window, a fan-out or the
-                        // poll interval asks again.
-                        more = !batch.is_empty();
-                        let claimed_at = Instant::now();
-                        for delivery in batch {
-                            in_flight.enqueue(delivery, claimed_at);
-                        }
-                    }
-                    Err(e) => {
-                        db_failures += 1;
-                        metrics::counter!("outboxd_database_errors_total").increment(1);
-                        tracing::warn!(error = %e, "claiming deliveries failed");
-                        more = false;
-                    }
-                }
-                self.pump(&mut tasks, &mut in_flight, &settings, None);
-                metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                let (pool, lease) = (self.pool.clone(), settings.lease);
+                claiming = Some(tokio::spawn(async move {
+                    claim::claim(&pool, &wants, limit, lease).await
+                }));
+                // A finished request, a fan-out or the poll interval asks
+                // again once this claim is back.
+                more = false;
             }
             if last_reap.elapsed() >= REAP_EVERY && !shutdown.is_cancelled() {
                 last_reap = Instant::now();
@@ -279,6 +271,14 @@ impl Deliverer {
                     }
                     metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
                 }
+                joined = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
+                    claiming = None;
+                    let found = self.claimed(joined, &mut in_flight, &mut db_failures);
+                    // After a failure the next claim waits for the backoff.
+                    more = db_failures == 0 && (more || found);
+                    self.pump(&mut tasks, &mut in_flight, &settings, None);
+                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                }
                 Some(h) = recv(&mut handed) => {
                     self.accept(h, &mut in_flight);
                     while let Some(h) = handed.as_mut().and_then(|rx| rx.try_recv().ok()) {
@@ -292,8 +292,11 @@ impl Deliverer {
             }
         }
 
-        // Shutdown: no more claims, nor deliveries from the fan-out (what it
-        // handed over already is handed back below).
+        // Shutdown: no more claims, nor deliveries from the fan-out (what
+        // they leased already is handed back below).
+        if let Some(task) = claiming.take() {
+            self.claimed(task.await, &mut in_flight, &mut db_failures);
+        }
         if let Some(mut rx) = handed.take() {
             rx.close();
             while let Ok(h) = rx.try_recv() {
@@ -343,6 +346,39 @@ impl Deliverer {
             }
         }
         metrics::gauge!("outboxd_requests_in_flight").set(0.0);
+    }
+
+    /// Queues what a claim leased. Says whether more may be due: the claim
+    /// found some.
+    fn claimed(
+        &self,
+        joined: Result<Result<Vec<Claimed>, outboxd_poller::Error>, tokio::task::JoinError>,
+        in_flight: &mut InFlight,
+        db_failures: &mut u32,
+    ) -> bool {
+        match joined {
+            Ok(Ok(batch)) => {
+                *db_failures = 0;
+                // An empty claim means nothing is due for the webhooks with
+                // room.
+                let found = !batch.is_empty();
+                let claimed_at = Instant::now();
+                for delivery in batch {
+                    in_flight.enqueue(delivery, claimed_at);
+                }
+                found
+            }
+            Ok(Err(e)) => {
+                *db_failures += 1;
+                metrics::counter!("outboxd_database_errors_total").increment(1);
+                tracing::warn!(error = %e, "claiming deliveries failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the claim task failed");
+                false
+            }
+        }
     }
 
     /// What each webhook may claim: its window, less what it holds (and
