@@ -142,3 +142,40 @@ async fn a_pass_over_test_events_alone_moves_past_them() {
         "the progress row did not move past the test events"
     );
 }
+
+/// A round with nothing to do takes no lock and writes nothing (sql/V9),
+/// also while a transaction that was running at the last pass is still
+/// open, and what comes next is still found.
+#[tokio::test]
+async fn an_idle_round_writes_nothing() {
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    let mut open = db.client().await;
+    publish(&client, "a").await;
+    assert_eq!(next(&client, 10).await, ["a"]);
+
+    let late = open.transaction().await.unwrap();
+    publish(&late, "late").await;
+    publish(&client, "b").await;
+    assert_eq!(next(&client, 10).await, ["b"]);
+    for _ in 0..3 {
+        let tx = client.transaction().await.unwrap();
+        let rows = tx
+            .query("SELECT * FROM outbox.next_events(10)", &[])
+            .await
+            .unwrap();
+        assert!(rows.is_empty());
+        let xid: Option<String> = tx
+            .query_one("SELECT pg_current_xact_id_if_assigned()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(xid, None, "an idle round took a transaction id: it wrote");
+        tx.commit().await.unwrap();
+    }
+    late.commit().await.unwrap();
+    assert_eq!(next(&client, 10).await, ["late"]);
+    publish(&client, "c").await;
+    assert_eq!(next(&client, 10).await, ["c"]);
+    assert!(backlog(&client).await.is_empty());
+}
