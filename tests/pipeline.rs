@@ -617,6 +617,21 @@ async fn schema_refuses_bad_input_with_a_clear_error() {
         &["payment.*", "order.created"],
     )
     .await;
+    // The event-type rule holds for updates too (sql/V10 checks it in
+    // triggers, not in a CHECK constraint).
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload) VALUES ('order.created', '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_check_violation(
+        &client,
+        "UPDATE outbox.events SET event_type = 'Bad Type!'",
+        "event_type_format",
+    )
+    .await;
 }
 
 #[tokio::test]

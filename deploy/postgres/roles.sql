@@ -54,6 +54,8 @@ GRANT EXECUTE ON FUNCTION
     outbox.max_payload_bytes(),
     outbox.payload_within_limit(jsonb),
     outbox.on_event_insert(),
+    outbox.on_event_type_update(),
+    outbox.refuse_event_type(text),
     outbox.check_webhook(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
