@@ -34,16 +34,25 @@ BEGIN
     SELECT * INTO STRICT s FROM outbox.dispatch_state;
     IF s.upto IS NULL THEN
         seen := pg_current_snapshot();
-        IF pg_snapshot_xmax(s.done) <= pg_snapshot_xmax(seen)
-           AND NOT EXISTS (SELECT 1 FROM outbox.events v
-                            WHERE v.xid = ANY (ARRAY(
-                                      SELECT x FROM pg_snapshot_xip(s.done) AS x
-                                       WHERE pg_visible_in_snapshot(x, seen))))
-           AND NOT EXISTS (SELECT 1 FROM outbox.events v
-                            WHERE (v.xid, v.id) > (pg_snapshot_xmax(s.done), 0)
-                              AND v.xid < pg_snapshot_xmax(seen)
-                              AND pg_visible_in_snapshot(v.xid, seen)) THEN
-            RETURN;
+        IF pg_snapshot_xmax(s.done) <= pg_snapshot_xmax(seen) THEN
+            PERFORM 1 FROM outbox.events v
+              WHERE v.xid = ANY (ARRAY(SELECT x FROM pg_snapshot_xip(s.done) AS x
+                                        WHERE pg_visible_in_snapshot(x, seen)))
+              LIMIT 1;
+            IF NOT FOUND THEN
+                -- In stream order, so that the planner walks the index
+                -- from done's horizon whatever the session's settings (as
+                -- an EXISTS it estimated many rows and scanned the table).
+                PERFORM 1 FROM outbox.events v
+                  WHERE (v.xid, v.id) > (pg_snapshot_xmax(s.done), 0)
+                    AND v.xid < pg_snapshot_xmax(seen)
+                    AND pg_visible_in_snapshot(v.xid, seen)
+                  ORDER BY v.xid, v.id
+                  LIMIT 1;
+                IF NOT FOUND THEN
+                    RETURN;
+                END IF;
+            END IF;
         END IF;
     END IF;
     SELECT * INTO STRICT s FROM outbox.dispatch_state FOR UPDATE;
