@@ -9,10 +9,11 @@
 //! its concurrency, less what it holds, so claims are large and rare, a
 //! finished request starts the next one at once from the queue, and a slow
 //! endpoint fills only its own slots. A claim runs as a task of its own
-//! while the loop goes on starting and finishing requests. A queued delivery whose lease could
-//! run out before its request would is handed back unsent. On shutdown the
-//! loop stops claiming, lets requests finish within the grace period, and
-//! hands back the leases of what it had to abandon or never started.
+//! while the loop goes on starting and finishing requests. A queued
+//! delivery whose lease could run out before its request would is handed
+//! back unsent. On shutdown the loop stops claiming, lets requests finish
+//! within the grace period, and hands back the leases of what it had to
+//! abandon or never started.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
