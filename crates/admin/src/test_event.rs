@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::{describe_status, error_text, AttemptResult};
+use outboxd_db::Claimed;
 use outboxd_deliverer::send::Exchange;
 use outboxd_deliverer::{single, HttpClient};
-use outboxd_poller::Claimed;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -92,7 +92,7 @@ pub async fn send(
             hook.id
         )));
     }
-    let webhook = outboxd_poller::webhooks::load_one(client, hook.id)
+    let webhook = outboxd_db::webhooks::load_one(client, hook.id)
         .await
         .map_err(|e| Error::Conflict(format!("loading {hook}: {e}")))?
         .ok_or_else(|| Error::NotFound(format!("{hook} was removed just now")))?;

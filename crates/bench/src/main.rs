@@ -162,7 +162,7 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
             .map(|(b, _)| b)
             .unwrap_or(&args.database_url)
     );
-    outboxd_poller::migrate::run(&config).await?;
+    outboxd_db::migrate::run(&config).await?;
     let db = connect(&db_url).await?;
     let mut rows = Vec::new();
     println!(

@@ -755,10 +755,10 @@ fn is_sensitive(name: &str) -> bool {
 /// The headers the next attempt of `d` sends, built by the deliverer's own
 /// request builder, with the signature and credentials redacted.
 async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)> {
-    let Ok(Some(webhook)) = outboxd_poller::webhooks::load_one(client, d.webhook_id).await else {
+    let Ok(Some(webhook)) = outboxd_db::webhooks::load_one(client, d.webhook_id).await else {
         return Vec::new();
     };
-    let claimed = outboxd_poller::Claimed {
+    let claimed = outboxd_db::Claimed {
         delivery_id: d.id,
         lease: 0,
         attempt: d.attempts + 1,

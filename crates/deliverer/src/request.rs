@@ -10,7 +10,7 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use outboxd_core::{message, signing};
-use outboxd_poller::{Claimed, Webhook};
+use outboxd_db::{Claimed, Webhook};
 
 pub const USER_AGENT_VALUE: &str = concat!("outboxd/", env!("CARGO_PKG_VERSION"));
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::{AttemptResult, TransportError};
-use outboxd_poller::{Claimed, Webhook};
+use outboxd_db::{Claimed, Webhook};
 
 use crate::send::Exchange;
 use crate::{request, send, HttpClient};

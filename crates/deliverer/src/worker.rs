@@ -5,7 +5,7 @@
 //! Each webhook has its running requests (at most `webhook_concurrency`,
 //! and `concurrency` over all webhooks) and a short queue of leased
 //! deliveries waiting for a slot: a claim (or the fan-out, see
-//! `outboxd_poller::handoff`) fills each webhook's window of `WINDOW` times
+//! `outboxd_db::handoff`) fills each webhook's window of `WINDOW` times
 //! its concurrency, less what it holds, so claims are large and rare, a
 //! finished request starts the next one at once from the queue, and a slow
 //! endpoint fills only its own slots. A claim runs as a task of its own
@@ -25,7 +25,7 @@ use outboxd_core::outcome::{
     classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
-use outboxd_poller::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
+use outboxd_db::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -212,7 +212,7 @@ impl Deliverer {
         // and finishing requests meanwhile: awaited in the loop, every
         // claim's round trip stalled them all. One at a time, so claims
         // never ask twice for the same room.
-        let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, outboxd_poller::Error>>> = None;
+        let mut claiming: Option<JoinHandle<Result<Vec<Claimed>, outboxd_db::Error>>> = None;
 
         loop {
             let room = capacity.saturating_sub(in_flight.total + in_flight.queued_total);
@@ -353,7 +353,7 @@ impl Deliverer {
     /// found some.
     fn claimed(
         &self,
-        joined: Result<Result<Vec<Claimed>, outboxd_poller::Error>, tokio::task::JoinError>,
+        joined: Result<Result<Vec<Claimed>, outboxd_db::Error>, tokio::task::JoinError>,
         in_flight: &mut InFlight,
         db_failures: &mut u32,
     ) -> bool {

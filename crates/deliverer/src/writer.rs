@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use outboxd_core::outcome::Outcome;
-use outboxd_poller::{results, AttemptRecord, Pool};
+use outboxd_db::{results, AttemptRecord, Pool};
 use tokio::sync::mpsc;
 
 /// The most results written in one statement.

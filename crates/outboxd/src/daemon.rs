@@ -14,10 +14,10 @@ use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::retry::RetryPolicy;
-use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
-use outboxd_poller::{
+use outboxd_db::{
     connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
 };
+use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -218,7 +218,7 @@ async fn prepare(
                 .with_jitter()
                 .without_max_times(),
         )
-        .when(|e: &outboxd_poller::Error| e.is_connection())
+        .when(|e: &outboxd_db::Error| e.is_connection())
         .notify(|e, after| {
             tracing::warn!(database = %where_, error = %e, retry_in = ?after,
                 "database unreachable; /readyz reports not ready until it is");

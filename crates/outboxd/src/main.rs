@@ -135,14 +135,14 @@ fn init_logs(format: LogFormat, default_level: &str) {
 
 async fn migrate(db: config::DbArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let pg = outboxd_poller::pg_config(db.database_url.as_deref())?;
-    let where_ = outboxd_poller::connect::describe(&pg);
-    let applied = outboxd_poller::migrate::run(&pg)
+    let pg = outboxd_db::pg_config(db.database_url.as_deref())?;
+    let where_ = outboxd_db::connect::describe(&pg);
+    let applied = outboxd_db::migrate::run(&pg)
         .await
         .with_context(|| format!("migrating the database at {where_}"))?;
     println!(
         "{where_}: {applied} migration(s) applied; schema at version {}",
-        outboxd_poller::migrate::latest_version()
+        outboxd_db::migrate::latest_version()
     );
     Ok(())
 }

@@ -41,9 +41,9 @@ fn with_db(server: &str, db: &str) -> String {
 }
 
 fn template_name() -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../db/migrations");
     let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("sql/ exists")
+        .expect("crates/db/migrations exists")
         .map(|e| e.expect("dir entry").path())
         .collect();
     files.sort();
@@ -91,7 +91,7 @@ impl TestDb {
                 .await
                 .unwrap();
             let config: Config = with_db(&server, &building).parse().unwrap();
-            outboxd_poller::migrate::run(&config)
+            outboxd_db::migrate::run(&config)
                 .await
                 .expect("migrating the template");
             admin

@@ -16,7 +16,7 @@ pub mod test_event;
 pub mod webhooks;
 
 use anyhow::{bail, Context, Result};
-use outboxd_poller::{connect as pgconnect, migrate};
+use outboxd_db::{connect as pgconnect, migrate};
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::DbArgs;

@@ -11,7 +11,7 @@ use outboxd_core::signing::{self, Secret};
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::{free_port, wait_until, Daemon, Received, Receiver, Reply, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 struct Run {
     code: Option<i32>,

@@ -18,7 +18,7 @@ use outboxd_testkit::{wait_until, ClusterGuard, Daemon, Received, Receiver, Repl
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 /// The cluster the restart tests stop and start; created on first use.
 const CLUSTER: &str = "outboxd_faults";

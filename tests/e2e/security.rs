@@ -11,7 +11,7 @@ use outboxd_testkit::{wait_until, Daemon, Receiver, TestDb};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 /// Runs `sql` expecting a refusal; returns the server's error.
 async fn refused(client: &Client, sql: &str) -> tokio_postgres::error::DbError {

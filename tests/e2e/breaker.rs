@@ -10,7 +10,7 @@ use std::time::Duration;
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 /// A receiver that answers 500 while `failing` is set, else 200.
 async fn switchable(failing: Arc<AtomicBool>) -> Receiver {

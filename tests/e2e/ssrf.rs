@@ -13,40 +13,12 @@ use outboxd_testkit::raw::{self, RawServer};
 use outboxd_testkit::{wait_for_count, Daemon, TestDb};
 use tokio_postgres::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::{attempts_of_webhook, Attempt, BIN};
 
 /// The daemon's allowlist as the tests' default sets it: loopback only.
 const LOOPBACK: &str = "127.0.0.0/8,::1/128";
 
 /// One row of the delivery log.
-#[derive(Debug, Clone, PartialEq)]
-struct Attempt {
-    attempt: i32,
-    status_code: Option<i32>,
-    error: Option<String>,
-    outcome: String,
-}
-
-/// The attempt rows of a webhook's deliveries, in the order written.
-async fn attempts_of(client: &Client, webhook_id: i64) -> Vec<Attempt> {
-    client
-        .query(
-            "SELECT attempt, status_code, error, outcome FROM outbox.delivery_attempts
-              WHERE webhook_id = $1 ORDER BY id",
-            &[&webhook_id],
-        )
-        .await
-        .expect("reading attempts")
-        .iter()
-        .map(|r| Attempt {
-            attempt: r.get(0),
-            status_code: r.get(1),
-            error: r.get(2),
-            outcome: r.get(3),
-        })
-        .collect()
-}
-
 /// A loopback listener that answers 200 and counts connections.
 async fn counting_listener(addr: &str) -> RawServer {
     RawServer::start(addr, |mut s, _| async move {
@@ -116,7 +88,7 @@ async fn add_targets(client: &Client, targets: &[Target]) -> Vec<i64> {
 /// once, and the daemon logged that reason.
 async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], log: &str) {
     for (t, &id) in targets.iter().zip(ids) {
-        let rows = attempts_of(client, id).await;
+        let rows = attempts_of_webhook(client, id).await;
         assert_eq!(rows.len(), 1, "{}: one attempt, no retry: {rows:?}", t.name);
         let row = &rows[0];
         let error = row.error.as_deref().unwrap_or("");
@@ -260,7 +232,7 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
     )
     .await;
     for (t, &id) in targets.iter().zip(&ids) {
-        let rows = attempts_of(&client, id).await;
+        let rows = attempts_of_webhook(&client, id).await;
         assert_eq!(rows.len(), 2, "{}: {rows:?}", t.name);
         assert_eq!(
             rows[1],

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
-use outboxd_poller::{
+use outboxd_db::{
     claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Room,
     WebhookCache,
 };

@@ -18,7 +18,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use outboxd_testkit::{free_port, wait_until, Daemon, Receiver, Reply, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 const TOKEN: &str = "browser-token-0123456789abcdef";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";

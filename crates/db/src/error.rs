@@ -1,4 +1,4 @@
-//! The poller's error type: what a caller can act on is which step failed,
+//! The database layer's error type: what a caller can act on is which step failed,
 //! and whether waiting for the database would help.
 //!
 //! tokio-postgres and deadpool print only their own layer ("error

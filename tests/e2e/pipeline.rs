@@ -13,7 +13,7 @@ use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestD
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::{attempts_of_delivery, Attempt, BIN};
 
 #[tokio::test]
 async fn fans_out_each_event_to_exactly_the_matching_webhooks_signed() {
@@ -86,35 +86,6 @@ async fn fans_out_each_event_to_exactly_the_matching_webhooks_signed() {
     );
 }
 
-/// One row of the delivery log, as the tests compare it.
-#[derive(Debug, Clone, PartialEq)]
-struct Attempt {
-    attempt: i32,
-    status_code: Option<i32>,
-    error: Option<String>,
-    outcome: String,
-}
-
-/// The attempt rows of one delivery, in attempt order.
-async fn attempts_of(client: &Client, delivery_id: i64) -> Vec<Attempt> {
-    client
-        .query(
-            "SELECT attempt, status_code, error, outcome FROM outbox.delivery_attempts
-              WHERE delivery_id = $1 ORDER BY attempt, id",
-            &[&delivery_id],
-        )
-        .await
-        .expect("reading attempts")
-        .iter()
-        .map(|r| Attempt {
-            attempt: r.get(0),
-            status_code: r.get(1),
-            error: r.get(2),
-            outcome: r.get(3),
-        })
-        .collect()
-}
-
 /// (id, state, attempts) of every delivery of one webhook, by id.
 async fn deliveries_of(client: &Client, webhook_id: i64) -> Vec<(i64, String, i32)> {
     client
@@ -178,7 +149,11 @@ async fn redelivers_after_receiver_fails_twice() {
             ("delivered", 3),
             "delivery {id}"
         );
-        assert_eq!(attempts_of(&client, *id).await, expected, "delivery {id}");
+        assert_eq!(
+            attempts_of_delivery(&client, *id).await,
+            expected,
+            "delivery {id}"
+        );
     }
 
     let requests = receiver.requests();
@@ -235,7 +210,7 @@ async fn marks_unreachable_endpoint_failed_after_max_attempts() {
             outcome: outcome.into(),
         })
         .collect();
-    assert_eq!(attempts_of(&client, *id).await, expected);
+    assert_eq!(attempts_of_delivery(&client, *id).await, expected);
     let row = client
         .query_one(
             "SELECT last_status, last_error, locked_until IS NULL FROM outbox.deliveries WHERE id = $1",
@@ -504,7 +479,7 @@ async fn gone_410_disables_the_webhook_and_it_gets_nothing_more() {
     );
     let answered = deliveries.iter().find(|(_, s, _)| s == "failed").unwrap();
     assert_eq!(
-        attempts_of(&client, answered.0).await,
+        attempts_of_delivery(&client, answered.0).await,
         [Attempt {
             attempt: 1,
             status_code: Some(410),

@@ -14,7 +14,7 @@ use outboxd_testkit::{
 };
 use serde_json::json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct Admin {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use outboxd_testkit::{Daemon, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 const TOKEN: &str = "openapi-token-0123456789abcdef";
 
 #[tokio::test]

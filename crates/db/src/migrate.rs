@@ -1,4 +1,4 @@
-//! The schema, embedded from `sql/` and applied with refinery.
+//! The schema, embedded from `migrations/` and applied with refinery.
 //!
 //! Several replicas may start at once: the runner holds a session advisory
 //! lock while it migrates, so one applies the migrations and the others wait
@@ -9,7 +9,7 @@ use tokio_postgres::NoTls;
 use crate::Error;
 
 mod embedded {
-    refinery::embed_migrations!("../../sql");
+    refinery::embed_migrations!("migrations");
 }
 
 /// Advisory lock key: "outboxd" in ASCII, so it is recognisable in pg_locks.

@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio_postgres::Client;
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 /// A short whole-request timeout and two attempts: every test here ends in
 /// a few seconds, and "retried" is attempt 1 `retry`, attempt 2 `failed`.

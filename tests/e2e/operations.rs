@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use outboxd_poller::{connect_pool, Deleted, Janitor};
+use outboxd_db::{connect_pool, Deleted, Janitor};
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::{free_port, wait_until, Daemon, Receiver, Reply, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_outboxd");
+use crate::support::BIN;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -353,7 +353,7 @@ fn run_help_lists_every_variable_and_its_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     // Every variable declared in the configuration, with its default.
-    let config = include_str!("../crates/outboxd/src/config.rs");
+    let config = include_str!("../../crates/outboxd/src/config.rs");
     let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
     let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
     let mut seen = 0;
@@ -519,7 +519,7 @@ async fn retention_deletes_old_finished_rows_and_nothing_pending() {
     let tx = other_replica.transaction().await.unwrap();
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
-        &[&outboxd_poller::janitor::LOCK_KEY],
+        &[&outboxd_db::janitor::LOCK_KEY],
     )
     .await
     .unwrap();

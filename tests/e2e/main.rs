@@ -1,0 +1,18 @@
+//! The end-to-end tests: the real `outboxd` binary against a real
+//! PostgreSQL database per test and real receivers on 127.0.0.1, in one test
+//! binary (one link instead of one per area). `cargo test --test e2e
+//! pipeline::` runs one area.
+
+mod support;
+
+mod admin;
+mod breaker;
+mod console_api;
+mod console_browser;
+mod console_openapi;
+mod faults;
+mod hostile;
+mod operations;
+mod pipeline;
+mod security;
+mod ssrf;
