@@ -44,6 +44,11 @@ impl Run {
 
 /// Runs `outboxd <args>` against `db` with a clean environment.
 async fn cli(db: &TestDb, args: &[&str]) -> Run {
+    cli_env(db, args, &[]).await
+}
+
+/// `cli` with variables added or overridden.
+async fn cli_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = tokio::process::Command::new(BIN)
         .args(args)
         .env_clear()
@@ -51,6 +56,7 @@ async fn cli(db: &TestDb, args: &[&str]) -> Run {
         .env("DATABASE_URL", &db.url)
         .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("running outboxd");
@@ -760,4 +766,52 @@ async fn demo_runs_to_completion_and_shows_every_delivery() {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_target_the_ssrf_guard_refuses_is_explained_on_add_and_in_a_test_event() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::start(|_| Reply::ok()).await;
+    let url = receiver.url("/hook");
+    let strict = [("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")];
+    let add = cli_env(
+        &db,
+        &["webhooks", "add", "--name", "local", "--url", &url],
+        &strict,
+    )
+    .await;
+    assert!(add.ok(), "{}", add.stderr);
+    assert!(add.stdout.contains("Added webhook"), "{}", add.stdout);
+    let hint = "to allow it, add 127.0.0.1/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS";
+    assert!(
+        add.stderr.contains(&format!(
+            "warning: deliveries to {url} would be blocked: 127.0.0.1 is loopback; {hint}"
+        )),
+        "{}",
+        add.stderr
+    );
+    let allowed = cli(
+        &db,
+        &["webhooks", "add", "--name", "allowed", "--url", &url],
+    )
+    .await;
+    assert!(allowed.ok(), "{}", allowed.stderr);
+    assert!(!allowed.stderr.contains("warning"), "{}", allowed.stderr);
+
+    let test = cli_env(&db, &["test-event", "--webhook", "local"], &strict).await;
+    assert!(!test.ok(), "{}", test.stdout);
+    assert!(test.stdout.contains(hint), "{}", test.stdout);
+    assert!(test.stderr.contains(hint), "{}", test.stderr);
+    let error: String = db
+        .client()
+        .await
+        .query_one("SELECT error FROM outbox.delivery_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        error.starts_with("blocked: 127.0.0.1 is loopback; ") && error.contains(hint),
+        "{error}"
+    );
+    assert_eq!(receiver.count(), 0, "nothing was sent");
 }

@@ -146,7 +146,7 @@ async fn dispatch(
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            let created = webhooks::create(client, checked).await?;
+            let created = webhooks::create(client, checked, &state.targets).await?;
             Ok(http::json(StatusCode::CREATED, &created))
         }
         (&M::GET, ["webhooks", id]) => ok(&webhooks::get(client, id_of(id)?).await?),
@@ -156,8 +156,11 @@ async fn dispatch(
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            webhooks::update(client, id, &checked).await?;
-            ok(&webhooks::get(client, id).await?)
+            let warnings = webhooks::update(client, id, &checked, &state.targets).await?;
+            let mut saved = serde_json::to_value(webhooks::get(client, id).await?)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            saved["warnings"] = json!(warnings);
+            ok(&saved)
         }
         (&M::DELETE, ["webhooks", id]) => {
             let (hook, cancelled) = webhooks::remove(client, id_of(id)?).await?;

@@ -28,6 +28,8 @@ pub(crate) struct Layout {
     csrf: String,
     logout: bool,
     notice: Option<String>,
+    /// Something saved that may not work as meant (a URL the SSRF guard refuses).
+    warning: Option<String>,
     error: Option<String>,
 }
 
@@ -109,6 +111,7 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         csrf: state.auth.csrf_token(&session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: None,
     };
     let mut client = match state.pool.get().await {
@@ -158,6 +161,7 @@ fn error_layout(state: &State, session: &Session, error: String) -> Layout {
         csrf: state.auth.csrf_token(session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: Some(error),
     }
 }
@@ -375,6 +379,13 @@ impl Page<'_> {
         self
     }
 
+    fn warn(mut self, warnings: &[String]) -> Self {
+        if !warnings.is_empty() {
+            self.layout.warning = Some(warnings.join(" "));
+        }
+        self
+    }
+
     async fn overview(self, client: &Client) -> PageResult {
         let s = stats::stats(client).await?;
         let disabled = s
@@ -493,9 +504,9 @@ impl Page<'_> {
         };
         match id {
             None => {
-                let created = webhooks::create(client, checked).await?;
+                let created = webhooks::create(client, checked, &self.state.targets).await?;
                 Ok(render(StatusCode::OK, &Secret {
-                    l: self.layout,
+                    l: self.warn(&created.warnings).layout,
                     heading: "Webhook added".into(),
                     id: created.id,
                     name: created.webhook.name,
@@ -504,8 +515,9 @@ impl Page<'_> {
                 }))
             }
             Some(id) => {
-                webhooks::update(client, id, &checked).await?;
-                self.notice(format!("Webhook {id} saved."))
+                let warnings = webhooks::update(client, id, &checked, &self.state.targets).await?;
+                self.warn(&warnings)
+                    .notice(format!("Webhook {id} saved."))
                     .webhooks(client, StatusCode::OK)
                     .await
             }

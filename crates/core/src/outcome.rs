@@ -12,6 +12,15 @@ use crate::retry::RetryPolicy;
 /// short enough that a flapping endpoint cannot bloat the log.
 pub const MAX_ERROR_CHARS: usize = 200;
 
+/// How the `error` of an attempt refused by the SSRF guard begins; the
+/// daemon finds such deliveries by it when it starts.
+pub const BLOCKED_PREFIX: &str = "blocked: ";
+
+/// Whether an attempt's `error` says the SSRF guard refused the target.
+pub fn is_blocked(error: &str) -> bool {
+    error.starts_with(BLOCKED_PREFIX)
+}
+
 /// Why an attempt got no HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
@@ -37,7 +46,7 @@ impl fmt::Display for TransportError {
             TransportError::Dns(msg) => ("dns: ", Some(msg)),
             TransportError::Tls(msg) => ("tls: ", Some(msg)),
             TransportError::Protocol(msg) => ("protocol: ", Some(msg)),
-            TransportError::Blocked(msg) => ("blocked: ", Some(msg)),
+            TransportError::Blocked(msg) => (BLOCKED_PREFIX, Some(msg)),
             TransportError::BodyTooLarge => ("response too large", None),
             TransportError::Other(msg) => ("", Some(msg)),
         };
@@ -117,11 +126,12 @@ impl Verdict {
 
 /// Decides what attempt number `attempt` (1-based) means for its delivery.
 ///
-/// 2xx is delivered and 410 is gone. A target refused by the SSRF guard
-/// fails at once: retrying cannot change where a URL points except by an
-/// admin's hand, and the admin then replays the delivery. Everything else, redirects included (they are not
-/// followed, so a receiver cannot bounce us to another host), is retried until the policy
-/// is exhausted. `Retry-After` is honoured only on 429 and 503, where HTTP gives it the
+/// 2xx is delivered and 410 is gone. Everything else is retried until the
+/// policy is exhausted: redirects included (they are not followed, so a
+/// receiver cannot bounce us to another host), and a target refused by the
+/// SSRF guard too, since what allows it is a setting an admin changes with
+/// a restart, after which the delivery should go without a replay by hand
+/// (the daemon makes such deliveries due at once when it starts). `Retry-After` is honoured only on 429 and 503, where HTTP gives it the
 /// meaning "come back later"; `unit` is the jitter draw in [0, 1).
 pub fn classify(result: &AttemptResult, attempt: u32, policy: &RetryPolicy, unit: f64) -> Verdict {
     let retry_after = match result {
@@ -131,7 +141,6 @@ pub fn classify(result: &AttemptResult, attempt: u32, policy: &RetryPolicy, unit
             status: 429 | 503,
             retry_after,
         } => *retry_after,
-        AttemptResult::Transport(TransportError::Blocked(_)) => return Verdict::Failed,
         AttemptResult::Response { .. } | AttemptResult::Transport(_) => None,
     };
     if policy.is_exhausted(attempt) {
@@ -240,9 +249,10 @@ mod tests {
             (response_after(429, 600), 17, Verdict::Failed),
             (response_after(200, 600), 1, Verdict::Delivered),
             (transport(TransportError::Timeout), 1, retry(10)),
+            (transport(TransportError::Blocked("x".into())), 1, retry(10)),
             (
                 transport(TransportError::Blocked("x".into())),
-                1,
+                17,
                 Verdict::Failed,
             ),
             (

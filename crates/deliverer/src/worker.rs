@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
 use outboxd_core::outcome::{
-    classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
+    classify, error_text, is_blocked, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
@@ -565,7 +565,10 @@ impl Deliverer {
                             )
                         }),
                 );
-            } else if !record.cancelled {
+            } else if !record.cancelled && !record.error.as_deref().is_some_and(is_blocked) {
+                // A target refused by the SSRF guard was never contacted:
+                // there is no failing receiver to protect, and a pause would
+                // hold its deliveries back after the admin allows it.
                 self.observe(record, in_flight);
             }
         }

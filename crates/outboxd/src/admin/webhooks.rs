@@ -104,7 +104,10 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
             "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
         );
     }
-    let created = ops::create(&client, checked).await?;
+    let created = ops::create(&client, checked, &args.allow_private_targets.policy()).await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&created)?);
         return Ok(());
