@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use outboxd_core::signing::{self, Secret};
 use outboxd_testkit::db::{add_webhook, count, publish_many};
-use outboxd_testkit::{free_port, wait_until, Daemon, Received, Receiver, Reply, TestDb};
+use outboxd_testkit::{
+    free_port, wait_for_count, wait_until, Daemon, Received, Receiver, Reply, TestDb,
+};
 
 use crate::support::BIN;
 
@@ -814,4 +816,130 @@ async fn a_target_the_ssrf_guard_refuses_is_explained_on_add_and_in_a_test_event
         "{error}"
     );
     assert_eq!(receiver.count(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_numbers_its_attempts_on_and_logs_each_url_tried() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let down = Receiver::start(|_| Reply::status(500)).await;
+    let up = Receiver::start(|_| Reply::ok()).await;
+    let (hook, _) = add_webhook(&client, "moving", &down.url("/old"), &["*"]).await;
+    publish_many(&client, "order.created", 1).await;
+    let daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_MAX_ATTEMPTS", "1")]);
+    let state_is =
+        |state: &str| format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
+    wait_for_count(
+        &client,
+        &state_is("failed"),
+        1,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
+
+    // The receiver moved: the webhook is edited, then the delivery replayed.
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET url = $2 WHERE id = $1",
+            &[&hook, &up.url("/new")],
+        )
+        .await
+        .unwrap();
+    let delivery: i64 = client
+        .query_one("SELECT id FROM outbox.deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let replay = cli(&db, &["replay", "--delivery", &delivery.to_string()]).await;
+    assert!(replay.ok(), "{}", replay.stderr);
+    wait_for_count(
+        &client,
+        &state_is("delivered"),
+        1,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
+
+    let log: Vec<(i32, String, String)> = client
+        .query(
+            "SELECT attempt, webhook_url, duration_ms::text FROM outbox.delivery_log ORDER BY attempt_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let numbered: Vec<(i32, &str)> = log.iter().map(|(n, url, _)| (*n, url.as_str())).collect();
+    assert_eq!(
+        numbered,
+        [(1, down.url("/old").as_str()), (2, up.url("/new").as_str())],
+        "numbered on across the replay, each with the URL it went to"
+    );
+    for (_, _, ms) in &log {
+        let decimals = ms.split('.').nth(1).map_or(0, str::len);
+        assert!(
+            decimals <= 3,
+            "duration_ms {ms} is rounded to the microsecond"
+        );
+    }
+
+    let show = cli(&db, &["deliveries", "show", &delivery.to_string()]).await;
+    assert!(show.ok(), "{}", show.stderr);
+    assert!(
+        show.stdout
+            .contains("delivered after 2 attempt(s) (replayed once)"),
+        "{}",
+        show.stdout
+    );
+    assert_eq!(
+        show.stdout.matches("\nAttempt 1 ").count(),
+        1,
+        "{}",
+        show.stdout
+    );
+    assert_eq!(
+        show.stdout.matches("\nAttempt 2 ").count(),
+        1,
+        "{}",
+        show.stdout
+    );
+}
+
+#[tokio::test]
+async fn replaying_what_does_not_exist_is_an_error_in_sql_too() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    for (sql, says) in [
+        ("SELECT outbox.replay(123)", "delivery 123 does not exist"),
+        (
+            "SELECT outbox.replay_failed(99, now() - interval '1 hour')",
+            "webhook 99 does not exist",
+        ),
+        (
+            "SELECT outbox.send_test_event(99)",
+            "webhook 99 does not exist",
+        ),
+        (
+            "SELECT outbox.rotate_secret(99)",
+            "webhook 99 does not exist",
+        ),
+    ] {
+        let e = client.query_one(sql, &[]).await.unwrap_err();
+        let db_error = e.as_db_error().expect("a server error");
+        assert_eq!(db_error.message(), says, "{sql}");
+        assert_eq!(db_error.code().code(), "P0002", "{sql}: no_data_found");
+    }
+    let (hook, _) = add_webhook(&client, "real", "http://127.0.0.1:9/hook", &["*"]).await;
+    let none: i32 = client
+        .query_one(
+            "SELECT outbox.replay_failed($1, now() - interval '1 hour')",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0, "a webhook with nothing failed replays nothing");
 }

@@ -107,7 +107,12 @@ pub struct Delivery {
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
     pub state: String,
+    /// Attempts since the delivery was created or last replayed (the budget).
     pub attempts: i32,
+    /// Attempts in all, across replays.
+    pub total_attempts: i32,
+    /// How often it was replayed.
+    pub replays: i32,
     #[serde(serialize_with = "ser_time")]
     pub next_attempt_at: DateTime<Utc>,
     pub last_status: Option<i32>,
@@ -129,19 +134,22 @@ pub struct Attempt {
     pub error: Option<String>,
     pub outcome: String,
     pub response_body: Option<String>,
+    /// The URL the request went to (None for attempts logged before it was recorded).
+    pub url: Option<String>,
 }
 
 const DELIVERY: &str = "
 SELECT d.id, d.event_id, d.webhook_id, w.name, w.url, e.event_type, e.payload,
        e.created_at, coalesce(e.is_test, false), d.state, d.attempts, d.next_attempt_at,
-       d.last_status, d.last_error, d.created_at, d.delivered_at
+       d.last_status, d.last_error, d.created_at, d.delivered_at,
+       d.earlier_attempts + d.attempts, d.replays
   FROM outbox.deliveries d
   LEFT JOIN outbox.webhooks w ON w.id = d.webhook_id
   LEFT JOIN outbox.events e ON e.id = d.event_id
  WHERE d.id = $1";
 
 const ATTEMPTS: &str = "
-SELECT attempt, started_at, duration_ms, status_code, error, outcome, response_body
+SELECT attempt, started_at, duration_ms, status_code, error, outcome, response_body, url
   FROM outbox.delivery_attempts
  WHERE delivery_id = $1
  ORDER BY id";
@@ -163,6 +171,7 @@ pub async fn show(client: &Client, id: i64) -> Result<Delivery> {
             error: a.get(4),
             outcome: a.get(5),
             response_body: a.get(6),
+            url: a.get(7),
         })
         .collect();
     Ok(Delivery {
@@ -177,6 +186,8 @@ pub async fn show(client: &Client, id: i64) -> Result<Delivery> {
         is_test: d.get(8),
         state: d.get(9),
         attempts: d.get(10),
+        total_attempts: d.get(16),
+        replays: d.get(17),
         next_attempt_at: d.get(11),
         last_status: d.get(12),
         last_error: d.get(13),

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use outboxd_core::outcome::{describe_status, error_text, AttemptResult};
+use outboxd_core::outcome::{describe_status, error_text, log_millis, AttemptResult};
 use outboxd_db::Claimed;
 use outboxd_deliverer::send::Exchange;
 use outboxd_deliverer::{single, HttpClient};
@@ -42,8 +42,8 @@ WITH d AS (
     RETURNING id)
 INSERT INTO outbox.delivery_attempts
        (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
-        status_code, error, response_body, outcome)
-SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3 FROM d
+        status_code, error, response_body, outcome, url)
+SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3, $9 FROM d
 RETURNING delivery_id";
 
 /// What a test event did.
@@ -116,7 +116,15 @@ pub async fn send(
     };
     let (started_at, exchange) = single::attempt_once(http, &webhook, &delivery, timeout).await;
     let verdict = Verdict::of(&exchange);
-    let recorded = record(client, &delivery, started_at, &exchange, &verdict).await;
+    let recorded = record(
+        client,
+        &delivery,
+        &webhook.url,
+        started_at,
+        &exchange,
+        &verdict,
+    )
+    .await;
     let (delivery_id, record_error) = match recorded {
         Ok(id) => (Some(id), None),
         Err(e) => (None, Some(e.to_string())),
@@ -134,7 +142,7 @@ pub async fn send(
         delivery_id,
         record_error,
         started_at,
-        latency_ms: exchange.elapsed.as_secs_f64() * 1000.0,
+        latency_ms: log_millis(exchange.elapsed),
         status,
         status_line: status.map(status_line),
         error: verdict.error,
@@ -207,11 +215,12 @@ pub fn status_line(status: u16) -> String {
 async fn record(
     client: &Client,
     delivery: &Claimed,
+    url: &str,
     started_at: DateTime<Utc>,
     exchange: &Exchange,
     verdict: &Verdict,
 ) -> Result<i64> {
-    let duration_ms = exchange.elapsed.as_secs_f64() * 1000.0;
+    let duration_ms = log_millis(exchange.elapsed);
     Ok(client
         .query_one(
             RECORD,
@@ -224,6 +233,7 @@ async fn record(
                 &started_at,
                 &duration_ms,
                 &exchange.response_body,
+                &url,
             ],
         )
         .await?

@@ -1095,7 +1095,7 @@ impl DeliveryPage {
                 if d.is_test { " (test)" } else { "" },
                 d.event_created_at.map(time).unwrap_or_else(|| "?".into())
             ),
-            attempts: d.attempts,
+            attempts: d.total_attempts,
             next_attempt: if d.state == "pending" {
                 format!("{} UTC", time(d.next_attempt_at))
             } else {

@@ -165,6 +165,14 @@ pub fn error_text(result: &AttemptResult) -> Option<String> {
     }
 }
 
+/// An attempt's duration as the delivery log keeps it (`duration_ms`):
+/// milliseconds rounded to the microsecond, which a clock of a network
+/// round trip resolves and which reads `0.94`, not `0.9404119999999999`.
+pub fn log_millis(d: Duration) -> f64 {
+    let micros = (d.as_nanos() + 500) / 1000;
+    micros as f64 / 1000.0
+}
+
 /// A note for statuses whose meaning differs from a plain failure: a 3xx was not
 /// followed, which a reader of the log would otherwise not guess.
 pub fn describe_status(status: u16) -> Option<&'static str> {
@@ -390,6 +398,24 @@ mod tests {
                 "{value:?} at {now}"
             );
         }
+    }
+
+    #[test]
+    fn logged_durations_are_rounded_to_the_microsecond() {
+        assert_eq!(log_millis(Duration::from_nanos(940_411_999)), 940.412);
+        assert_eq!(
+            log_millis(Duration::from_nanos(940_412)).to_string(),
+            "0.94"
+        );
+        assert_eq!(log_millis(Duration::from_nanos(499)), 0.0);
+        assert_eq!(log_millis(Duration::from_millis(1500)), 1500.0);
+    }
+
+    #[test]
+    fn blocked_errors_are_recognised_by_their_text() {
+        let text = TransportError::Blocked("127.0.0.1 is loopback".into()).to_string();
+        assert!(is_blocked(&text), "{text}");
+        assert!(!is_blocked(&TransportError::Timeout.to_string()));
     }
 
     fn any_result() -> impl Strategy<Value = AttemptResult> {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
 use outboxd_core::outcome::{
-    classify, error_text, is_blocked, AttemptResult, Outcome, TransportError, Verdict,
+    classify, error_text, is_blocked, log_millis, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
@@ -755,6 +755,7 @@ async fn attempt(
         false,
     );
     r.response_body = exchange.response_body;
+    r.url = Some(webhook.url.clone());
     if r.error.is_none() {
         r.error = status
             .and_then(|s| outboxd_core::outcome::describe_status(s as u16))
@@ -779,7 +780,8 @@ fn record(
         webhook_id: delivery.webhook_id,
         attempt: delivery.attempt,
         started_at,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        duration_ms: log_millis(elapsed),
+        url: None,
         status_code,
         error,
         response_body: None,

@@ -110,9 +110,14 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
+    let replays = match d.replays {
+        0 => String::new(),
+        1 => " (replayed once)".into(),
+        n => format!(" (replayed {n} times)"),
+    };
     println!(
-        "Delivery {}: {} after {} attempt(s)",
-        args.id, d.state, d.attempts
+        "Delivery {}: {} after {} attempt(s){replays}",
+        args.id, d.state, d.total_attempts
     );
     let webhook = match (&d.webhook_name, &d.webhook_url) {
         (Some(name), Some(url)) => format!("{} {name:?} {url}", d.webhook_id),
@@ -156,6 +161,9 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
             status_or_error(a.status_code, a.error),
             a.outcome
         );
+        if let Some(url) = &a.url {
+            println!("  url {url}");
+        }
         match a.response_body {
             Some(body) => {
                 println!("  response body:");
