@@ -315,11 +315,19 @@ async fn replay_puts_failed_deliveries_back_by_delivery_and_by_webhook() {
         .await,
         "the rest are delivered"
     );
-    // A fresh budget: the replayed attempt is attempt 1 again.
+    // A fresh budget, and the log numbers on: the replayed attempt is the second.
     assert_eq!(
         count(
             &client,
-            "SELECT count(*) FROM outbox.delivery_log WHERE outcome = 'delivered' AND attempt = 1"
+            "SELECT count(*) FROM outbox.delivery_log WHERE outcome = 'delivered' AND attempt = 2"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE attempts = 1 AND replays = 1"
         )
         .await,
         3
@@ -460,7 +468,7 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
         "NAME",
         "URL",
         "EVENTS",
-        "ENABLED",
+        "STATE",
         "LAST DELIVERY",
         "SUCCESS 1H",
         "PENDING",

@@ -286,7 +286,7 @@ async fn bad_input_is_answered_with_400_and_the_reason() {
     let r = add(json!({"name": "n"})).await;
     assert_error(&r, 400, "missing field");
     let r = admin.call("GET", "/api/deliveries?state=lost", None).await;
-    assert_error(&r, 400, "not a state");
+    assert_error(&r, 400, "not a delivery state; use one of pending");
     let r = admin
         .call("GET", "/api/deliveries?since=yesterday", None)
         .await;

@@ -6,17 +6,24 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use outboxd_core::DeliveryState;
+
 use crate::format::{ser_opt_time, ser_time};
 use crate::{Error, Result};
 
-/// Delivery states, as in outbox.deliveries.state.
-pub const STATES: [&str; 5] = ["pending", "in_flight", "delivered", "failed", "cancelled"];
+/// A state filter as a caller gives it, checked.
+pub fn state(given: &str) -> Result<DeliveryState> {
+    given
+        .trim()
+        .parse()
+        .map_err(|e: outboxd_core::state::UnknownState| Error::invalid("state", e.to_string()))
+}
 
 /// Unset filters are None.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub webhook_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<DeliveryState>,
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: i64,
@@ -37,7 +44,7 @@ pub struct LogRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: f64,
-    pub delivery_state: Option<String>,
+    pub delivery_state: Option<DeliveryState>,
     pub is_test: bool,
 }
 
@@ -56,21 +63,19 @@ SELECT started_at, delivery_id, webhook_id, webhook_name, event_id, event_type, 
 
 /// The newest attempts that match, newest first.
 pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
-    if let Some(s) = &f.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(Error::invalid(
-                "state",
-                format!("{s:?} is not a state; use one of {}", STATES.join(", ")),
-            ));
-        }
-    }
     if let Some(t) = &f.event_type {
         crate::validate::event_type(t)?;
     }
     let rows = client
         .query(
             LOG,
-            &[&f.webhook_id, &f.state, &f.event_type, &f.since, &f.limit],
+            &[
+                &f.webhook_id,
+                &f.state.map(DeliveryState::as_str),
+                &f.event_type,
+                &f.since,
+                &f.limit,
+            ],
         )
         .await?;
     Ok(rows
@@ -106,7 +111,7 @@ pub struct Delivery {
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
-    pub state: String,
+    pub state: DeliveryState,
     /// Attempts since the delivery was created or last replayed (the budget).
     pub attempts: i32,
     /// Attempts in all, across replays.

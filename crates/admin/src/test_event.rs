@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::{describe_status, error_text, log_millis, AttemptResult};
+use outboxd_core::DeliveryState;
 use outboxd_db::Claimed;
 use outboxd_deliverer::send::Exchange;
 use outboxd_deliverer::{single, HttpClient};
@@ -192,11 +193,11 @@ impl Verdict {
         }
     }
 
-    fn state(&self) -> &'static str {
+    fn state(&self) -> DeliveryState {
         if self.failure.is_none() {
-            "delivered"
+            DeliveryState::Delivered
         } else {
-            "failed"
+            DeliveryState::Failed
         }
     }
 }
@@ -227,7 +228,7 @@ async fn record(
             &[
                 &delivery.event_id,
                 &delivery.webhook_id,
-                &verdict.state(),
+                &verdict.state().as_str(),
                 &verdict.status,
                 &verdict.error,
                 &started_at,

@@ -11,7 +11,7 @@ use outboxd_deliverer::TargetPolicy;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::format::{ser_opt_time, ser_time};
+use crate::format::{ser_opt_time, ser_time, time};
 use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
 
 /// A webhook with its recent health: what the list screens show.
@@ -41,6 +41,65 @@ pub struct WebhookSummary {
     pub failing_since: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
     pub paused_until: Option<DateTime<Utc>>,
+}
+
+/// Whether a webhook is taking deliveries, as the CLI's list and the
+/// console show it: one reading of `enabled`, the breaker's pause and the
+/// failing streak, so both say the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Disabled by an admin, by a 410 Gone, or for failing too long.
+    Disabled {
+        reason: Option<String>,
+    },
+    /// The circuit breaker holds its deliveries back until then.
+    Paused {
+        until: DateTime<Utc>,
+    },
+    /// Enabled and delivering, but its attempts keep failing since then.
+    Failing {
+        since: DateTime<Utc>,
+    },
+    Enabled,
+}
+
+impl Health {
+    /// One word for it, e.g. a CSS class: disabled, paused, failing, enabled.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::Disabled { .. } => "disabled",
+            Health::Paused { .. } => "paused",
+            Health::Failing { .. } => "failing",
+            Health::Enabled => "enabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Disabled { reason: Some(r) } => write!(f, "disabled: {r}"),
+            Health::Disabled { reason: None } => f.write_str("disabled"),
+            Health::Paused { until } => write!(f, "paused until {} UTC", time(*until)),
+            Health::Failing { since } => {
+                write!(f, "enabled, failing since {} UTC", time(*since))
+            }
+            Health::Enabled => f.write_str("enabled"),
+        }
+    }
+}
+
+impl WebhookSummary {
+    pub fn health(&self) -> Health {
+        match (self.enabled, self.paused_until, self.failing_since) {
+            (false, _, _) => Health::Disabled {
+                reason: self.disabled_reason.clone(),
+            },
+            (true, Some(until), _) => Health::Paused { until },
+            (true, None, Some(since)) => Health::Failing { since },
+            (true, None, None) => Health::Enabled,
+        }
+    }
 }
 
 /// Each webhook with its last attempt, its attempts of the last hour and its
@@ -355,5 +414,67 @@ pub async fn require_catalogued(client: &Client, patterns: &[String]) -> Result<
             format!("{p:?} matches no event type in the catalog; check the spelling or add the type to the catalog first"),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(enabled: bool, paused: bool, failing: bool) -> WebhookSummary {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        WebhookSummary {
+            id: 1,
+            name: "a".into(),
+            url: "https://a.example/".into(),
+            event_types: vec!["*".into()],
+            enabled,
+            disabled_reason: (!enabled).then(|| "the endpoint answered 410 Gone".into()),
+            headers: serde_json::json!({}),
+            created_at: at,
+            last_attempt_at: None,
+            last_outcome: None,
+            last_attempt_age_seconds: None,
+            attempts_last_hour: 0,
+            delivered_last_hour: 0,
+            success_rate_last_hour: None,
+            pending: 0,
+            previous_secret_expires_at: None,
+            failing_since: failing.then_some(at),
+            paused_until: paused.then_some(at),
+        }
+    }
+
+    #[test]
+    fn health_reads_enabled_then_the_pause_then_the_failing_streak() {
+        for (enabled, paused, failing, word, text) in [
+            (
+                false,
+                true,
+                true,
+                "disabled",
+                "disabled: the endpoint answered 410 Gone",
+            ),
+            (
+                true,
+                true,
+                true,
+                "paused",
+                "paused until 2026-11-22 14:00:00 UTC",
+            ),
+            (
+                true,
+                false,
+                true,
+                "failing",
+                "enabled, failing since 2026-11-22 14:00:00 UTC",
+            ),
+            (true, false, false, "enabled", "enabled"),
+        ] {
+            let health = summary(enabled, paused, failing).health();
+            assert_eq!((health.as_str(), health.to_string().as_str()), (word, text));
+        }
     }
 }

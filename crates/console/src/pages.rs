@@ -15,6 +15,7 @@ use outboxd_admin::deliveries::{self, Delivery};
 use outboxd_admin::format::{age, time};
 use outboxd_admin::webhooks::{self, WebhookInput, WebhookSummary};
 use outboxd_admin::{event_types, replay, stats, test_event, validate, Error};
+use outboxd_core::DeliveryState;
 use tokio_postgres::Client;
 
 use crate::auth::{self, Session};
@@ -605,12 +606,12 @@ impl Page<'_> {
                         selected: w.id.to_string() == chosen_hook,
                     })
                     .collect(),
-                states: deliveries::STATES
+                states: DeliveryState::ALL
                     .iter()
                     .map(|s| Choice {
-                        value: (*s).into(),
-                        label: (*s).into(),
-                        selected: *s == chosen_state,
+                        value: s.to_string(),
+                        label: s.to_string(),
+                        selected: s.as_str() == chosen_state,
                     })
                     .collect(),
                 event_type: q("event_type"),
@@ -850,21 +851,13 @@ struct WebhookRow {
 
 impl From<WebhookSummary> for WebhookRow {
     fn from(w: WebhookSummary) -> WebhookRow {
-        let (state, state_class) = match (w.enabled, w.paused_until, w.failing_since) {
-            (false, _, _) => (
-                match &w.disabled_reason {
-                    Some(r) => format!("disabled: {r}"),
-                    None => "disabled".into(),
-                },
-                "disabled",
-            ),
-            (true, Some(until), _) => (format!("paused until {} UTC", time(until)), "paused"),
-            (true, None, Some(since)) => (
-                format!("enabled, failing since {} UTC", time(since)),
-                "paused",
-            ),
-            (true, None, None) => ("enabled".into(), "enabled"),
+        let health = w.health();
+        // The stylesheet colours a failing webhook as a paused one.
+        let state_class = match health {
+            webhooks::Health::Failing { .. } => "paused",
+            _ => health.as_str(),
         };
+        let state = health.to_string();
         WebhookRow {
             id: w.id,
             events: w.event_types.join(", "),
@@ -1049,7 +1042,9 @@ impl From<deliveries::LogRow> for LogLine {
             status: status_or_error(r.status_code, r.error.as_deref()),
             ms: format!("{:.1}", r.duration_ms),
             outcome: r.outcome,
-            state: r.delivery_state.unwrap_or_else(|| "-".into()),
+            state: r
+                .delivery_state
+                .map_or_else(|| "-".into(), |s| s.to_string()),
         }
     }
 }
@@ -1096,7 +1091,7 @@ impl DeliveryPage {
                 d.event_created_at.map(time).unwrap_or_else(|| "?".into())
             ),
             attempts: d.total_attempts,
-            next_attempt: if d.state == "pending" {
+            next_attempt: if d.state == DeliveryState::Pending {
                 format!("{} UTC", time(d.next_attempt_at))
             } else {
                 "-".into()
@@ -1123,7 +1118,7 @@ impl DeliveryPage {
                         .unwrap_or_else(|| "(no response body)".into()),
                 })
                 .collect(),
-            state: d.state,
+            state: d.state.to_string(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
+pub mod state;
 pub mod wakeup;
 
 pub use breaker::{Breaker, BreakerPolicy};
@@ -18,4 +19,5 @@ pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
+pub use state::DeliveryState;
 pub use wakeup::{Activity, Wait, WakePolicy};

@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
+use outboxd_core::DeliveryState;
 
 use crate::{Error, Pool};
 
@@ -80,14 +81,11 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
-    fn state(&self) -> &'static str {
+    fn state(&self) -> DeliveryState {
         if self.cancelled {
-            return "cancelled";
-        }
-        match self.outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry => "pending",
-            Outcome::Failed => "failed",
+            DeliveryState::Cancelled
+        } else {
+            self.outcome.into()
         }
     }
 }
@@ -117,7 +115,7 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
     let bodies: Vec<Option<&str>> = batch.iter().map(|r| r.response_body.as_deref()).collect();
     let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
-    let states: Vec<&str> = batch.iter().map(AttemptRecord::state).collect();
+    let states: Vec<&str> = batch.iter().map(|r| r.state().as_str()).collect();
     let delays: Vec<Option<f64>> = batch.iter().map(|r| r.retry_in_ms).collect();
     let urls: Vec<Option<&str>> = batch.iter().map(|r| r.url.as_deref()).collect();
     let gone: Vec<i64> = batch

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
+use outboxd_core::DeliveryState;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -423,28 +424,6 @@ pub struct TestEventArgs {
     pub allow_private_targets: AllowList,
 }
 
-/// Delivery states, as in outbox.deliveries.state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeliveryState {
-    Pending,
-    InFlight,
-    Delivered,
-    Failed,
-    Cancelled,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::InFlight => "in_flight",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Cancelled => "cancelled",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct DeliveriesArgs {
@@ -470,8 +449,8 @@ pub struct DeliveriesFilter {
     #[arg(long, value_name = "WEBHOOK")]
     pub webhook: Option<String>,
 
-    /// Only deliveries now in this state
-    #[arg(long, value_name = "STATE")]
+    /// Only deliveries now in this state: pending, in_flight, delivered, failed or cancelled
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub state: Option<DeliveryState>,
 
     /// Only this event type
@@ -577,6 +556,12 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
             "{s:?} is not a boolean; use true or false (also 1/0, yes/no, on/off)"
         )),
     }
+}
+
+fn parse_state(s: &str) -> Result<DeliveryState, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: outboxd_core::state::UnknownState| e.to_string())
 }
 
 fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
@@ -882,6 +867,24 @@ mod tests {
             let refused = run_args(args).unwrap_err();
             assert!(refused.contains(accepted), "{args:?}: {refused}");
         }
+    }
+
+    #[test]
+    fn a_state_filter_is_one_of_the_delivery_states() {
+        let parse =
+            |state: &str| match Cli::try_parse_from(["outboxd", "deliveries", "--state", state]) {
+                Ok(Cli {
+                    command: Command::Deliveries(args),
+                }) => Ok(args.filter.state),
+                Ok(other) => panic!("parsed as {other:?}"),
+                Err(e) => Err(e.to_string()),
+            };
+        assert_eq!(parse("in_flight"), Ok(Some(DeliveryState::InFlight)));
+        let refused = parse("done").unwrap_err();
+        assert!(
+            refused.contains("pending, in_flight, delivered, failed, cancelled"),
+            "{refused}"
+        );
     }
 
     #[test]
