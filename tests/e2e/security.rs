@@ -120,8 +120,16 @@ async fn the_publisher_can_neither_lift_nor_dodge_the_payload_limit() {
     );
 
     // The limit lives where only the schema's owner writes it.
-    denied(&app, "UPDATE outbox.limits SET max_payload_bytes = 999999999999").await;
-    denied(&as_role(&db, "outbox_admin").await, "UPDATE outbox.limits SET max_payload_bytes = 999999999999").await;
+    denied(
+        &app,
+        "UPDATE outbox.limits SET max_payload_bytes = 999999999999",
+    )
+    .await;
+    denied(
+        &as_role(&db, "outbox_admin").await,
+        "UPDATE outbox.limits SET max_payload_bytes = 999999999999",
+    )
+    .await;
     assert_eq!(
         count(&owner, "SELECT count(*) FROM outbox.events").await,
         0,
