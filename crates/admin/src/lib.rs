@@ -1,5 +1,5 @@
 //! The admin operations of outboxd, one function each, over the SQL surface
-//! of DESIGN.md: webhooks, the event catalog, test events, the delivery log,
+//! of docs/architecture.md: webhooks, the event catalog, test events, the delivery log,
 //! replays and stats. The CLI prints what they return and the console renders
 //! it as HTML or JSON, so every operation has exactly one implementation.
 //!

@@ -11,6 +11,7 @@ pub mod message;
 pub mod outcome;
 pub mod retry;
 pub mod signing;
+pub mod stored;
 pub mod wakeup;
 
 pub use breaker::{Breaker, BreakerPolicy};
