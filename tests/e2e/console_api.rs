@@ -748,3 +748,67 @@ async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
         saved.body
     );
 }
+
+#[tokio::test]
+async fn test_events_to_a_hanging_endpoint_hold_no_database_connection() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let hanging =
+        outboxd_testkit::raw::RawServer::start("127.0.0.1:0", |mut stream, _| async move {
+            let _ = outboxd_testkit::raw::read_request(&mut stream).await;
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            drop(stream);
+        })
+        .await;
+    let ok = Receiver::ok().await;
+    let (hang_id, _) =
+        outboxd_testkit::db::add_webhook(&client, "hangs", &hanging.url("/"), &["none.ever"]).await;
+    outboxd_testkit::db::add_webhook(&client, "ok", &ok.url("/ok"), &["order.created"]).await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_REQUEST_TIMEOUT", "30s"), ("OUTBOXD_LEASE", "60s")],
+    )
+    .await;
+    let admin = Arc::new(Admin { port, daemon });
+
+    // 16 test events at once, twice the pool, all waiting on the endpoint.
+    let tests: Vec<_> = (0..16)
+        .map(|_| {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                admin
+                    .call("POST", &format!("/api/webhooks/{hang_id}/test"), None)
+                    .await
+            })
+        })
+        .collect();
+    // At least as many as the pool holds, whether or not each took one.
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            hanging.connections() >= 8
+        })
+        .await,
+        "the test events did not reach the endpoint ({} did)",
+        hanging.connections()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    outboxd_testkit::db::publish_many(&client, "order.created", 1).await;
+    for _ in 0..3 {
+        assert_eq!(
+            admin.daemon.get("/readyz").await.map(|r| r.0),
+            Some(200),
+            "/readyz while test events wait"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || async { ok.count() == 1 }).await,
+        "an ordinary event was not delivered while test events waited:\n{}",
+        admin.daemon.plain_log()
+    );
+    for t in tests {
+        t.abort();
+    }
+}

@@ -115,16 +115,6 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         warning: None,
         error: None,
     };
-    let mut client = match state.pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "admin console: database unavailable");
-            return http::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; try again shortly\n",
-            );
-        }
-    };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let page = Page {
         state,
@@ -132,7 +122,23 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         query: &query,
         body: &body,
     };
-    let mut response = match page.route(&mut client, &method, &segments).await {
+    // A test event takes a connection only around its request, not for it.
+    let routed = if let (&Method::POST, ["webhooks", id, "test"]) = (&method, segments.as_slice()) {
+        page.test_event(id).await
+    } else {
+        let mut client = match state.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin console: database unavailable");
+                return http::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; try again shortly\n",
+                );
+            }
+        };
+        page.route(&mut client, &method, &segments).await
+    };
+    let mut response = match routed {
         Ok(r) => r,
         Err(e) => {
             let status = status_of(&e);
@@ -327,7 +333,7 @@ impl Page<'_> {
                     .webhooks(client, StatusCode::OK)
                     .await
             }
-            (&M::POST, ["webhooks", id, "test"]) => self.test_event(client, id_of(id)?).await,
+            (&M::POST, ["webhooks", id, "test"]) => self.test_event(id).await,
             (&M::POST, ["webhooks", id, "replay-failed"]) => {
                 let id = id_of(id)?;
                 let since = validate::since(http::first(self.body, "since").unwrap_or(""))?;
@@ -525,13 +531,13 @@ impl Page<'_> {
         }
     }
 
-    async fn test_event(self, client: &Client, id: i64) -> PageResult {
+    async fn test_event(self, id: &str) -> PageResult {
         let event_type =
             http::non_blank(self.body, "event_type").unwrap_or(test_event::DEFAULT_EVENT_TYPE);
         let r = test_event::send(
-            client,
+            &self.state.pool,
             &self.state.http,
-            id,
+            id_of(id)?,
             event_type,
             self.state.request_timeout,
         )

@@ -1,5 +1,5 @@
 //! Command line and configuration: every option is a flag mirrored by an
-//! environment variable, with the defaults of DESIGN.md.
+//! environment variable, with the defaults docs/configuration.md lists.
 //!
 //! Values are parsed by small functions whose errors say what is accepted;
 //! `main` prefixes them with the variable's name, so a bad value stops

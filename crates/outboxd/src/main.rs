@@ -17,10 +17,9 @@ use config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Every delivery allocates and frees its request, response and rows on
-/// whichever worker thread polls it; glibc's allocator spent about 14% of
-/// the daemon's CPU on that in a drain (`perf`), mimalloc's thread-local
-/// free lists much less (README, Performance). Built without transparent
-/// huge pages (`no_thp`): with them its peak RSS was 55-72 MB instead of 40.
+/// whichever worker thread polls it; mimalloc's thread-local free lists
+/// make that much cheaper than glibc's allocator. Built without transparent
+/// huge pages (`no_thp`), which would inflate the peak RSS for no speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
