@@ -324,7 +324,7 @@ fn listener_limits(args: &RunArgs) -> outboxd_serve::Limits {
         }
     };
     // An admin connection may hold a test event's connection too.
-    let costs: &[u64] = if args.admin_listen.is_some() {
+    let costs: &[u64] = if args.admin_listen.0.is_some() {
         &[1, 2]
     } else {
         &[1]
