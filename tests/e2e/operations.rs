@@ -665,7 +665,7 @@ async fn retention_deletes_old_finished_rows_and_nothing_pending() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exported, "retention counters in:\n{text}\n{}", daemon.log());
-    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=259200s"));
+    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=3days"));
 }
 
 #[test]

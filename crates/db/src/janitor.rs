@@ -145,7 +145,7 @@ impl Janitor {
                     events = d.events,
                     deliveries = d.deliveries,
                     delivery_attempts = d.delivery_attempts,
-                    retention = ?self.retention,
+                    retention = %humantime::format_duration(self.retention),
                     "retention: old rows deleted"
                 ),
                 Ok(d) if d.busy => tracing::debug!("retention: another replica is sweeping"),

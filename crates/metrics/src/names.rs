@@ -155,7 +155,10 @@ mod tests {
     }
 
     fn rust_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("reading the sources").flatten() {
+        for entry in std::fs::read_dir(dir)
+            .expect("reading the sources")
+            .flatten()
+        {
             let path = entry.path();
             if path.is_dir() {
                 rust_files(&path, found);
