@@ -830,3 +830,43 @@ async fn debug_logs_never_show_a_header_value() {
             .join("\n")
     );
 }
+
+#[tokio::test]
+async fn the_admin_token_read_from_a_file_shows_neither_in_ps_nor_in_the_environment() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("outboxd-token-e2e-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        None,
+        &[("OUTBOXD_ADMIN_TOKEN_FILE", file.to_str().unwrap())],
+    )
+    .await;
+    let admin = Admin { port, daemon };
+    assert_eq!(admin.call("GET", "/api/webhooks", None).await.status, 200);
+    let none = admin.raw("GET", "/api/webhooks", &[], "").await;
+    assert_eq!(none.status, 401);
+    let pid = admin.daemon.pid();
+    for part in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{part}")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(TOKEN),
+            "the token shows in /proc/{pid}/{part}"
+        );
+    }
+
+    std::fs::remove_file(&file).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--admin-token-file"])
+        .arg(&file)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("OUTBOXD_ADMIN_TOKEN_FILE"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
