@@ -173,7 +173,24 @@ async fn dispatch(
             let created = webhooks::create(client, checked, &state.targets).await?;
             Ok(http::json(StatusCode::CREATED, &created))
         }
-        (&M::GET, ["webhooks", id]) => ok(&webhooks::get(client, id_of(id)?).await?),
+        (&M::GET, ["webhooks", id]) => {
+            let id = id_of(id)?;
+            let mut hook = webhooks::get(client, id).await?;
+            match http::first(query, "reveal") {
+                None => {}
+                Some("headers") => hook.headers = webhooks::header_values(client, id).await?,
+                Some(other) => {
+                    return Err(ApiError {
+                        field: Some("reveal"),
+                        ..ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("reveal={other:?}: the only value is headers"),
+                        )
+                    })
+                }
+            }
+            ok(&hook)
+        }
         (&M::PUT, ["webhooks", id]) => {
             let id = id_of(id)?;
             webhooks::get(client, id).await?;

@@ -31,7 +31,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How often the retention job sweeps (the first sweep comes sooner).
 const RETENTION_EVERY: Duration = Duration::from_secs(5 * 60);
 
-pub async fn run(args: RunArgs) -> Result<()> {
+pub async fn run(mut args: RunArgs) -> Result<()> {
     let handle = outboxd_metrics::install().context("setting up metrics")?;
     let pg = connect::pg_config(args.db.database_url.as_deref())
         .context("reading DATABASE_URL / PG* variables")?;
@@ -58,6 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             human(args.request_timeout)
         );
     }
+    args.read_admin_token_file().map_err(anyhow::Error::msg)?;
     args.check_admin().map_err(anyhow::Error::msg)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -84,6 +85,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         synchronous_commit = args.synchronous_commit,
         admin_listen = %or_off(args.admin_listen.0),
         admin_token = %if args.admin_token.is_some() { "[redacted]" } else { "none" },
+        admin_token_file = %args.admin_token_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
         "outboxd starting"
     );
 
