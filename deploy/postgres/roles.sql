@@ -57,6 +57,7 @@ GRANT EXECUTE ON FUNCTION
     outbox.on_event_type_update(),
     outbox.refuse_event_type(text),
     outbox.check_webhook(),
+    outbox.check_webhook_rate_limit(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -100,5 +101,14 @@ GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_eve
 -- writes that row with INSERT ... ON CONFLICT).
 GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.next_events(bigint), outbox.restart_stream() TO outbox_daemon;
+-- Rate limits: every replica takes tokens of the shared buckets, and slows a
+-- webhook down after a 429 with Retry-After.
+GRANT SELECT, INSERT, UPDATE ON outbox.rate_buckets TO outbox_daemon;
+GRANT SELECT ON outbox.rate_buckets TO outbox_admin;
+GRANT EXECUTE ON FUNCTION
+    outbox.take_rate_tokens(bigint, integer),
+    outbox.slow_rate(bigint, interval),
+    outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz)
+  TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;
