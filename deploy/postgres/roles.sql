@@ -58,6 +58,7 @@ GRANT EXECUTE ON FUNCTION
     outbox.refuse_event_type(text),
     outbox.check_webhook(),
     outbox.check_webhook_rate_limit(),
+    outbox.check_webhook_ordering(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -65,11 +66,11 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_publisher, outbox_admin, outbox_daemon;
 
 -- The application.
-GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
+GRANT INSERT (event_type, payload, idempotency_key, ordering_key) ON outbox.events TO outbox_publisher;
 GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY.
 GRANT SELECT ON outbox.wakeup TO outbox_publisher;
-GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, text) TO outbox_publisher;
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
@@ -81,7 +82,7 @@ GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, o
 GRANT INSERT ON outbox.events TO outbox_admin;
 GRANT UPDATE ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
-    outbox.publish(text, jsonb, text),
+    outbox.publish(text, jsonb, text, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
@@ -108,7 +109,8 @@ GRANT SELECT ON outbox.rate_buckets TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
     outbox.take_rate_tokens(bigint, integer),
     outbox.slow_rate(bigint, interval),
-    outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz)
+    outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz),
+    outbox.is_next_of_key(outbox.deliveries, boolean, text)
   TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

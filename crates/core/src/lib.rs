@@ -7,6 +7,7 @@ pub mod address;
 pub mod breaker;
 pub mod matching;
 pub mod message;
+pub mod ordering;
 pub mod outcome;
 pub mod rate;
 pub mod retry;
