@@ -173,10 +173,11 @@ mod tests {
         assert_eq!(rate_limit(1).unwrap(), 1);
         assert_eq!(rate_limit(50).unwrap(), 50);
         for bad in [0, -1, i64::from(i32::MAX) + 1] {
-            let m = msg(rate_limit(bad));
+            let e = rate_limit(bad).unwrap_err();
             assert!(
-                m.contains("rate_limit") && m.contains("at least 1"),
-                "{bad}: {m}"
+                matches!(&e, Error::Invalid { field: "rate_limit", message }
+                    if message.contains("not a rate limit") && message.contains("at least 1")),
+                "{bad}: {e}"
             );
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod breaker;
+pub mod descriptors;
 pub mod matching;
 pub mod message;
 pub mod ordering;
@@ -12,6 +13,8 @@ pub mod outcome;
 pub mod rate;
 pub mod retry;
 pub mod signing;
+pub mod state;
+pub mod stored;
 pub mod wakeup;
 
 pub use breaker::{Breaker, BreakerPolicy};
@@ -20,4 +23,5 @@ pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
+pub use state::DeliveryState;
 pub use wakeup::{Activity, Wait, WakePolicy};
