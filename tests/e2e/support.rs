@@ -54,3 +54,16 @@ pub async fn delivered_counter(daemon: &Daemon) -> u64 {
         .and_then(|v| v.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
+
+/// Waits until `n` deliveries are in `state` (failing with the daemons'
+/// logs after `timeout`).
+pub async fn wait_for_deliveries_in(
+    client: &Client,
+    state: outboxd_core::DeliveryState,
+    n: i64,
+    daemons: &[&outboxd_testkit::Daemon],
+) {
+    let sql = format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
+    outboxd_testkit::wait_for_count(client, &sql, n, std::time::Duration::from_secs(30), daemons)
+        .await;
+}
