@@ -71,7 +71,7 @@ COMMENT ON FUNCTION outbox.is_next_of_key(outbox.deliveries, boolean, text) IS
 -- ordering_key => 'order-42'). This schema has no tenants: a tenant is
 -- refused rather than dropped.
 DROP FUNCTION IF EXISTS outbox.publish(text, jsonb, text, text);
-DROP FUNCTION outbox.publish(text, jsonb, text);
+DROP FUNCTION IF EXISTS outbox.publish(text, jsonb, text);
 CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL,
                                tenant text DEFAULT NULL, ordering_key text DEFAULT NULL)
 RETURNS bigint
