@@ -15,5 +15,6 @@ mod hostile;
 mod listeners;
 mod operations;
 mod pipeline;
+mod rate;
 mod security;
 mod ssrf;
