@@ -98,6 +98,44 @@ END
 $_$;
 
 --
+-- Name: check_webhook_ordering(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.check_webhook_ordering() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.ordering_policy IS NULL OR NEW.ordering_policy NOT IN ('skip', 'halt') THEN
+        RAISE EXCEPTION 'webhook violates ordering_policy_known: ordering_policy must be skip (a failed event stays failed and the next one goes) or halt (the key waits for an admin) (got %)',
+                coalesce(quote_literal(NEW.ordering_policy), 'null')
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'ordering_policy_known', TABLE = 'webhooks', SCHEMA = 'outbox';
+    END IF;
+    IF NEW.ordered THEN
+        RAISE EXCEPTION 'webhook violates ordered_available: ordered delivery is not available in this version (the claims do not keep the order of a key yet); leave ordered false'
+            USING ERRCODE = 'feature_not_supported', CONSTRAINT = 'ordered_available', TABLE = 'webhooks', SCHEMA = 'outbox';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
+-- Name: check_webhook_rate_limit(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.check_webhook_rate_limit() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.rate_limit IS NOT NULL AND NEW.rate_limit <= 0 THEN
+        RAISE EXCEPTION 'webhook violates rate_limit_positive: rate_limit is requests per second and must be at least 1, or null for no limit (got %)',
+                NEW.rate_limit
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'rate_limit_positive', TABLE = 'webhooks', SCHEMA = 'outbox';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
 -- Name: generate_secret(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -139,7 +177,8 @@ CREATE TABLE outbox.events (
     target_webhook_id bigint,
     dispatched_at timestamp with time zone,
     is_test boolean DEFAULT false NOT NULL,
-    xid xid8 DEFAULT pg_current_xact_id()
+    xid xid8 DEFAULT pg_current_xact_id(),
+    ordering_key text
 );
 
 --
@@ -179,12 +218,89 @@ COMMENT ON COLUMN outbox.events.is_test IS 'sent by outbox.send_test_event or `o
 COMMENT ON COLUMN outbox.events.xid IS 'the writing transaction (pg_current_xact_id()), set by the insert trigger; the daemon reads events in (xid, id) order';
 
 --
+-- Name: COLUMN events.ordering_key; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.events.ordering_key IS 'Events of one key go to an ordered webhook one at a time, in id order; null: unordered.';
+
+--
 -- Name: is_dispatched(outbox.events); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
 CREATE FUNCTION outbox.is_dispatched(e outbox.events) RETURNS boolean
     LANGUAGE sql STABLE
     RETURN (((e).dispatched_at IS NOT NULL) OR (SELECT (pg_visible_in_snapshot((is_dispatched.e).xid, s.done) OR ((s.upto IS NOT NULL) AND pg_visible_in_snapshot((is_dispatched.e).xid, s.upto) AND (ROW((is_dispatched.e).xid, (is_dispatched.e).id) <= ROW(s.after_xid, s.after_id)))) FROM outbox.dispatch_state s));
+
+--
+-- Name: deliveries; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.deliveries (
+    id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    webhook_id bigint NOT NULL,
+    state text DEFAULT 'pending'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    lease bigint DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
+    locked_until timestamp with time zone,
+    last_status integer,
+    last_error text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    earlier_attempts integer DEFAULT 0 NOT NULL,
+    replays integer DEFAULT 0 NOT NULL,
+    ordering_key text,
+    released_at timestamp with time zone,
+    CONSTRAINT state_known CHECK ((state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+--
+-- Name: TABLE deliveries; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.deliveries IS 'One row per (event, webhook): pending -> in_flight -> delivered | pending (retry) | failed; cancelled when the webhook is disabled or deleted first.';
+
+--
+-- Name: COLUMN deliveries.attempts; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.deliveries.attempts IS 'attempts since the delivery was created or last replayed: what the retry budget counts';
+
+--
+-- Name: COLUMN deliveries.earlier_attempts; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.deliveries.earlier_attempts IS 'attempts made before the last replay; attempt rows are numbered on from here';
+
+--
+-- Name: COLUMN deliveries.replays; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.deliveries.replays IS 'how often outbox.replay or replay_failed put it back';
+
+--
+-- Name: is_next_of_key(outbox.deliveries, boolean, text); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.is_next_of_key(d outbox.deliveries, ordered boolean, policy text) RETURNS boolean
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT d.ordering_key IS NULL OR NOT ordered OR NOT EXISTS (
+        SELECT 1 FROM outbox.deliveries e
+         WHERE e.webhook_id = d.webhook_id
+           AND e.ordering_key = d.ordering_key
+           AND e.event_id < d.event_id
+           AND e.state IN ('pending', 'in_flight', 'failed')
+           AND (e.state <> 'failed' OR (policy = 'halt' AND e.released_at IS NULL)))
+$$;
+
+--
+-- Name: FUNCTION is_next_of_key(d outbox.deliveries, ordered boolean, policy text); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.is_next_of_key(d outbox.deliveries, ordered boolean, policy text) IS 'Whether a pending delivery of an ordered webhook is the next of its ordering key (see crates/core/src/ordering.rs).';
 
 --
 -- Name: is_valid_event_type(text); Type: FUNCTION; Schema: outbox; Owner: -
@@ -405,18 +521,22 @@ END
 $$;
 
 --
--- Name: publish(text, jsonb, text); Type: FUNCTION; Schema: outbox; Owner: -
+-- Name: publish(text, jsonb, text, text, text); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
-CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL::text) RETURNS bigint
+CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL::text, tenant text DEFAULT NULL::text, ordering_key text DEFAULT NULL::text) RETURNS bigint
     LANGUAGE plpgsql
     AS $_$
 #variable_conflict use_column
 DECLARE
     new_id bigint;
 BEGIN
-    INSERT INTO outbox.events (event_type, payload, idempotency_key)
-    VALUES ($1, $2, $3)
+    IF $4 IS NOT NULL THEN
+        RAISE EXCEPTION 'publish: this schema has no tenants (got tenant %)', quote_literal($4)
+            USING ERRCODE = 'feature_not_supported';
+    END IF;
+    INSERT INTO outbox.events (event_type, payload, idempotency_key, ordering_key)
+    VALUES ($1, $2, $3, $5)
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
@@ -425,6 +545,35 @@ BEGIN
     RETURN new_id;
 END
 $_$;
+
+--
+-- Name: rate_buckets; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.rate_buckets (
+    webhook_id bigint NOT NULL,
+    tokens double precision NOT NULL,
+    refilled_at timestamp with time zone NOT NULL,
+    slowed_rate double precision,
+    slowed_at timestamp with time zone,
+    slowed_until timestamp with time zone
+);
+
+--
+-- Name: TABLE rate_buckets; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.rate_buckets IS 'Token buckets of rate-limited webhooks, shared by the replicas; written by outbox.take_rate_tokens and outbox.slow_rate.';
+
+--
+-- Name: rate_in_force(integer, outbox.rate_buckets, timestamp with time zone); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.rate_in_force(rate_limit integer, b outbox.rate_buckets, at timestamp with time zone) RETURNS double precision
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT CASE WHEN b.slowed_until > at THEN least(b.slowed_rate, rate_limit) ELSE rate_limit END::float8
+$$;
 
 --
 -- Name: refuse_event_type(text); Type: FUNCTION; Schema: outbox; Owner: -
@@ -590,6 +739,111 @@ END
 $_$;
 
 --
+-- Name: slow_rate(bigint, interval); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.slow_rate(webhook_id bigint, for_how_long interval) RETURNS double precision
+    LANGUAGE plpgsql
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    lim  integer;
+    b    outbox.rate_buckets%ROWTYPE;
+    at   timestamptz := clock_timestamp();
+    rate float8;
+BEGIN
+    SELECT w.rate_limit INTO lim FROM outbox.webhooks w WHERE w.id = $1;
+    IF lim IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO outbox.rate_buckets (webhook_id, tokens, refilled_at)
+    VALUES ($1, 0, at)
+    ON CONFLICT DO NOTHING;
+    SELECT * INTO b FROM outbox.rate_buckets r WHERE r.webhook_id = $1 FOR UPDATE;
+    IF b.slowed_until > at THEN
+        rate := CASE WHEN b.slowed_at > at - interval '1 second' THEN b.slowed_rate
+                     ELSE greatest(b.slowed_rate / 2, least(0.1, lim)) END;
+    ELSE
+        rate := greatest(lim / 2.0, least(0.1, lim));
+    END IF;
+    UPDATE outbox.rate_buckets r
+       SET slowed_rate = rate,
+           slowed_at = CASE WHEN rate IS DISTINCT FROM b.slowed_rate OR b.slowed_until <= at
+                            THEN at ELSE r.slowed_at END,
+           slowed_until = greatest(r.slowed_until, at + least(for_how_long, interval '1 hour')),
+           tokens = least(r.tokens, greatest(rate * 0.1, greatest(ceil(rate * 0.04), 1)))
+     WHERE r.webhook_id = $1;
+    RETURN rate;
+END
+$_$;
+
+--
+-- Name: FUNCTION slow_rate(webhook_id bigint, for_how_long interval); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.slow_rate(webhook_id bigint, for_how_long interval) IS 'After a 429 with Retry-After: halves a rate-limited webhook''s rate for that long (at most an hour); returns the rate in force.';
+
+--
+-- Name: take_rate_tokens(bigint, integer); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.take_rate_tokens(webhook_id bigint, wanted integer, OUT granted integer, OUT wait_ms double precision) RETURNS record
+    LANGUAGE plpgsql
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    lim     integer;
+    b       outbox.rate_buckets%ROWTYPE;
+    at      timestamptz;
+    rate    float8;
+    grant_n integer;
+    burst   float8;
+    least_n integer;
+    avail   float8;
+BEGIN
+    SELECT w.rate_limit INTO lim FROM outbox.webhooks w WHERE w.id = $1;
+    IF lim IS NULL OR wanted <= 0 THEN
+        granted := greatest(wanted, 0);
+        wait_ms := 0;
+        RETURN;
+    END IF;
+    SELECT * INTO b FROM outbox.rate_buckets r WHERE r.webhook_id = $1 FOR UPDATE;
+    at := clock_timestamp();
+    IF NOT FOUND THEN
+        -- First use: a full bucket (a concurrent first use inserts it too).
+        rate := lim;
+        INSERT INTO outbox.rate_buckets (webhook_id, tokens, refilled_at)
+        VALUES ($1, greatest(rate * 0.1, greatest(ceil(rate * 0.04), 1)), at)
+        ON CONFLICT DO NOTHING;
+        SELECT * INTO b FROM outbox.rate_buckets r WHERE r.webhook_id = $1 FOR UPDATE;
+        at := greatest(clock_timestamp(), b.refilled_at);
+    END IF;
+    rate := outbox.rate_in_force(lim, b, at);
+    grant_n := greatest(ceil(rate * 0.04), 1);
+    burst := greatest(rate * 0.1, grant_n);
+    avail := least(burst, b.tokens + rate * greatest(extract(epoch FROM at - b.refilled_at), 0));
+    least_n := least(wanted, grant_n);
+    IF avail + 1e-9 >= least_n THEN
+        granted := least(floor(avail + 1e-9), wanted);
+        wait_ms := 0;
+    ELSE
+        granted := 0;
+        wait_ms := greatest((least_n - avail) / rate * 1000, 0.001);
+    END IF;
+    UPDATE outbox.rate_buckets r
+       SET tokens = greatest(avail - granted, 0),
+           refilled_at = greatest(r.refilled_at, at)
+     WHERE r.webhook_id = $1;
+END
+$_$;
+
+--
+-- Name: FUNCTION take_rate_tokens(webhook_id bigint, wanted integer, OUT granted integer, OUT wait_ms double precision); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.take_rate_tokens(webhook_id bigint, wanted integer, OUT granted integer, OUT wait_ms double precision) IS 'Takes up to wanted tokens of a rate-limited webhook''s shared bucket: (granted, 0), or (0, milliseconds until a grant is there).';
+
+--
 -- Name: touch_updated_at(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -601,53 +855,6 @@ BEGIN
     RETURN NEW;
 END
 $$;
-
---
--- Name: deliveries; Type: TABLE; Schema: outbox; Owner: -
---
-
-CREATE TABLE outbox.deliveries (
-    id bigint NOT NULL,
-    event_id bigint NOT NULL,
-    webhook_id bigint NOT NULL,
-    state text DEFAULT 'pending'::text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    lease bigint DEFAULT 0 NOT NULL,
-    next_attempt_at timestamp with time zone DEFAULT now() NOT NULL,
-    locked_until timestamp with time zone,
-    last_status integer,
-    last_error text,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    delivered_at timestamp with time zone,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    earlier_attempts integer DEFAULT 0 NOT NULL,
-    replays integer DEFAULT 0 NOT NULL,
-    CONSTRAINT state_known CHECK ((state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
-);
-
---
--- Name: TABLE deliveries; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON TABLE outbox.deliveries IS 'One row per (event, webhook): pending -> in_flight -> delivered | pending (retry) | failed; cancelled when the webhook is disabled or deleted first.';
-
---
--- Name: COLUMN deliveries.attempts; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON COLUMN outbox.deliveries.attempts IS 'attempts since the delivery was created or last replayed: what the retry budget counts';
-
---
--- Name: COLUMN deliveries.earlier_attempts; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON COLUMN outbox.deliveries.earlier_attempts IS 'attempts made before the last replay; attempt rows are numbered on from here';
-
---
--- Name: COLUMN deliveries.replays; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON COLUMN outbox.deliveries.replays IS 'how often outbox.replay or replay_failed put it back';
 
 --
 -- Name: deliveries_id_seq; Type: SEQUENCE; Schema: outbox; Owner: -
@@ -725,6 +932,9 @@ CREATE TABLE outbox.webhooks (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     previous_secret text,
     previous_secret_expires_at timestamp with time zone,
+    rate_limit integer,
+    ordered boolean DEFAULT false NOT NULL,
+    ordering_policy text DEFAULT 'skip'::text NOT NULL,
     CONSTRAINT event_types_syntax CHECK (outbox.are_valid_patterns(event_types)),
     CONSTRAINT headers_object CHECK ((jsonb_typeof(headers) = 'object'::text)),
     CONSTRAINT name_not_blank CHECK ((btrim(name) <> ''::text)),
@@ -751,6 +961,24 @@ COMMENT ON COLUMN outbox.webhooks.headers IS 'extra request headers, e.g. {"auth
 --
 
 COMMENT ON COLUMN outbox.webhooks.previous_secret IS 'the secret before the last rotation; it also signs until previous_secret_expires_at';
+
+--
+-- Name: COLUMN webhooks.rate_limit; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.webhooks.rate_limit IS 'Requests per second to this webhook, all replicas together; null: no limit.';
+
+--
+-- Name: COLUMN webhooks.ordered; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.webhooks.ordered IS 'Deliver the events of one ordering key one at a time, in order.';
+
+--
+-- Name: COLUMN webhooks.ordering_policy; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.webhooks.ordering_policy IS 'When a delivery of a key finally fails: skip (the next goes) or halt (the key waits for an admin).';
 
 --
 -- Name: delivery_log; Type: VIEW; Schema: outbox; Owner: -
@@ -953,6 +1181,13 @@ ALTER TABLE ONLY outbox.limits
     ADD CONSTRAINT limits_pkey PRIMARY KEY (singleton);
 
 --
+-- Name: rate_buckets rate_buckets_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.rate_buckets
+    ADD CONSTRAINT rate_buckets_pkey PRIMARY KEY (webhook_id);
+
+--
 -- Name: wakeup wakeup_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -990,6 +1225,12 @@ CREATE INDEX deliveries_failed ON outbox.deliveries USING btree (webhook_id) WHE
 --
 
 CREATE INDEX deliveries_leased ON outbox.deliveries USING btree (locked_until) WHERE (locked_until IS NOT NULL);
+
+--
+-- Name: deliveries_open_by_key; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX deliveries_open_by_key ON outbox.deliveries USING btree (webhook_id, ordering_key, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'failed'::text])));
 
 --
 -- Name: delivery_attempts_delivery; Type: INDEX; Schema: outbox; Owner: -
@@ -1046,6 +1287,18 @@ CREATE TRIGGER webhooks_cancel_on_disable AFTER UPDATE OF enabled ON outbox.webh
 CREATE TRIGGER webhooks_check BEFORE INSERT OR UPDATE ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook();
 
 --
+-- Name: webhooks webhooks_check_ordering; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_check_ordering BEFORE INSERT OR UPDATE OF ordered, ordering_policy ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_ordering();
+
+--
+-- Name: webhooks webhooks_check_rate_limit; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_check_rate_limit BEFORE INSERT OR UPDATE OF rate_limit ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_rate_limit();
+
+--
 -- Name: webhooks webhooks_notify; Type: TRIGGER; Schema: outbox; Owner: -
 --
 
@@ -1056,6 +1309,13 @@ CREATE TRIGGER webhooks_notify AFTER INSERT OR DELETE OR UPDATE ON outbox.webhoo
 --
 
 CREATE TRIGGER webhooks_touch BEFORE UPDATE ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.touch_updated_at();
+
+--
+-- Name: rate_buckets rate_buckets_webhook_id_fkey; Type: FK CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.rate_buckets
+    ADD CONSTRAINT rate_buckets_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES outbox.webhooks(id) ON DELETE CASCADE;
 
 --
 -- Name: webhook_health webhook_health_webhook_id_fkey; Type: FK CONSTRAINT; Schema: outbox; Owner: -
