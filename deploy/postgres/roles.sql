@@ -58,6 +58,9 @@ GRANT EXECUTE ON FUNCTION
     outbox.on_event_type_update(),
     outbox.refuse_event_type(text),
     outbox.check_webhook(),
+    outbox.check_webhook_secret(),
+    outbox.add_webhook_secret(),
+    outbox.touch_webhook_of_secret(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -74,6 +77,9 @@ GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
+-- Secrets have a table of their own: made by a trigger when a webhook is
+-- added (INSERT), rotated (UPDATE), deleted with their webhook.
+GRANT SELECT, INSERT, UPDATE ON outbox.webhook_secrets TO outbox_admin;
 GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
                 outbox.delivery_log, outbox.webhook_health, outbox.wakeup,
                 outbox.dispatch_state, outbox.undispatched_events TO outbox_admin;
@@ -86,7 +92,8 @@ GRANT EXECUTE ON FUNCTION
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
-    outbox.rotate_secret(bigint, interval)
+    outbox.rotate_secret(bigint, interval),
+    outbox.add_webhook(text, text, text[], jsonb)
   TO outbox_admin;
 -- The CLI checks the schema version before it acts.
 GRANT SELECT ON public.outbox_schema_history TO outbox_admin, outbox_daemon;
@@ -96,7 +103,8 @@ GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
                                         outbox.webhook_health TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
-GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events TO outbox_daemon;
+GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events,
+                outbox.webhook_secrets TO outbox_daemon;
 -- Fan-out reads events as a stream and keeps its progress in one row
 -- (outbox.restart_stream, run for a database restored into another cluster,
 -- writes that row with INSERT ... ON CONFLICT).

@@ -355,7 +355,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap_then_with_the_new_o
     // The window ends; the UPDATE notifies and the daemon reloads.
     client
         .execute(
-            "UPDATE outbox.webhooks SET previous_secret_expires_at = now() - interval '1 second'",
+            "UPDATE outbox.webhook_secrets SET previous_secret_expires_at = now() - interval '1 second'",
             &[],
         )
         .await
@@ -431,7 +431,10 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
     assert!(run.stdout.contains("Added webhook 1 "), "{}", run.stdout);
     let secret = printed_secret(&run.stdout);
     let stored: String = client
-        .query_one("SELECT secret FROM outbox.webhooks WHERE id = 1", &[])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
