@@ -119,7 +119,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         // The sample receiver is on loopback, which the guard refuses by default.
         targets: outboxd_deliverer::TargetPolicy {
             enabled: true,
-            allowed: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+            allowed: vec!["127.0.0.0/8".parse().expect("an allowlist entry")],
         },
         shutdown: shutdown.clone(),
     })?;
