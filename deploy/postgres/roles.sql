@@ -12,8 +12,8 @@
 --   CREATE ROLE outboxd_svc LOGIN PASSWORD '...' IN ROLE outbox_daemon;
 --
 -- outbox_publisher: the application. Inserts events and calls publish; reads
---   nothing else (the id and idempotency key of events only, which publish
---   needs to return the first event of a repeated key).
+--   nothing else (the id of events only, for INSERT ... RETURNING id;
+--   publish compares a repeated key with its first event as the owner).
 -- outbox_admin: people and tools that manage webhooks and the catalog, read
 --   the delivery log, send test events and replay. Can read webhook secrets
 --   (an admin hands them to receivers) but cannot delete events or history.
@@ -69,7 +69,8 @@ GRANT EXECUTE ON FUNCTION
 
 -- The application.
 GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
-GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
+REVOKE SELECT ON outbox.events FROM outbox_publisher;
+GRANT SELECT (id) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
 -- and the payload limit (which only the owner changes).
 GRANT SELECT ON outbox.wakeup, outbox.limits TO outbox_publisher, outbox_admin, outbox_daemon;
@@ -86,7 +87,11 @@ GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
 GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, outbox_daemon;
 -- Test events are events; replays and the cancel-on-disable trigger update deliveries.
 GRANT INSERT ON outbox.events TO outbox_admin;
-GRANT UPDATE ON outbox.deliveries TO outbox_admin;
+-- Only the columns replays and cancelling write: not a delivery's event,
+-- webhook, lease or history.
+REVOKE UPDATE ON outbox.deliveries FROM outbox_admin;
+GRANT UPDATE (state, attempts, next_attempt_at, locked_until, last_error, updated_at)
+   ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
     outbox.publish(text, jsonb, text),
     outbox.send_test_event(bigint, text),

@@ -719,3 +719,48 @@ async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
         }
     }
 }
+
+#[tokio::test]
+async fn null_headers_a_lowercase_bearer_and_an_endless_url_are_handled() {
+    let db = TestDb::new().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let created = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "n", "url": "https://example.com/h", "event_types": ["*"], "headers": null})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The scheme of an Authorization header is case-insensitive (RFC 7235).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = admin
+            .raw(
+                "GET",
+                "/api/webhooks",
+                &[("authorization", &format!("{scheme} {TOKEN}"))],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+    }
+    let r = admin
+        .raw(
+            "GET",
+            "/api/webhooks",
+            &[("authorization", &format!("Basic {TOKEN}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let long = format!("https://example.com/{}", "a".repeat(9000));
+    let r = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "long", "url": long, "event_types": ["*"]})),
+        )
+        .await;
+    assert_error(&r, 400, "8192");
+    assert_eq!(r.json()["field"], "url");
+}

@@ -259,6 +259,7 @@ async fn roles_let_each_user_do_its_job_and_nothing_more() {
         .get(0);
     assert_eq!(first, again);
     denied(&app, "SELECT payload FROM outbox.events").await;
+    denied(&app, "SELECT idempotency_key FROM outbox.events").await;
     denied(&app, "SELECT secret FROM outbox.webhook_secrets").await;
     denied(&app, "SELECT * FROM outbox.delivery_log").await;
     denied(&app, "UPDATE outbox.deliveries SET state = 'delivered'").await;
@@ -293,6 +294,19 @@ async fn roles_let_each_user_do_its_job_and_nothing_more() {
         )
         .await
         .expect("admins read the delivery log and the backlog");
+    // Replays, yes (below); rewriting a delivery's identity or lease, no.
+    for column in [
+        "event_id = 1",
+        "webhook_id = 1",
+        "lease = 0",
+        "created_at = now()",
+    ] {
+        denied(&admin, &format!("UPDATE outbox.deliveries SET {column}")).await;
+    }
+    admin
+        .batch_execute("SELECT outbox.replay_failed(1, now() - interval '1 day')")
+        .await
+        .expect("admins replay");
     denied(&admin, "DELETE FROM outbox.events").await;
     denied(&admin, "DELETE FROM outbox.delivery_attempts").await;
     denied(&admin, "TRUNCATE outbox.deliveries").await;
@@ -410,6 +424,41 @@ async fn webhook_errors_name_the_field_and_never_show_the_secret() {
             "{everything}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_test_event_for_a_webhook_that_does_not_exist_and_an_endless_url_are_refused() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let err = refused(
+        &client,
+        "INSERT INTO outbox.events (event_type, payload, target_webhook_id) VALUES ('a.b', '{}', 999)",
+    )
+    .await;
+    assert_eq!(
+        err.code(),
+        &SqlState::FOREIGN_KEY_VIOLATION,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("webhook 999"), "{}", err.message());
+    let (id, _) = add_webhook(&client, "ok", "https://example.com/hook", &["*"]).await;
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload, target_webhook_id) VALUES ('a.b', '{}', $1)",
+            &[&id],
+        )
+        .await
+        .expect("an existing target is fine");
+
+    let long = format!("https://example.com/{}", "a".repeat(9000));
+    let err = refused(
+        &client,
+        &format!("INSERT INTO outbox.webhooks (name, url) VALUES ('long', '{long}')"),
+    )
+    .await;
+    assert_eq!(err.constraint(), Some("url_length"), "{}", err.message());
+    assert!(err.message().len() < 400, "the URL is not echoed whole");
 }
 
 #[tokio::test]

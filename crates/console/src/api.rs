@@ -370,8 +370,9 @@ struct WebhookBody {
     name: String,
     url: String,
     event_types: Vec<String>,
+    /// Optional: absent and `null` both mean none.
     #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl WebhookBody {
@@ -380,7 +381,7 @@ impl WebhookBody {
             name: self.name,
             url: self.url,
             events: self.event_types,
-            headers: self.headers.into_iter().collect(),
+            headers: self.headers.unwrap_or_default().into_iter().collect(),
         }
     }
 }

@@ -43,7 +43,11 @@ BEGIN
 END
 $$;
 
--- As in V10, with the limit read beside the wake-up flag in one query.
+-- As in V10, with the limit read beside the wake-up flag in one query,
+-- and an event for one webhook refused when that webhook does not exist
+-- (it would be fanned out to nobody). Not a foreign key: deleting a webhook
+-- must neither fail for its old test events nor turn them into events for
+-- everyone.
 CREATE OR REPLACE FUNCTION outbox.on_event_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -53,6 +57,12 @@ BEGIN
     NEW.xid := pg_current_xact_id();
     IF NOT coalesce(outbox.is_valid_event_type(NEW.event_type), true) THEN
         PERFORM outbox.refuse_event_type(NEW.event_type);
+    END IF;
+    IF NEW.target_webhook_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = NEW.target_webhook_id) THEN
+        RAISE EXCEPTION 'outbox event for webhook %, which does not exist', NEW.target_webhook_id
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'events', SCHEMA = 'outbox',
+                  HINT = 'target_webhook_id must be the id of a row of outbox.webhooks';
     END IF;
     SELECT w.requested, l.max_payload_bytes INTO wake, max_bytes
       FROM outbox.wakeup w CROSS JOIN outbox.limits l;
@@ -237,5 +247,36 @@ BEGIN
     VALUES ($1, $2, $3, $4)
     RETURNING id INTO new_id;
     RETURN QUERY SELECT s.webhook_id, s.secret FROM outbox.webhook_secrets s WHERE s.webhook_id = new_id;
+END
+$$;
+
+-- 3. publish: a key used again for another event (another type or payload)
+--    is refused instead of silently answering with the first event, which
+--    would drop the second. SECURITY DEFINER so that comparing with the
+--    first event needs no SELECT on events: the publisher reads no one's
+--    idempotency keys or payloads (deploy/postgres/roles.sql).
+CREATE OR REPLACE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    new_id     bigint;
+    same_event boolean;
+BEGIN
+    INSERT INTO outbox.events (event_type, payload, idempotency_key)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT e.id, e.event_type = $1 AND e.payload = $2 INTO new_id, same_event
+          FROM outbox.events e WHERE e.idempotency_key = $3;
+        IF NOT same_event THEN
+            RAISE EXCEPTION 'idempotency key % was already used for event %, with another event type or payload', quote_literal($3), new_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key_key',
+                      TABLE = 'events', SCHEMA = 'outbox',
+                      HINT = 'use a key per event; a repeat with the same type and payload returns the first event''s id';
+        END IF;
+    END IF;
+    RETURN new_id;
 END
 $$;
