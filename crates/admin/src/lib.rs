@@ -39,6 +39,10 @@ pub enum Error {
     /// The database refused or could not be reached.
     #[error("{}", db_message(.0))]
     Database(#[from] tokio_postgres::Error),
+    /// No database connection could be had (the pool timed out or the
+    /// database is unreachable).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Setting up the HTTP client for a test event failed.
     #[error("setting up the HTTP client: {0}")]
     Http(String),

@@ -111,16 +111,6 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         notice: None,
         error: None,
     };
-    let mut client = match state.pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "admin console: database unavailable");
-            return http::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; try again shortly\n",
-            );
-        }
-    };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let page = Page {
         state,
@@ -128,7 +118,23 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         query: &query,
         body: &body,
     };
-    let mut response = match page.route(&mut client, &method, &segments).await {
+    // A test event takes a connection only around its request, not for it.
+    let routed = if let (&Method::POST, ["webhooks", id, "test"]) = (&method, segments.as_slice()) {
+        page.test_event(id).await
+    } else {
+        let mut client = match state.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin console: database unavailable");
+                return http::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; try again shortly\n",
+                );
+            }
+        };
+        page.route(&mut client, &method, &segments).await
+    };
+    let mut response = match routed {
         Ok(r) => r,
         Err(e) => {
             let status = status_of(&e);
@@ -322,7 +328,7 @@ impl Page<'_> {
                     .webhooks(client, StatusCode::OK)
                     .await
             }
-            (&M::POST, ["webhooks", id, "test"]) => self.test_event(client, id_of(id)?).await,
+            (&M::POST, ["webhooks", id, "test"]) => self.test_event(id).await,
             (&M::POST, ["webhooks", id, "replay-failed"]) => {
                 let id = id_of(id)?;
                 let since = validate::since(http::first(self.body, "since").unwrap_or(""))?;
@@ -512,13 +518,13 @@ impl Page<'_> {
         }
     }
 
-    async fn test_event(self, client: &Client, id: i64) -> PageResult {
+    async fn test_event(self, id: &str) -> PageResult {
         let event_type =
             http::non_blank(self.body, "event_type").unwrap_or(test_event::DEFAULT_EVENT_TYPE);
         let r = test_event::send(
-            client,
+            &self.state.pool,
             &self.state.http,
-            id,
+            id_of(id)?,
             event_type,
             self.state.request_timeout,
         )
@@ -753,7 +759,8 @@ fn is_sensitive(name: &str) -> bool {
 }
 
 /// The headers the next attempt of `d` sends, built by the deliverer's own
-/// request builder, with the signature and credentials redacted.
+/// request builder, with the signature, the webhook's custom headers and
+/// anything named like a credential redacted.
 async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)> {
     let Ok(Some(webhook)) = outboxd_db::webhooks::load_one(client, d.webhook_id).await else {
         return Vec::new();
@@ -784,7 +791,8 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
             .iter()
             .map(|(n, v)| {
                 let name = n.as_str().to_owned();
-                let value = if is_sensitive(&name) {
+                let custom = webhook.headers.iter().any(|(n, _)| *n == name);
+                let value = if custom || is_sensitive(&name) {
                     "(redacted)".to_owned()
                 } else {
                     v.to_str().unwrap_or("(binary)").to_owned()

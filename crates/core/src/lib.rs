@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod breaker;
+pub mod descriptors;
 pub mod matching;
 pub mod message;
 pub mod outcome;

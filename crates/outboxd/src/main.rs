@@ -118,9 +118,29 @@ fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Libraries that log every statement's parameters at debug level, webhook
+/// header values and payloads among them: kept at info unless `RUST_LOG`
+/// names them, so `RUST_LOG=debug` shows no credential.
+const QUIET_UNLESS_NAMED: &[&str] = &["tokio_postgres", "postgres_protocol", "deadpool"];
+
+fn log_filter(given: Option<&str>, default_level: &str) -> EnvFilter {
+    let mut filter = given
+        .and_then(|g| EnvFilter::try_new(g).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_level));
+    let named = given.unwrap_or("");
+    for target in QUIET_UNLESS_NAMED {
+        if !named.contains(target) {
+            if let Ok(directive) = format!("{target}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
+}
+
 fn init_logs(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let given = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = log_filter(given.as_deref(), default_level);
     // Colours only for a person at a terminal, not in files or journald.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
