@@ -198,7 +198,10 @@ async fn webhooks_are_added_edited_and_removed_over_the_api() {
     let old: String = db
         .client()
         .await
-        .query_one("SELECT secret FROM outbox.webhooks WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
