@@ -90,7 +90,8 @@ GRANT INSERT ON outbox.events TO outbox_admin;
 -- Only the columns replays and cancelling write: not a delivery's event,
 -- webhook, lease or history.
 REVOKE UPDATE ON outbox.deliveries FROM outbox_admin;
-GRANT UPDATE (state, attempts, next_attempt_at, locked_until, last_error, updated_at)
+GRANT UPDATE (state, attempts, earlier_attempts, replays, next_attempt_at, locked_until,
+              last_error, updated_at)
    ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
     outbox.publish(text, jsonb, text),
