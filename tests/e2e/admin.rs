@@ -447,7 +447,10 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
     assert!(run.stdout.contains("Added webhook 1 "), "{}", run.stdout);
     let secret = printed_secret(&run.stdout);
     let stored: String = client
-        .query_one("SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = 1", &[])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

@@ -69,17 +69,6 @@ impl Admin {
             .to_owned()
     }
 
-    /// Logs in to the console with the token; the answer carries the cookie.
-    async fn login(&self) -> HttpAnswer {
-        self.raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("token={TOKEN}"),
-        )
-        .await
-    }
-
     async fn raw(
         &self,
         method: &str,
@@ -221,7 +210,10 @@ async fn webhooks_are_added_edited_and_removed_over_the_api() {
     let old: String = db
         .client()
         .await
-        .query_one("SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = $1", &[&id])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -1001,7 +993,7 @@ async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         assert!(r.body.contains(&nested), "{path}: {}", r.body);
     }
-    let login = admin.login().await;
+    let login = admin.login(TOKEN).await;
     let cookie = login
         .header("set-cookie")
         .unwrap()

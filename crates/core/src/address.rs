@@ -372,7 +372,11 @@ mod tests {
         ] {
             let allowed = allowing_net(ip(addr));
             assert_eq!(allowed.to_string(), net, "{addr}");
-            assert_eq!(refusal(ip(addr), &[allowed]), None, "{addr}");
+            assert_eq!(
+                refusal(ip(addr), Some(443), &[allowed.into()]),
+                None,
+                "{addr}"
+            );
         }
     }
 
