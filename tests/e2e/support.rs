@@ -43,3 +43,16 @@ pub async fn attempts_of_delivery(client: &Client, delivery_id: i64) -> Vec<Atte
 pub async fn attempts_of_webhook(client: &Client, webhook_id: i64) -> Vec<Attempt> {
     attempts_where(client, "webhook_id", webhook_id, "id").await
 }
+
+/// Waits until `n` deliveries are in `state` (failing with the daemons'
+/// logs after `timeout`).
+pub async fn wait_for_deliveries_in(
+    client: &Client,
+    state: outboxd_core::DeliveryState,
+    n: i64,
+    daemons: &[&outboxd_testkit::Daemon],
+) {
+    let sql = format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
+    outboxd_testkit::wait_for_count(client, &sql, n, std::time::Duration::from_secs(30), daemons)
+        .await;
+}
