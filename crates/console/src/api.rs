@@ -170,7 +170,7 @@ async fn dispatch(
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            let created = webhooks::create(client, checked).await?;
+            let created = webhooks::create(client, checked, &state.targets).await?;
             Ok(http::json(StatusCode::CREATED, &created))
         }
         (&M::GET, ["webhooks", id]) => {
@@ -197,8 +197,11 @@ async fn dispatch(
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            webhooks::update(client, id, &checked).await?;
-            ok(&webhooks::get(client, id).await?)
+            let warnings = webhooks::update(client, id, &checked, &state.targets).await?;
+            let mut saved = serde_json::to_value(webhooks::get(client, id).await?)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            saved["warnings"] = json!(warnings);
+            ok(&saved)
         }
         (&M::DELETE, ["webhooks", id]) => {
             let (hook, cancelled) = webhooks::remove(client, id_of(id)?).await?;
@@ -385,7 +388,9 @@ pub(crate) async fn log_filter(
     };
     Ok(deliveries::LogFilter {
         webhook_id,
-        state: http::non_blank(query, "state").map(str::to_owned),
+        state: http::non_blank(query, "state")
+            .map(deliveries::state)
+            .transpose()?,
         event_type: http::non_blank(query, "event_type").map(str::to_owned),
         since,
         limit,

@@ -64,6 +64,8 @@ pub(crate) struct State {
     pub http: HttpClient,
     pub auth: Auth,
     pub request_timeout: Duration,
+    /// The SSRF policy webhook URLs are judged by, for warnings on saving.
+    pub targets: TargetPolicy,
 }
 
 /// The console's listener, bound, ready to `run`.
@@ -80,7 +82,7 @@ impl Console {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
-        let http = build_client(Duration::from_secs(5), 4, settings.targets)
+        let http = build_client(Duration::from_secs(5), 4, settings.targets.clone())
             .map_err(|e| Error::Client(e.to_string()))?;
         Ok(Console {
             listener,
@@ -90,6 +92,7 @@ impl Console {
                 http,
                 auth: Auth::new(settings.token),
                 request_timeout: settings.request_timeout,
+                targets: settings.targets,
             }),
         })
     }

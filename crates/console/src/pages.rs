@@ -15,6 +15,7 @@ use outboxd_admin::deliveries::{self, Delivery};
 use outboxd_admin::format::{age, time};
 use outboxd_admin::webhooks::{self, WebhookInput, WebhookSummary};
 use outboxd_admin::{event_types, replay, stats, test_event, validate, Error};
+use outboxd_core::DeliveryState;
 use tokio_postgres::Client;
 
 use crate::auth::{self, Session};
@@ -28,6 +29,8 @@ pub(crate) struct Layout {
     csrf: String,
     logout: bool,
     notice: Option<String>,
+    /// Something saved that may not work as meant (a URL the SSRF guard refuses).
+    warning: Option<String>,
     error: Option<String>,
 }
 
@@ -109,6 +112,7 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         csrf: state.auth.csrf_token(&session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: None,
     };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -164,6 +168,7 @@ fn error_layout(state: &State, session: &Session, error: String) -> Layout {
         csrf: state.auth.csrf_token(session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: Some(error),
     }
 }
@@ -381,6 +386,13 @@ impl Page<'_> {
         self
     }
 
+    fn warn(mut self, warnings: &[String]) -> Self {
+        if !warnings.is_empty() {
+            self.layout.warning = Some(warnings.join(" "));
+        }
+        self
+    }
+
     async fn overview(self, client: &Client) -> PageResult {
         let s = stats::stats(client).await?;
         let disabled = s
@@ -499,9 +511,9 @@ impl Page<'_> {
         };
         match id {
             None => {
-                let created = webhooks::create(client, checked).await?;
+                let created = webhooks::create(client, checked, &self.state.targets).await?;
                 Ok(render(StatusCode::OK, &Secret {
-                    l: self.layout,
+                    l: self.warn(&created.warnings).layout,
                     heading: "Webhook added".into(),
                     id: created.id,
                     name: created.webhook.name,
@@ -510,8 +522,9 @@ impl Page<'_> {
                 }))
             }
             Some(id) => {
-                webhooks::update(client, id, &checked).await?;
-                self.notice(format!("Webhook {id} saved."))
+                let warnings = webhooks::update(client, id, &checked, &self.state.targets).await?;
+                self.warn(&warnings)
+                    .notice(format!("Webhook {id} saved."))
                     .webhooks(client, StatusCode::OK)
                     .await
             }
@@ -599,12 +612,12 @@ impl Page<'_> {
                         selected: w.id.to_string() == chosen_hook,
                     })
                     .collect(),
-                states: deliveries::STATES
+                states: DeliveryState::ALL
                     .iter()
                     .map(|s| Choice {
-                        value: (*s).into(),
-                        label: (*s).into(),
-                        selected: *s == chosen_state,
+                        value: s.to_string(),
+                        label: s.to_string(),
+                        selected: s.as_str() == chosen_state,
                     })
                     .collect(),
                 event_type: q("event_type"),
@@ -846,21 +859,13 @@ struct WebhookRow {
 
 impl From<WebhookSummary> for WebhookRow {
     fn from(w: WebhookSummary) -> WebhookRow {
-        let (state, state_class) = match (w.enabled, w.paused_until, w.failing_since) {
-            (false, _, _) => (
-                match &w.disabled_reason {
-                    Some(r) => format!("disabled: {r}"),
-                    None => "disabled".into(),
-                },
-                "disabled",
-            ),
-            (true, Some(until), _) => (format!("paused until {} UTC", time(until)), "paused"),
-            (true, None, Some(since)) => (
-                format!("enabled, failing since {} UTC", time(since)),
-                "paused",
-            ),
-            (true, None, None) => ("enabled".into(), "enabled"),
+        let health = w.health();
+        // The stylesheet colours a failing webhook as a paused one.
+        let state_class = match health {
+            webhooks::Health::Failing { .. } => "paused",
+            _ => health.as_str(),
         };
+        let state = health.to_string();
         WebhookRow {
             id: w.id,
             events: w.event_types.join(", "),
@@ -1045,7 +1050,9 @@ impl From<deliveries::LogRow> for LogLine {
             status: status_or_error(r.status_code, r.error.as_deref()),
             ms: format!("{:.1}", r.duration_ms),
             outcome: r.outcome,
-            state: r.delivery_state.unwrap_or_else(|| "-".into()),
+            state: r
+                .delivery_state
+                .map_or_else(|| "-".into(), |s| s.to_string()),
         }
     }
 }
@@ -1091,8 +1098,8 @@ impl DeliveryPage {
                 if d.is_test { " (test)" } else { "" },
                 d.event_created_at.map(time).unwrap_or_else(|| "?".into())
             ),
-            attempts: d.attempts,
-            next_attempt: if d.state == "pending" {
+            attempts: d.total_attempts,
+            next_attempt: if d.state == DeliveryState::Pending {
                 format!("{} UTC", time(d.next_attempt_at))
             } else {
                 "-".into()
@@ -1119,7 +1126,7 @@ impl DeliveryPage {
                         .unwrap_or_else(|| "(no response body)".into()),
                 })
                 .collect(),
-            state: d.state,
+            state: d.state.to_string(),
         }
     }
 }
