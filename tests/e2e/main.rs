@@ -16,5 +16,6 @@ mod hostile;
 mod listeners;
 mod operations;
 mod pipeline;
+mod rate;
 mod security;
 mod ssrf;
