@@ -63,7 +63,10 @@ async fn schema_sql_is_what_the_migrations_make() {
                   -- (pg_dump --schema-only --schema=outbox, owners and grants left out;\n\
                   -- deploy/postgres/roles.sql has the roles). Generated: do not edit;\n\
                   -- OUTBOXD_WRITE_SCHEMA=1 cargo test -p outboxd-db --test schema rewrites it.\n\n";
-    let want = format!("{header}{}", normalized(&String::from_utf8_lossy(&dump.stdout)));
+    let want = format!(
+        "{header}{}",
+        normalized(&String::from_utf8_lossy(&dump.stdout))
+    );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.sql");
     if std::env::var_os("OUTBOXD_WRITE_SCHEMA").is_some() {
         std::fs::write(&path, &want).expect("writing schema.sql");
