@@ -7,6 +7,7 @@ mod support;
 
 mod admin;
 mod breaker;
+mod chaos;
 mod console_api;
 mod console_browser;
 mod console_openapi;

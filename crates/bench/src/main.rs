@@ -61,6 +61,17 @@ struct Args {
     /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Instead of the measurements, the chaos soak for this long (e.g. 10m):
+    /// three replicas under load, killed, PostgreSQL restarted, the network
+    /// to the database stalled and cut; needs PostgreSQL's server tools
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    chaos: Option<Duration>,
+    /// Events published per second during the chaos soak
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    chaos_rate: u64,
+    /// Seed of the chaos soak's fault schedule (default: from the clock)
+    #[arg(long, value_name = "N")]
+    chaos_seed: Option<u64>,
 }
 
 /// The receiver: counts requests, remembers when each event id arrived.
@@ -72,6 +83,13 @@ struct Tally {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(duration) = args.chaos {
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(chaos(&args, duration));
+    }
     // The receiver gets a runtime of its own with one thread, as a separate
     // small service would; the bench's database work another.
     let tally = Arc::new(Tally::default());
@@ -134,7 +152,8 @@ struct Row {
     note: String,
 }
 
-async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()> {
+/// The outboxd binary: `--outboxd`, else the one next to this binary.
+fn outboxd_binary(args: &Args) -> Result<PathBuf> {
     let binary = match &args.outboxd {
         Some(p) => p.clone(),
         None => std::env::current_exe()?
@@ -148,6 +167,43 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
             binary.display()
         );
     }
+    Ok(binary)
+}
+
+/// `--chaos`: the soak of `outboxd_testkit::chaos`, its figures printed;
+/// fails when anything was lost or a bound was passed.
+async fn chaos(args: &Args, duration: Duration) -> Result<()> {
+    let seed = args.chaos_seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    let soak = outboxd_testkit::chaos::Soak {
+        bin: outboxd_binary(args)?.to_string_lossy().into_owned(),
+        duration,
+        rate: args.chaos_rate,
+        replicas: 3,
+        seed,
+    };
+    println!(
+        "outboxd-bench: chaos soak for {}, {} events/s, seed {seed}",
+        humantime::format_duration(duration),
+        args.chaos_rate
+    );
+    let report = soak.run().await.map_err(|e| {
+        anyhow::anyhow!("the chaos soak needs a PostgreSQL cluster of its own: {e}")
+    })?;
+    println!("{report}");
+    let failures = report.failures();
+    if !failures.is_empty() {
+        bail!("the chaos soak failed: {}", failures.join("; "));
+    }
+    Ok(())
+}
+
+async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()> {
+    let binary = outboxd_binary(&args)?;
     let only = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
     let admin = connect(&args.database_url).await?;
     let db_name = "outboxd_bench";

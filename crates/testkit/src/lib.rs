@@ -5,10 +5,12 @@
 //! hostile servers that misbehave byte by byte, and, for the fault tests, a
 //! PostgreSQL cluster of their own to stop and restart.
 
+pub mod chaos;
 pub mod cluster;
 pub mod daemon;
 pub mod db;
 pub mod process;
+pub mod proxy;
 pub mod raw;
 pub mod receiver;
 
