@@ -23,7 +23,7 @@ pub struct LogFilter {
 }
 
 /// One attempt of the log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogRow {
     #[serde(serialize_with = "ser_time")]
     pub started_at: DateTime<Utc>,
@@ -94,7 +94,7 @@ pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
 }
 
 /// One delivery, its event and every attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub event_id: i64,
@@ -102,6 +102,7 @@ pub struct Delivery {
     pub webhook_name: Option<String>,
     pub webhook_url: Option<String>,
     pub event_type: Option<String>,
+    /// The event's JSON payload.
     pub payload: Option<serde_json::Value>,
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
@@ -119,7 +120,7 @@ pub struct Delivery {
     pub attempt_log: Vec<Attempt>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i32,
     #[serde(serialize_with = "ser_time")]

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use crate::{validate, Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventType {
     pub name: String,
     pub description: String,

@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::format::ser_opt_time;
 use crate::Result;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub events_pending: i64,
     pub oldest_pending_event_age_seconds: Option<f64>,
@@ -23,7 +23,7 @@ pub struct Stats {
     pub webhooks: Vec<WebhookStats>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookStats {
     pub id: i64,
     pub name: String,

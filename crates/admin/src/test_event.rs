@@ -47,7 +47,7 @@ SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3 FROM d
 RETURNING delivery_id";
 
 /// What a test event did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     #[serde(skip)]
     pub webhook: WebhookRef,

@@ -14,7 +14,8 @@ use crate::format::{ser_opt_time, ser_time};
 use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
 
 /// A webhook with its recent health: what the list screens show.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 pub struct WebhookSummary {
     pub id: i64,
     pub name: String,
@@ -22,6 +23,7 @@ pub struct WebhookSummary {
     pub event_types: Vec<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
     #[serde(serialize_with = "ser_time")]
     pub created_at: DateTime<Utc>,
@@ -121,11 +123,12 @@ pub struct WebhookInput {
 }
 
 /// The same, checked: what goes into the row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckedWebhook {
     pub name: String,
     pub url: String,
     pub event_types: Vec<String>,
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
 }
 
@@ -146,7 +149,8 @@ impl WebhookInput {
 }
 
 /// A webhook just made, with its secret (shown this once).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = CreatedWebhook)]
 pub struct Created {
     pub id: i64,
     #[serde(flatten)]
@@ -272,7 +276,7 @@ async fn cancelled_now(tx: &tokio_postgres::Transaction<'_>, id: i64) -> Result<
 }
 
 /// A new secret (shown this once) and until when the old one signs too.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rotated {
     pub id: i64,
     pub secret: String,
