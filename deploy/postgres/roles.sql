@@ -56,6 +56,9 @@ GRANT EXECUTE ON FUNCTION
     outbox.on_event_insert(),
     outbox.on_event_type_update(),
     outbox.refuse_event_type(text),
+    outbox.is_valid_tenant(text),
+    outbox.refuse_tenant(text),
+    outbox.on_event_tenant_update(),
     outbox.check_webhook(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
@@ -64,11 +67,11 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_publisher, outbox_admin, outbox_daemon;
 
 -- The application.
-GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
-GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
+GRANT INSERT (event_type, payload, idempotency_key, tenant) ON outbox.events TO outbox_publisher;
+GRANT SELECT (id, idempotency_key, tenant) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY.
 GRANT SELECT ON outbox.wakeup TO outbox_publisher;
-GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text) TO outbox_publisher;
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
@@ -80,7 +83,7 @@ GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, o
 GRANT INSERT ON outbox.events TO outbox_admin;
 GRANT UPDATE ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
-    outbox.publish(text, jsonb, text),
+    outbox.publish(text, jsonb, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
@@ -93,6 +96,8 @@ GRANT SELECT ON public.outbox_schema_history TO outbox_admin, outbox_daemon;
 GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_daemon;
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
                                         outbox.webhook_health TO outbox_daemon;
+-- The console (in the daemon) keeps its sessions and used portal links.
+GRANT SELECT, INSERT, DELETE ON outbox.console_sessions, outbox.portal_links_used TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
 GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events TO outbox_daemon;
 -- Fan-out reads events as a stream and keeps its progress in one row

@@ -14,5 +14,7 @@ mod faults;
 mod hostile;
 mod operations;
 mod pipeline;
+mod portal;
 mod security;
 mod ssrf;
+mod tenants;

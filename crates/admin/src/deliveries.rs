@@ -20,6 +20,8 @@ pub struct LogFilter {
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: i64,
+    /// Only deliveries to this tenant's webhooks.
+    pub tenant: Option<String>,
 }
 
 /// One attempt of the log.
@@ -51,6 +53,7 @@ SELECT started_at, delivery_id, webhook_id, webhook_name, event_id, event_type, 
    AND ($2::text IS NULL OR delivery_state = $2)
    AND ($3::text IS NULL OR event_type = $3)
    AND ($4::timestamptz IS NULL OR started_at >= $4)
+   AND ($6::text IS NULL OR webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $6))
  ORDER BY attempt_id DESC
  LIMIT $5";
 
@@ -70,7 +73,14 @@ pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
     let rows = client
         .query(
             LOG,
-            &[&f.webhook_id, &f.state, &f.event_type, &f.since, &f.limit],
+            &[
+                &f.webhook_id,
+                &f.state,
+                &f.event_type,
+                &f.since,
+                &f.limit,
+                &f.tenant,
+            ],
         )
         .await?;
     Ok(rows

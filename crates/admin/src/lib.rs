@@ -10,8 +10,10 @@
 pub mod deliveries;
 pub mod event_types;
 pub mod format;
+pub mod portal;
 pub mod replay;
 pub mod stats;
+pub mod tenants;
 pub mod test_event;
 pub mod validate;
 pub mod webhooks;

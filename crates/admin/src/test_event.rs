@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use outboxd_core::outcome::{describe_status, error_text, AttemptResult};
 use outboxd_db::Claimed;
 use outboxd_deliverer::send::Exchange;
-use outboxd_deliverer::{single, HttpClient};
+use outboxd_deliverer::{single, Clients};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -79,7 +79,7 @@ pub struct TestResult {
 /// The payload is the catalog's example for the type, else `{"test": true}`.
 pub async fn send(
     client: &Client,
-    http: &HttpClient,
+    http: &Clients,
     webhook_id: i64,
     event_type: &str,
     timeout: Duration,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::format::{ser_opt_time, ser_time};
-use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
+use crate::{tenants, validate, webhook_by_id, Error, Result, WebhookRef};
 
 /// A webhook with its recent health: what the list screens show.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -42,6 +42,8 @@ pub struct WebhookSummary {
     pub failing_since: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
     pub paused_until: Option<DateTime<Utc>>,
+    /// The customer the webhook belongs to; null: a platform webhook.
+    pub tenant: Option<String>,
 }
 
 /// Each webhook with its last attempt, its attempts of the last hour and its
@@ -55,7 +57,8 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
        CASE WHEN w.previous_secret_expires_at > now() THEN w.previous_secret_expires_at END,
        extract(epoch FROM now() - last.started_at)::float8,
        w.headers, w.created_at,
-       wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END
+       wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END,
+       w.tenant
   FROM outbox.webhooks w
   LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
   LEFT JOIN LATERAL (
@@ -66,6 +69,7 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
           FROM outbox.delivery_attempts a
          WHERE a.webhook_id = w.id AND a.started_at > now() - interval '1 hour') h ON true
  WHERE ($1::int8 IS NULL OR w.id = $1)
+   AND ($2::text IS NULL OR w.tenant = $2)
  ORDER BY w.id";
 
 fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
@@ -90,14 +94,20 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         created_at: r.get(14),
         failing_since: r.get(15),
         paused_until: r.get(16),
+        tenant: r.get(17),
     }
 }
 
 /// Every webhook, by id.
 pub async fn list(client: &Client) -> Result<Vec<WebhookSummary>> {
+    list_of(client, None).await
+}
+
+/// Every webhook of `tenant` (None: every webhook), by id.
+pub async fn list_of(client: &Client, tenant: Option<&str>) -> Result<Vec<WebhookSummary>> {
     let none: Option<i64> = None;
     Ok(client
-        .query(LIST, &[&none])
+        .query(LIST, &[&none, &tenant])
         .await?
         .iter()
         .map(summary)
@@ -106,8 +116,9 @@ pub async fn list(client: &Client) -> Result<Vec<WebhookSummary>> {
 
 /// One webhook.
 pub async fn get(client: &Client, id: i64) -> Result<WebhookSummary> {
+    let any: Option<&str> = None;
     client
-        .query_opt(LIST, &[&Some(id)])
+        .query_opt(LIST, &[&Some(id), &any])
         .await?
         .map(|r| summary(&r))
         .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
@@ -120,6 +131,8 @@ pub struct WebhookInput {
     pub url: String,
     pub events: Vec<String>,
     pub headers: Vec<(String, String)>,
+    /// The customer the webhook is for; None: the platform.
+    pub tenant: Option<String>,
 }
 
 /// The same, checked: what goes into the row.
@@ -130,13 +143,28 @@ pub struct CheckedWebhook {
     pub event_types: Vec<String>,
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
+    pub tenant: Option<String>,
 }
 
 impl WebhookInput {
     /// Every field checked; the first problem is returned, naming its field.
     pub fn check(&self) -> Result<CheckedWebhook> {
+        self.check_with(&tenants::Rules::default())
+    }
+
+    /// The same, a tenant's webhook held to `rules` (see `tenants`).
+    pub fn check_with(&self, rules: &tenants::Rules) -> Result<CheckedWebhook> {
         let name = validate::name(&self.name)?;
         validate::url(&self.url)?;
+        let tenant = match &self.tenant {
+            Some(t) => {
+                let t = tenants::id(t)?;
+                tenants::check_url(&self.url, rules)?;
+                tenants::check_headers(&self.headers)?;
+                Some(t)
+            }
+            None => None,
+        };
         let event_types = validate::patterns(&self.events)?;
         let headers = serde_json::Value::Object(validate::headers(&self.headers)?);
         Ok(CheckedWebhook {
@@ -144,6 +172,7 @@ impl WebhookInput {
             url: self.url.clone(),
             event_types,
             headers,
+            tenant,
         })
     }
 }
@@ -158,24 +187,45 @@ pub struct Created {
     pub secret: String,
 }
 
+/// A tenant's webhook only while the tenant has fewer than $6 (two
+/// concurrent additions may both pass: the limit bounds, it does not meter).
 const ADD: &str = "
-INSERT INTO outbox.webhooks (name, url, event_types, headers)
-VALUES ($1, $2, $3, $4)
+INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant)
+SELECT $1, $2, $3, $4, $5
+ WHERE $5::text IS NULL OR (SELECT count(*) FROM outbox.webhooks WHERE tenant = $5) < $6
 RETURNING id, secret";
 
 /// Adds a webhook; its secret is generated by the database.
 pub async fn create(client: &Client, webhook: CheckedWebhook) -> Result<Created> {
+    create_with(client, webhook, &tenants::Rules::default()).await
+}
+
+/// Adds a webhook, a tenant's within `rules.max_webhooks`.
+pub async fn create_with(
+    client: &Client,
+    webhook: CheckedWebhook,
+    rules: &tenants::Rules,
+) -> Result<Created> {
     let row = client
-        .query_one(
+        .query_opt(
             ADD,
             &[
                 &webhook.name,
                 &webhook.url,
                 &webhook.event_types,
                 &webhook.headers,
+                &webhook.tenant,
+                &rules.max_webhooks,
             ],
         )
         .await?;
+    let Some(row) = row else {
+        return Err(Error::Conflict(format!(
+            "tenant {} has {} webhooks, the most allowed (OUTBOXD_MAX_WEBHOOKS_PER_TENANT); delete one first",
+            webhook.tenant.as_deref().unwrap_or_default(),
+            rules.max_webhooks
+        )));
+    };
     Ok(Created {
         id: row.get(0),
         secret: row.get(1),

@@ -15,13 +15,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
-use crate::auth;
+use crate::auth::{self, Session};
+use crate::caller::Caller;
 use crate::http::{self, BODY_LIMIT};
 use crate::pages::{self, FormPairs, PageFailure};
 use crate::AppState;
 
+/// Where a portal link lands.
+const PORTAL_OPEN: &str = outboxd_core::portal_link::PATH;
+
 /// Public paths: what a browser needs before it signs in.
-const PUBLIC: [&str; 2] = ["/api/openapi.json", "/static/console.css"];
+const PUBLIC: [&str; 3] = [
+    "/api/openapi.json",
+    "/static/console.css",
+    "/static/theme.css",
+];
 
 fn is_api(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/")
@@ -39,29 +47,71 @@ pub(crate) async fn guard(State(state): State<AppState>, req: Request, next: Nex
     }
 }
 
-async fn api(state: &AppState, req: Request, next: Next) -> Response {
+async fn api(state: &AppState, mut req: Request, next: Next) -> Response {
     let h = req.headers();
     let host = http::header(h, "host");
-    if !state.auth.bearer_ok(http::header(h, "authorization")) {
-        let mut r = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong token: send Authorization: Bearer <OUTBOXD_ADMIN_TOKEN>",
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
-    }
+    // A portal session reaches its own tenant's data; the admin comes with
+    // the token, never with a cookie, so a cross-site page cannot borrow it.
+    let portal = match portal_session(state, h).await {
+        Ok(s) => s.and_then(|s| s.tenant),
+        Err(r) => return r,
+    };
+    let caller = match portal {
+        Some(tenant) => Caller::Tenant(tenant),
+        None if state.auth.bearer_ok(http::header(h, "authorization")) => Caller::Admin,
+        None => {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong token: send Authorization: Bearer <OUTBOXD_ADMIN_TOKEN>",
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+    };
     if !auth::same_origin(
         http::header(h, "origin"),
         http::header(h, "sec-fetch-site"),
         host,
-    ) || (!state.auth.requires_login() && !auth::loopback_host(host))
+    ) || (caller == Caller::Admin && !state.auth.requires_login() && !auth::loopback_host(host))
     {
         return ApiError::new(StatusCode::FORBIDDEN, "cross-origin requests are refused")
             .into_response();
     }
+    req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+/// The session of the request's cookie, when it has one (only portal
+/// sessions count on the API).
+async fn portal_session(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Session>, Response> {
+    let cookie = http::header(headers, "cookie");
+    if !cookie.is_some_and(|c| c.contains(auth::COOKIE)) {
+        return Ok(None);
+    }
+    let client = db(state).await?;
+    auth::find(&client, cookie).await.map_err(|e| {
+        tracing::warn!(error = %e, "admin console: reading the session failed");
+        unavailable()
+    })
+}
+
+async fn db(state: &AppState) -> Result<outboxd_db::PooledClient, Response> {
+    state.pool.get().await.map_err(|e| {
+        tracing::warn!(error = %e, "admin console: database unavailable");
+        unavailable()
+    })
+}
+
+fn unavailable() -> Response {
+    http::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the database is unavailable; try again shortly\n",
+    )
 }
 
 /// The API's answers that axum and tower-http make on their own (405 with
@@ -115,7 +165,8 @@ fn allowed(r: &Response) -> String {
 async fn page(state: &AppState, req: Request, next: Next) -> Response {
     let h = req.headers();
     let host = http::header(h, "host");
-    if !state.auth.requires_login() && !auth::loopback_host(host) {
+    let path = req.uri().path();
+    if !state.auth.requires_login() && !auth::loopback_host(host) && !path.starts_with("/portal/") {
         return http::text(
             StatusCode::FORBIDDEN,
             "without OUTBOXD_ADMIN_TOKEN the console answers loopback names only\n",
@@ -134,13 +185,23 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
             "cross-origin form posts are refused\n",
         );
     }
-    if req.uri().path() == "/login" {
+    if path == "/login" || path == PORTAL_OPEN || path == "/portal/signed-out" {
         return next.run(req).await;
     }
-    let session = state.auth.session(http::header(h, "cookie"));
+    let client = match db(state).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let session = match auth::find(&client, http::header(h, "cookie")).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "admin console: reading the session failed");
+            return unavailable();
+        }
+    };
     // A session from here on: signed in, or (no token, loopback) made now.
-    let (session, new_cookie) = match session {
-        Some(s) => (s, None),
+    let (session, new_session) = match session {
+        Some(s) => (s, false),
         None if state.auth.requires_login() || post => {
             return if post {
                 http::text(
@@ -151,12 +212,15 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
                 http::redirect("/login")
             };
         }
-        None => {
-            let s = state.auth.new_session();
-            let cookie = state.auth.cookie_value(&s);
-            (s, Some(cookie))
-        }
+        None => match auth::open(&client, None, auth::SESSION_TTL).await {
+            Ok(s) => (s, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin console: starting a session failed");
+                return unavailable();
+            }
+        },
     };
+    drop(client);
     let mut req = if post {
         match read_form(req).await {
             Ok((req, pairs)) => {
@@ -175,6 +239,11 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
     } else {
         req
     };
+    let caller = match &session.tenant {
+        Some(t) => Caller::Tenant(t.clone()),
+        None => Caller::Admin,
+    };
+    req.extensions_mut().insert(caller);
     req.extensions_mut().insert(session.clone());
     let mut r = next.run(req).await;
     if let Some(PageFailure(status, message)) = r.extensions_mut().remove::<PageFailure>() {
@@ -187,9 +256,13 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
             "no such page".into(),
         );
     }
-    match new_cookie {
-        Some(cookie) => http::with_cookie(r, &auth::set_cookie(&cookie)),
-        None => r,
+    if session.tenant.is_some() {
+        pages::portal_headers(state, r.headers_mut());
+    }
+    if new_session {
+        http::with_cookie(r, &auth::set_cookie(&session, state.https))
+    } else {
+        r
     }
 }
 

@@ -60,7 +60,11 @@ pub fn html(status: StatusCode, body: String) -> Response {
 }
 
 pub fn css(body: &'static str) -> Response {
-    let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", body.to_owned());
+    css_owned(body.to_owned())
+}
+
+pub fn css_owned(body: String) -> Response {
+    let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
     r

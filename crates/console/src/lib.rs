@@ -12,6 +12,7 @@
 
 mod api;
 pub mod auth;
+mod caller;
 mod guard;
 mod http;
 mod pages;
@@ -29,7 +30,7 @@ use axum::Router;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use outboxd_db::Pool;
-use outboxd_deliverer::{build_client, HttpClient, TargetPolicy};
+use outboxd_deliverer::{Clients, TargetPolicy};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -57,16 +58,54 @@ pub struct Settings {
     pub token: Option<String>,
     /// The SSRF policy of test events, as for deliveries.
     pub targets: TargetPolicy,
+    /// The private ranges tenants' webhooks may reach, as for deliveries.
+    pub tenant_allowed: Vec<ipnet::IpNet>,
     /// Whole-request timeout of a test event.
     pub request_timeout: Duration,
+    /// The tenant portal's settings.
+    pub portal: Portal,
+}
+
+/// How tenants' portals are reached, signed, embedded and themed.
+#[derive(Debug, Clone, Default)]
+pub struct Portal {
+    /// The console's address as users reach it, the base of portal links;
+    /// None: the admin listener's own address.
+    pub base_url: Option<String>,
+    /// Portal-link keys (comma-separated, the first signing); None: a key
+    /// derived from the admin token.
+    pub keys: Option<String>,
+    /// Origins that may show the portal in an iframe (CSP
+    /// `frame-ancestors` sources); empty: none.
+    pub frame_ancestors: Vec<String>,
+    pub theme: Theme,
+    /// Limits of tenants' webhooks.
+    pub rules: outboxd_admin::tenants::Rules,
+}
+
+/// The portal's look: the platform's name, logo and accent colour.
+#[derive(Debug, Clone, Default)]
+pub struct Theme {
+    pub name: Option<String>,
+    pub logo_url: Option<String>,
+    /// A CSS hex colour, `#rgb` or `#rrggbb`.
+    pub accent: Option<String>,
 }
 
 /// What every request handler shares.
 pub(crate) struct State {
     pub pool: Pool,
-    pub http: HttpClient,
+    pub http: Clients,
     pub auth: Auth,
     pub request_timeout: Duration,
+    pub portal: Portal,
+    /// Where portal links point.
+    pub base_url: String,
+    /// Whether users reach the console over https (portal cookies then
+    /// work inside another site's iframe).
+    pub https: bool,
+    /// None: no key, no portal links.
+    pub link_keys: Option<outboxd_core::portal_link::Keys>,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -89,13 +128,30 @@ impl Console {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
-        let http = build_client(Duration::from_secs(5), 4, settings.targets)
-            .map_err(|e| Error::Client(e.to_string()))?;
+        let http = Clients::build(
+            Duration::from_secs(5),
+            4,
+            settings.targets,
+            settings.tenant_allowed,
+        )
+        .map_err(|e| Error::Client(e.to_string()))?;
+        let local = listener.local_addr().unwrap_or(addr);
+        let base_url = settings
+            .portal
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{local}"));
+        let link_keys =
+            outboxd_admin::portal::keys(settings.portal.keys.as_deref(), settings.token.as_deref());
         let state = Arc::new(State {
             pool,
             http,
+            https: base_url.starts_with("https://"),
+            base_url,
+            link_keys,
             auth: Auth::new(settings.token),
             request_timeout: settings.request_timeout,
+            portal: settings.portal,
         });
         Ok(Console {
             listener,

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, ApiError, ApiResult, Body};
+use crate::caller::Caller;
 use crate::http::Db;
 use crate::AppState;
 
@@ -49,7 +50,12 @@ async fn list(db: Db) -> ApiResult<Json<Vec<EventType>>> {
 #[utoipa::path(post, path = "/api/event-types", operation_id = "createEventType",
     request_body = EventTypeBody,
     responses((status = 201, description = "Added", body = EventType)))]
-async fn create(db: Db, Body(b): Body<EventTypeBody>) -> ApiResult<(StatusCode, Json<EventType>)> {
+async fn create(
+    caller: Caller,
+    db: Db,
+    Body(b): Body<EventTypeBody>,
+) -> ApiResult<(StatusCode, Json<EventType>)> {
+    caller.admin_only()?;
     let name = b.name.clone().unwrap_or_default();
     event_types::upsert(
         &db,
@@ -76,10 +82,12 @@ async fn get(db: Db, Path(name): Path<String>) -> ApiResult<Json<EventType>> {
     request_body = EventTypeBody,
     responses((status = 200, description = "The event type as saved", body = EventType)))]
 async fn update(
+    caller: Caller,
     db: Db,
     Path(name): Path<String>,
     Body(b): Body<EventTypeBody>,
 ) -> ApiResult<Json<EventType>> {
+    caller.admin_only()?;
     if b.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -103,7 +111,12 @@ async fn update(
 #[utoipa::path(delete, path = "/api/event-types/{name}", operation_id = "deleteEventType",
     params(("name" = String, Path)),
     responses((status = 200, description = "Removed", body = RemovedEventType)))]
-async fn delete(db: Db, Path(name): Path<String>) -> ApiResult<Json<RemovedEventType>> {
+async fn delete(
+    caller: Caller,
+    db: Db,
+    Path(name): Path<String>,
+) -> ApiResult<Json<RemovedEventType>> {
+    caller.admin_only()?;
     event_types::remove(&db, &name).await?;
     Ok(Json(RemovedEventType {
         name,

@@ -14,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{id_of, ApiResult};
+use crate::caller::Caller;
 use crate::http::{self, Db};
 use crate::AppState;
 
@@ -40,6 +41,8 @@ struct LogQuery {
     since: Option<String>,
     #[param(minimum = 1, maximum = 1000, default = 50)]
     limit: Option<i64>,
+    /// Only deliveries to this tenant's webhooks (a portal session: always its own).
+    tenant: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -54,9 +57,12 @@ enum StateName {
 }
 
 /// The delivery-log filter of a query string (the API's and the console's).
+/// A tenant's filter is its own tenant, whatever the query says; the
+/// admin may filter by `tenant`.
 pub(crate) async fn log_filter(
     client: &Client,
     query: &[(String, String)],
+    caller: &Caller,
 ) -> Result<deliveries::LogFilter, outboxd_admin::Error> {
     let webhook_id = match http::non_blank(query, "webhook_id") {
         Some(s) => Some(s.parse::<i64>().map_err(|_| {
@@ -87,6 +93,10 @@ pub(crate) async fn log_filter(
         event_type: http::non_blank(query, "event_type").map(str::to_owned),
         since,
         limit,
+        tenant: match caller.tenant() {
+            Some(t) => Some(t.to_owned()),
+            None => http::non_blank(query, "tenant").map(str::to_owned),
+        },
     })
 }
 
@@ -94,9 +104,9 @@ pub(crate) async fn log_filter(
 #[utoipa::path(get, path = "/api/deliveries", operation_id = "listDeliveries",
     params(LogQuery),
     responses((status = 200, description = "Attempts, newest first", body = [LogRow])))]
-async fn list(db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<LogRow>>> {
+async fn list(caller: Caller, db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<LogRow>>> {
     let query = http::pairs(query.unwrap_or_default().as_bytes());
-    let filter = log_filter(&db, &query).await?;
+    let filter = log_filter(&db, &query, &caller).await?;
     Ok(Json(deliveries::log(&db, &filter).await?))
 }
 
@@ -104,21 +114,44 @@ async fn list(db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<LogRow>>>
 #[utoipa::path(get, path = "/api/deliveries/{id}", operation_id = "getDelivery",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "The delivery", body = Delivery)))]
-async fn get(db: Db, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
-    Ok(Json(deliveries::show(&db, id_of(&id)?).await?))
+async fn get(caller: Caller, db: Db, Path(id): Path<String>) -> ApiResult<Json<Delivery>> {
+    let id = id_of(&id)?;
+    caller.owns_delivery(&db, id).await?;
+    Ok(Json(deliveries::show(&db, id).await?))
 }
 
 /// Put one delivery back to pending with a fresh attempt budget.
 #[utoipa::path(post, path = "/api/deliveries/{id}/replay", operation_id = "replayDelivery",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "Replayed, or why not", body = ReplayedOne)))]
-async fn replay_one(db: Db, Path(id): Path<String>) -> ApiResult<Json<ReplayedOne>> {
-    Ok(Json(replay::delivery(&db, id_of(&id)?).await?))
+async fn replay_one(
+    caller: Caller,
+    db: Db,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ReplayedOne>> {
+    let id = id_of(&id)?;
+    caller.owns_delivery(&db, id).await?;
+    Ok(Json(replay::delivery(&db, id).await?))
+}
+
+/// The stats' one parameter (the handler reads the raw query).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct StatsQuery {
+    /// Only this tenant's webhooks and events.
+    tenant: Option<String>,
 }
 
 /// Queue depth, lag and the last hour per webhook.
-#[utoipa::path(get, path = "/api/stats", operation_id = "getStats",
+#[utoipa::path(get, path = "/api/stats", operation_id = "getStats", params(StatsQuery),
     responses((status = 200, description = "The figures", body = Stats)))]
-async fn get_stats(db: Db) -> ApiResult<Json<Stats>> {
-    Ok(Json(stats::stats(&db).await?))
+async fn get_stats(caller: Caller, db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Stats>> {
+    caller.admin_only()?;
+    let query = http::pairs(query.unwrap_or_default().as_bytes());
+    let tenant = http::non_blank(&query, "tenant");
+    if let Some(t) = tenant {
+        outboxd_admin::tenants::id(t)?;
+    }
+    Ok(Json(stats::stats_of(&db, tenant).await?))
 }

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod deliveries;
+mod tenants;
 mod webhooks;
 mod zapier;
 
@@ -64,6 +65,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(deliveries::router())
         .merge(catalog::router())
         .merge(zapier::router())
+        .merge(tenants::router())
 }
 
 /// The OpenAPI document of every API route.
@@ -165,6 +167,13 @@ impl From<outboxd_admin::Error> for ApiError {
             message: e.to_string(),
             field,
         }
+    }
+}
+
+impl From<crate::caller::Forbidden> for ApiError {
+    fn from(_: crate::caller::Forbidden) -> ApiError {
+        use crate::caller::Forbidden;
+        ApiError::new(Forbidden::STATUS, Forbidden::MESSAGE)
     }
 }
 

@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 use outboxd_admin::webhooks::{self as ops, Created, Rotated, WebhookInput, WebhookSummary};
 use outboxd_admin::{replay, test_event, test_event::TestResult, validate};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, id_of, overlap, ApiResult, Body, OptBody};
+use crate::caller::Caller;
 use crate::http::Db;
 use crate::AppState;
 
@@ -43,15 +44,24 @@ pub(crate) struct WebhookBody {
     /// Extra request headers.
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// The customer the webhook is for (null: a platform webhook, which
+    /// gets every tenant's events). A portal session's is always its own.
+    #[serde(default)]
+    tenant: Option<String>,
 }
 
 impl WebhookBody {
-    pub(crate) fn into_input(self) -> WebhookInput {
+    /// The input, the tenant's own for a tenant's session.
+    pub(crate) fn into_input(self, caller: &Caller) -> WebhookInput {
         WebhookInput {
             name: self.name,
             url: self.url,
             events: self.event_types,
             headers: self.headers.into_iter().collect(),
+            tenant: match caller.tenant() {
+                Some(t) => Some(t.to_owned()),
+                None => self.tenant,
+            },
         }
     }
 }
@@ -104,36 +114,71 @@ pub(crate) struct Replayed {
 
 /// Checks a body against the rules and the catalog.
 async fn checked(
+    state: &AppState,
+    caller: &Caller,
     client: &tokio_postgres::Client,
     body: WebhookBody,
 ) -> ApiResult<ops::CheckedWebhook> {
-    let checked = body.into_input().check()?;
+    let checked = body.into_input(caller).check_with(&state.portal.rules)?;
     ops::require_catalogued(client, &checked.event_types).await?;
     Ok(checked)
 }
 
 /// Every webhook with its health over the last hour.
-#[utoipa::path(get, path = "/api/webhooks", operation_id = "listWebhooks",
+#[utoipa::path(get, path = "/api/webhooks", operation_id = "listWebhooks", params(ListQuery),
     responses((status = 200, description = "The webhooks", body = [WebhookSummary])))]
-async fn list(db: Db) -> ApiResult<Json<Vec<WebhookSummary>>> {
-    Ok(Json(ops::list(&db).await?))
+async fn list(
+    caller: Caller,
+    db: Db,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<Vec<WebhookSummary>>> {
+    let query = crate::http::pairs(query.unwrap_or_default().as_bytes());
+    let tenant = match caller.tenant() {
+        Some(t) => Some(t),
+        None => crate::http::non_blank(&query, "tenant"),
+    };
+    Ok(Json(ops::list_of(&db, tenant).await?))
+}
+
+/// The list's one parameter (the handler reads the raw query).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListQuery {
+    /// Only this tenant's webhooks (a portal session: always its own).
+    tenant: Option<String>,
 }
 
 /// Add a webhook; the answer carries its secret, shown this once.
 #[utoipa::path(post, path = "/api/webhooks", operation_id = "createWebhook",
     request_body = WebhookBody,
     responses((status = 201, description = "Added", body = Created)))]
-async fn create(db: Db, Body(body): Body<WebhookBody>) -> ApiResult<(StatusCode, Json<Created>)> {
-    let checked = checked(&db, body).await?;
-    Ok(created(ops::create(&db, checked).await?))
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    db: Db,
+    Body(body): Body<WebhookBody>,
+) -> ApiResult<(StatusCode, Json<Created>)> {
+    let checked = checked(&state, &caller, &db, body).await?;
+    Ok(created(
+        ops::create_with(&db, checked, &state.portal.rules).await?,
+    ))
 }
 
 /// One webhook.
 #[utoipa::path(get, path = "/api/webhooks/{id}", operation_id = "getWebhook",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "The webhook", body = WebhookSummary)))]
-async fn get(db: Db, Path(id): Path<String>) -> ApiResult<Json<WebhookSummary>> {
-    Ok(Json(ops::get(&db, id_of(&id)?).await?))
+async fn get(caller: Caller, db: Db, Path(id): Path<String>) -> ApiResult<Json<WebhookSummary>> {
+    let id = owned(&caller, &db, &id).await?;
+    Ok(Json(ops::get(&db, id).await?))
+}
+
+/// The path's webhook id, if the caller may see that webhook.
+async fn owned(caller: &Caller, client: &tokio_postgres::Client, id: &str) -> ApiResult<i64> {
+    let id = id_of(id)?;
+    caller.owns_webhook(client, id).await?;
+    Ok(id)
 }
 
 /// Replace name, URL, event types and headers.
@@ -142,13 +187,15 @@ async fn get(db: Db, Path(id): Path<String>) -> ApiResult<Json<WebhookSummary>> 
     request_body = WebhookBody,
     responses((status = 200, description = "The webhook as saved", body = WebhookSummary)))]
 async fn replace(
+    State(state): State<AppState>,
+    caller: Caller,
     db: Db,
     Path(id): Path<String>,
     Body(body): Body<WebhookBody>,
 ) -> ApiResult<Json<WebhookSummary>> {
-    let id = id_of(&id)?;
+    let id = owned(&caller, &db, &id).await?;
     ops::get(&db, id).await?;
-    let checked = checked(&db, body).await?;
+    let checked = checked(&state, &caller, &db, body).await?;
     ops::update(&db, id, &checked).await?;
     Ok(Json(ops::get(&db, id).await?))
 }
@@ -157,8 +204,9 @@ async fn replace(
 #[utoipa::path(delete, path = "/api/webhooks/{id}", operation_id = "deleteWebhook",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "Deleted", body = Removed)))]
-async fn delete(mut db: Db, Path(id): Path<String>) -> ApiResult<Json<Removed>> {
-    let (hook, cancelled) = ops::remove(&mut db, id_of(&id)?).await?;
+async fn delete(caller: Caller, mut db: Db, Path(id): Path<String>) -> ApiResult<Json<Removed>> {
+    let id = owned(&caller, &db, &id).await?;
+    let (hook, cancelled) = ops::remove(&mut db, id).await?;
     Ok(Json(Removed {
         id: hook.id,
         removed: true,
@@ -170,8 +218,9 @@ async fn delete(mut db: Db, Path(id): Path<String>) -> ApiResult<Json<Removed>> 
 #[utoipa::path(post, path = "/api/webhooks/{id}/enable", operation_id = "enableWebhook",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "Enabled", body = Toggled)))]
-async fn enable(db: Db, Path(id): Path<String>) -> ApiResult<Json<Toggled>> {
-    let (hook, changed) = ops::enable(&db, id_of(&id)?).await?;
+async fn enable(caller: Caller, db: Db, Path(id): Path<String>) -> ApiResult<Json<Toggled>> {
+    let id = owned(&caller, &db, &id).await?;
+    let (hook, changed) = ops::enable(&db, id).await?;
     Ok(Json(Toggled {
         id: hook.id,
         enabled: true,
@@ -186,12 +235,14 @@ async fn enable(db: Db, Path(id): Path<String>) -> ApiResult<Json<Toggled>> {
     request_body(content = Option<DisableBody>),
     responses((status = 200, description = "Disabled", body = Toggled)))]
 async fn disable(
+    caller: Caller,
     mut db: Db,
     Path(id): Path<String>,
     OptBody(b): OptBody<DisableBody>,
 ) -> ApiResult<Json<Toggled>> {
+    let id = owned(&caller, &db, &id).await?;
     let reason = b.reason.unwrap_or_else(|| "disabled by an admin".into());
-    let (hook, cancelled) = ops::disable(&mut db, id_of(&id)?, &reason).await?;
+    let (hook, cancelled) = ops::disable(&mut db, id, &reason).await?;
     Ok(Json(Toggled {
         id: hook.id,
         enabled: false,
@@ -206,11 +257,12 @@ async fn disable(
     request_body(content = Option<RotateBody>),
     responses((status = 200, description = "The new secret, shown this once", body = Rotated)))]
 async fn rotate_secret(
+    caller: Caller,
     db: Db,
     Path(id): Path<String>,
     OptBody(b): OptBody<RotateBody>,
 ) -> ApiResult<Json<Rotated>> {
-    let id = id_of(&id)?;
+    let id = owned(&caller, &db, &id).await?;
     let overlap = overlap(b.overlap.as_deref())?;
     Ok(Json(ops::rotate_secret(&db, id, overlap).await?))
 }
@@ -222,11 +274,12 @@ async fn rotate_secret(
     responses((status = 200, description = "What the endpoint answered", body = TestResult)))]
 async fn send_test(
     State(state): State<AppState>,
+    caller: Caller,
     db: Db,
     Path(id): Path<String>,
     OptBody(b): OptBody<TestBody>,
 ) -> ApiResult<Json<TestResult>> {
-    let id = id_of(&id)?;
+    let id = owned(&caller, &db, &id).await?;
     let event_type = b
         .event_type
         .unwrap_or_else(|| test_event::DEFAULT_EVENT_TYPE.into());
@@ -240,11 +293,12 @@ async fn send_test(
     request_body = ReplayBody,
     responses((status = 200, description = "How many were replayed", body = Replayed)))]
 async fn replay_failed(
+    caller: Caller,
     db: Db,
     Path(id): Path<String>,
     Body(b): Body<ReplayBody>,
 ) -> ApiResult<Json<Replayed>> {
-    let id = id_of(&id)?;
+    let id = owned(&caller, &db, &id).await?;
     let since = validate::since(&b.since)?;
     let since = outboxd_admin::since_time(&db, &since).await?;
     let n = replay::webhook(&db, id, since, replay::Which::Failed).await?;

@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{created, id_of, ApiError, ApiResult, Body};
+use crate::caller::Caller;
 use crate::http::{self, Db};
 use crate::AppState;
 
@@ -67,12 +68,18 @@ struct SampleQuery {
 #[utoipa::path(post, path = "/api/hooks", operation_id = "zapierSubscribe",
     request_body = Subscribe,
     responses((status = 201, description = "Subscribed", body = Subscribed)))]
-async fn subscribe(db: Db, Body(s): Body<Subscribe>) -> ApiResult<(StatusCode, Json<Subscribed>)> {
+async fn subscribe(
+    caller: Caller,
+    db: Db,
+    Body(s): Body<Subscribe>,
+) -> ApiResult<(StatusCode, Json<Subscribed>)> {
+    caller.admin_only()?;
     let checked = WebhookInput {
         name: format!("Zapier: {}", s.event.trim()),
         url: s.target_url,
         events: vec![s.event],
         headers: Vec::new(),
+        tenant: None,
     }
     .check()?;
     webhooks::require_catalogued(&db, &checked.event_types).await?;
@@ -88,7 +95,12 @@ async fn subscribe(db: Db, Body(s): Body<Subscribe>) -> ApiResult<(StatusCode, J
 #[utoipa::path(delete, path = "/api/hooks/{id}", operation_id = "zapierUnsubscribe",
     params(("id" = i64, Path, minimum = 1)),
     responses((status = 200, description = "Unsubscribed", body = Unsubscribed)))]
-async fn unsubscribe(mut db: Db, Path(id): Path<String>) -> ApiResult<Json<Unsubscribed>> {
+async fn unsubscribe(
+    caller: Caller,
+    mut db: Db,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Unsubscribed>> {
+    caller.admin_only()?;
     let (hook, _) = webhooks::remove(&mut db, id_of(&id)?).await?;
     Ok(Json(Unsubscribed {
         id: hook.id,
@@ -100,7 +112,8 @@ async fn unsubscribe(mut db: Db, Path(id): Path<String>) -> ApiResult<Json<Unsub
 #[utoipa::path(get, path = "/api/hooks/sample", operation_id = "zapierSample",
     params(SampleQuery),
     responses((status = 200, description = "One sample", body = [Sample])))]
-async fn sample(db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<Sample>>> {
+async fn sample(caller: Caller, db: Db, RawQuery(query): RawQuery) -> ApiResult<Json<Vec<Sample>>> {
+    caller.admin_only()?;
     let query = http::pairs(query.unwrap_or_default().as_bytes());
     let Some(event) = http::non_blank(&query, "event") else {
         return Err(

@@ -39,10 +39,12 @@ async fn list_page(ctx: Ctx, client: &Client) -> PageResult {
 }
 
 async fn new_form(ctx: Ctx) -> PageResult {
+    ctx.caller.admin_only()?;
     Ok(render(StatusCode::OK, &EventTypeForm::new(ctx.l, None)))
 }
 
 async fn edit_form(ctx: Ctx, db: Db, Path(name): Path<String>) -> PageResult {
+    ctx.caller.admin_only()?;
     let t = event_types::get(&db, &name).await?;
     let mut form = EventTypeForm::new(ctx.l, Some(&name));
     form.description = t.description;
@@ -59,6 +61,7 @@ async fn edit(ctx: Ctx, db: Db, Path(name): Path<String>, form: Form) -> PageRes
 }
 
 async fn save(ctx: Ctx, client: &Client, editing: Option<&str>, body: &Form) -> PageResult {
+    ctx.caller.admin_only()?;
     let name = editing
         .map(str::to_owned)
         .unwrap_or_else(|| body.text("name").trim().to_owned());

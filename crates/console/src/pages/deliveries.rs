@@ -24,7 +24,7 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 async fn log(ctx: Ctx, db: Db) -> PageResult {
-    let filter = crate::api::log_filter(&db, &ctx.query).await;
+    let filter = crate::api::log_filter(&db, &ctx.query, &ctx.caller).await;
     let (filter, error) = match filter {
         Ok(f) => (f, None),
         Err(e @ Error::Invalid { .. }) => (
@@ -50,7 +50,7 @@ async fn log(ctx: Ctx, db: Db) -> PageResult {
         Err(e @ Error::Invalid { .. }) => (Vec::new(), Some(e.to_string())),
         Err(e) => return Err(e.into()),
     };
-    let hooks = webhooks::list(&db).await?;
+    let hooks = webhooks::list_of(&db, filter.tenant.as_deref()).await?;
     let chosen_hook = ctx.q("webhook_id");
     let chosen_state = ctx.q("state");
     let event_type = ctx.q("event_type");
@@ -85,7 +85,9 @@ async fn log(ctx: Ctx, db: Db) -> PageResult {
 }
 
 async fn one(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
-    delivery_page(ctx, &db, id_of(&id)?).await
+    let id = id_of(&id)?;
+    ctx.caller.owns_delivery(&db, id).await?;
+    delivery_page(ctx, &db, id).await
 }
 
 async fn delivery_page(ctx: Ctx, client: &Client, id: i64) -> PageResult {
@@ -99,6 +101,7 @@ async fn delivery_page(ctx: Ctx, client: &Client, id: i64) -> PageResult {
 
 async fn replay_one(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
     let id = id_of(&id)?;
+    ctx.caller.owns_delivery(&db, id).await?;
     let r = replay::delivery(&db, id).await?;
     let note = if r.replayed == 0 {
         format!(

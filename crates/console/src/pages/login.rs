@@ -5,11 +5,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 
 use super::{render, Form};
-use crate::auth;
-use crate::http;
+use crate::auth::{self, Session};
+use crate::http::{self, Db};
 use crate::AppState;
 
 pub(super) fn router() -> Router<AppState> {
@@ -33,7 +34,7 @@ async fn login_page(State(state): State<AppState>) -> Response {
 
 /// The login form is posted without a session, so the guard has not read
 /// its body: the token comes from the form here.
-async fn login(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+async fn login(State(state): State<AppState>, db: Db, body: axum::body::Bytes) -> Response {
     if !state.auth.requires_login() {
         return http::redirect("/");
     }
@@ -47,13 +48,31 @@ async fn login(State(state): State<AppState>, body: axum::body::Bytes) -> Respon
             },
         );
     }
-    let session = state.auth.new_session();
-    http::with_cookie(
-        http::redirect("/"),
-        &auth::set_cookie(&state.auth.cookie_value(&session)),
-    )
+    match auth::open(&db, None, auth::SESSION_TTL).await {
+        Ok(session) => http::with_cookie(
+            http::redirect("/"),
+            &auth::set_cookie(&session, state.https),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin console: starting a session failed");
+            http::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the database is unavailable; try again shortly\n",
+            )
+        }
+    }
 }
 
-async fn logout(_form: Form) -> Response {
-    http::with_cookie(http::redirect("/login"), &auth::clear_cookie())
+/// Ends the session on every replica (the row goes), not only in this
+/// browser; a portal session goes back to its link's page.
+async fn logout(db: Db, Extension(session): Extension<Session>, _form: Form) -> Response {
+    if let Err(e) = auth::end(&db, &session).await {
+        tracing::warn!(error = %e, "admin console: ending a session failed");
+    }
+    let to = if session.tenant.is_some() {
+        "/portal/signed-out"
+    } else {
+        "/login"
+    };
+    http::with_cookie(http::redirect(to), &auth::clear_cookie())
 }

@@ -13,6 +13,8 @@ mod catalog;
 mod deliveries;
 mod login;
 mod overview;
+mod portal;
+mod tenants;
 mod webhooks;
 
 use askama::Template;
@@ -25,6 +27,7 @@ use axum::Router;
 use outboxd_admin::Error;
 
 use crate::auth::Session;
+use crate::caller::{Caller, Forbidden};
 use crate::http::{self, Pairs};
 use crate::{status_of, AppState};
 
@@ -38,7 +41,11 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(webhooks::router())
         .merge(deliveries::router())
         .merge(catalog::router())
+        .merge(portal::router())
+        .merge(tenants::router())
 }
+
+pub(crate) use portal::portal_headers;
 
 /// What every page's layout needs.
 pub(crate) struct Layout {
@@ -46,12 +53,22 @@ pub(crate) struct Layout {
     logout: bool,
     notice: Option<String>,
     error: Option<String>,
+    /// Set on a tenant's portal: its look, and the admin's links hidden.
+    portal: Option<PortalLook>,
 }
 
-/// A page request: its layout (made from the session the guard checked)
-/// and its query string.
+/// A portal page's header.
+pub(crate) struct PortalLook {
+    name: String,
+    logo_url: Option<String>,
+    tenant: String,
+}
+
+/// A page request: its layout (made from the session the guard checked),
+/// who is asking, and its query string.
 pub(crate) struct Ctx {
     pub l: Layout,
+    pub caller: Caller,
     pub query: Pairs,
 }
 
@@ -68,11 +85,17 @@ impl Ctx {
 }
 
 fn layout(state: &AppState, session: &Session) -> Layout {
+    let theme = &state.portal.theme;
     Layout {
         csrf: state.auth.csrf_token(session),
-        logout: state.auth.requires_login(),
+        logout: state.auth.requires_login() || session.tenant.is_some(),
         notice: None,
         error: None,
+        portal: session.tenant.as_ref().map(|t| PortalLook {
+            name: theme.name.clone().unwrap_or_else(|| "Webhooks".into()),
+            logo_url: theme.logo_url.clone(),
+            tenant: t.clone(),
+        }),
     }
 }
 
@@ -86,6 +109,10 @@ impl FromRequestParts<AppState> for Ctx {
         let query = parts.uri.query().unwrap_or_default();
         Ok(Ctx {
             l: layout(state, session),
+            caller: match &session.tenant {
+                Some(t) => Caller::Tenant(t.clone()),
+                None => Caller::Admin,
+            },
             query: http::pairs(query.as_bytes()),
         })
     }
@@ -120,21 +147,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Form {
 
 /// A failed page operation. Its answer carries the failure for the guard,
 /// which knows the session and renders the page saying what went wrong.
-pub(crate) struct Failure(pub Error);
+pub(crate) struct Failure(StatusCode, String);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
-        Failure(e)
+        let status = status_of(&e);
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %e, "admin console request failed");
+        }
+        Failure(status, e.to_string())
+    }
+}
+
+impl From<Forbidden> for Failure {
+    fn from(_: Forbidden) -> Failure {
+        Failure(Forbidden::STATUS, Forbidden::MESSAGE.into())
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status = status_of(&self.0);
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %self.0, "admin console request failed");
-        }
-        PageFailure::response(status, self.0.to_string())
+        PageFailure::response(self.0, self.1)
     }
 }
 
@@ -197,7 +230,7 @@ pub(crate) fn id_of(s: &str) -> Result<i64, Failure> {
     s.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| Failure(Error::NotFound("no such page".into())))
+        .ok_or_else(|| Error::NotFound("no such page".into()).into())
 }
 
 fn percent(r: Option<f64>) -> String {

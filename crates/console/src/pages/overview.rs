@@ -36,6 +36,9 @@ struct DisabledRow {
 }
 
 async fn overview(ctx: Ctx, db: Db) -> PageResult {
+    if ctx.caller.tenant().is_some() {
+        return Ok(crate::http::redirect("/webhooks"));
+    }
     let s = stats::stats(&db).await?;
     let disabled = s
         .webhooks

@@ -36,9 +36,15 @@ async fn list(ctx: Ctx, db: Db) -> PageResult {
     list_page(ctx, &db).await
 }
 
-/// The list, with the notice or error `ctx` carries.
+/// The list, with the notice or error `ctx` carries: the caller's
+/// webhooks, or the admin's filter (`?tenant=`).
 async fn list_page(ctx: Ctx, client: &Client) -> PageResult {
-    let rows = webhooks::list(client)
+    let filter = ctx.q("tenant");
+    let tenant = match ctx.caller.tenant() {
+        Some(t) => Some(t),
+        None => Some(filter.as_str()).filter(|t| !t.is_empty()),
+    };
+    let rows = webhooks::list_of(client, tenant)
         .await?
         .into_iter()
         .map(WebhookRow::from)
@@ -66,25 +72,41 @@ async fn new_form(ctx: Ctx, db: Db) -> PageResult {
 }
 
 async fn edit_form(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
-    let w = webhooks::get(&db, id_of(&id)?).await?;
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let w = webhooks::get(&db, id).await?;
     let mut form = WebhookForm::new(ctx.l, Some(w.id));
     form.name = w.name.clone();
     form.url = w.url.clone();
     form.headers = headers_text(&w.headers);
+    form.tenant = w.tenant.clone().unwrap_or_default();
     let form = form.with_catalog(&db, &w.event_types).await?;
     Ok(render(StatusCode::OK, &form))
 }
 
-async fn add(ctx: Ctx, db: Db, form: Form) -> PageResult {
-    save(ctx, &db, None, &form).await
+async fn add(State(state): State<AppState>, ctx: Ctx, db: Db, form: Form) -> PageResult {
+    save(&state, ctx, &db, None, &form).await
 }
 
-async fn edit(ctx: Ctx, db: Db, Path(id): Path<String>, form: Form) -> PageResult {
+async fn edit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    db: Db,
+    Path(id): Path<String>,
+    form: Form,
+) -> PageResult {
     let id = id_of(&id)?;
-    save(ctx, &db, Some(id), &form).await
+    ctx.caller.owns_webhook(&db, id).await?;
+    save(&state, ctx, &db, Some(id), &form).await
 }
 
-async fn save(ctx: Ctx, client: &Client, id: Option<i64>, body: &Form) -> PageResult {
+async fn save(
+    state: &AppState,
+    ctx: Ctx,
+    client: &Client,
+    id: Option<i64>,
+    body: &Form,
+) -> PageResult {
     let mut events = crate::http::all(&body.0, "events");
     let patterns = body.text("patterns");
     events.extend(
@@ -94,18 +116,25 @@ async fn save(ctx: Ctx, client: &Client, id: Option<i64>, body: &Form) -> PageRe
             .filter(|p| !p.is_empty()),
     );
     let headers_text = body.text("headers");
+    let tenant_text = body.text("tenant").trim().to_owned();
+    let tenant = match ctx.caller.tenant() {
+        Some(t) => Some(t.to_owned()),
+        None => Some(tenant_text.clone()).filter(|t| !t.is_empty()),
+    };
     let input = WebhookInput {
         name: body.text("name"),
         url: body.text("url").trim().to_owned(),
         events: events.clone(),
         headers: Vec::new(),
+        tenant,
     };
+    let rules = &state.portal.rules;
     let checked = match parse_headers(&headers_text).and_then(|headers| {
         WebhookInput {
             headers,
             ..input.clone()
         }
-        .check()
+        .check_with(rules)
     }) {
         Ok(c) => webhooks::require_catalogued(client, &c.event_types)
             .await
@@ -119,10 +148,12 @@ async fn save(ctx: Ctx, client: &Client, id: Option<i64>, body: &Form) -> PageRe
             form.name = input.name;
             form.url = input.url;
             form.headers = headers_text;
+            form.tenant = tenant_text;
             match field {
                 "name" => form.err_name = Some(message),
                 "url" => form.err_url = Some(message),
                 "headers" => form.err_headers = Some(message),
+                "tenant" => form.err_tenant = Some(message),
                 _ => form.err_events = Some(message),
             }
             let form = form.with_catalog(client, &events).await?;
@@ -132,7 +163,7 @@ async fn save(ctx: Ctx, client: &Client, id: Option<i64>, body: &Form) -> PageRe
     };
     match id {
         None => {
-            let created = webhooks::create(client, checked).await?;
+            let created = webhooks::create_with(client, checked, rules).await?;
             Ok(render(StatusCode::OK, &Secret {
                 l: ctx.l,
                 heading: "Webhook added".into(),
@@ -150,7 +181,9 @@ async fn save(ctx: Ctx, client: &Client, id: Option<i64>, body: &Form) -> PageRe
 }
 
 async fn enable(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
-    let (hook, changed) = webhooks::enable(&db, id_of(&id)?).await?;
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let (hook, changed) = webhooks::enable(&db, id).await?;
     let note = if changed {
         format!("{hook} enabled: new events reach it again.")
     } else {
@@ -160,16 +193,18 @@ async fn enable(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult
 }
 
 async fn disable(ctx: Ctx, mut db: Db, Path(id): Path<String>, _: Form) -> PageResult {
-    let note =
-        match webhooks::disable(&mut db, id_of(&id)?, "disabled in the admin console").await? {
-            (hook, Some(n)) => format!("{hook} disabled; {n} waiting deliveries cancelled."),
-            (hook, None) => format!("{hook} is disabled already."),
-        };
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let note = match webhooks::disable(&mut db, id, "disabled in the admin console").await? {
+        (hook, Some(n)) => format!("{hook} disabled; {n} waiting deliveries cancelled."),
+        (hook, None) => format!("{hook} is disabled already."),
+    };
     list_page(ctx.notice(note), &db).await
 }
 
 async fn rotate_secret(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
     let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
     let hook = webhooks::get(&db, id).await?;
     let r = webhooks::rotate_secret(&db, id, Duration::from_secs(24 * 3600)).await?;
     let note = match r.previous_secret_expires_at {
@@ -190,7 +225,9 @@ async fn rotate_secret(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> Pag
 }
 
 async fn confirm_delete(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
-    let w = webhooks::get(&db, id_of(&id)?).await?;
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let w = webhooks::get(&db, id).await?;
     Ok(render(
         StatusCode::OK,
         &ConfirmDelete {
@@ -203,7 +240,9 @@ async fn confirm_delete(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult 
 }
 
 async fn delete(ctx: Ctx, mut db: Db, Path(id): Path<String>, _: Form) -> PageResult {
-    let (hook, n) = webhooks::remove(&mut db, id_of(&id)?).await?;
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let (hook, n) = webhooks::remove(&mut db, id).await?;
     list_page(
         ctx.notice(format!("{hook} deleted; {n} waiting deliveries cancelled.")),
         &db,
@@ -219,6 +258,7 @@ async fn send_test(
     form: Form,
 ) -> PageResult {
     let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
     let event_type =
         crate::http::non_blank(&form.0, "event_type").unwrap_or(test_event::DEFAULT_EVENT_TYPE);
     let r = test_event::send(&db, &state.http, id, event_type, state.request_timeout).await?;
@@ -250,6 +290,7 @@ async fn send_test(
 
 async fn replay_failed(ctx: Ctx, db: Db, Path(id): Path<String>, form: Form) -> PageResult {
     let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
     let since = validate::since(form.first("since").unwrap_or(""))?;
     let since = outboxd_admin::since_time(&db, &since).await?;
     let n = replay::webhook(&db, id, since, replay::Which::Failed).await?;
@@ -304,6 +345,7 @@ struct WebhookRow {
     success: String,
     last: String,
     pending: i64,
+    tenant: Option<String>,
 }
 
 impl From<WebhookSummary> for WebhookRow {
@@ -336,6 +378,7 @@ impl From<WebhookSummary> for WebhookRow {
                 _ => "never".into(),
             },
             pending: w.pending,
+            tenant: w.tenant,
             name: w.name,
             url: w.url,
             state,
@@ -357,15 +400,18 @@ struct WebhookForm {
     catalog_size: usize,
     patterns: String,
     headers: String,
+    tenant: String,
     err_name: Option<String>,
     err_url: Option<String>,
     err_events: Option<String>,
     err_headers: Option<String>,
+    err_tenant: Option<String>,
 }
 
 struct CatalogOption {
     name: String,
     description: String,
+    example: String,
     selected: bool,
 }
 
@@ -387,10 +433,12 @@ impl WebhookForm {
             catalog_size: 4,
             patterns: String::new(),
             headers: String::new(),
+            tenant: String::new(),
             err_name: None,
             err_url: None,
             err_events: None,
             err_headers: None,
+            err_tenant: None,
         }
     }
 
@@ -412,6 +460,7 @@ impl WebhookForm {
             .into_iter()
             .map(|t| CatalogOption {
                 selected: chosen.contains(&t.name),
+                example: serde_json::to_string_pretty(&t.example_payload).unwrap_or_default(),
                 name: t.name,
                 description: t.description,
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outboxd_admin::test_event::TestResult;
-use outboxd_deliverer::{build_client, TargetPolicy};
+use outboxd_deliverer::{Clients, TargetPolicy};
 
 use super::{connect, parse, resolve_webhook};
 use crate::config::TestEventArgs;
@@ -20,13 +20,14 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
     outboxd_admin::validate::event_type(&args.event_type)?;
     let client = connect(&args.db).await?;
     let hook = resolve_webhook(&client, &args.webhook).await?;
-    let http = build_client(
+    let http = Clients::build(
         Duration::from_secs(5),
         1,
         TargetPolicy {
             enabled: true,
             allowed: args.allow_private_targets.0.clone(),
         },
+        args.tenant_allow_private_targets.0.clone(),
     )
     .context("setting up the HTTP client")?;
     let r =
