@@ -271,3 +271,129 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     shot(&c, "11-webhooks-with-health").await;
     c.close().await.unwrap();
 }
+
+/// A customer of the platform, in a real browser: opens the portal link
+/// the platform made, sees its own webhooks only, adds one with an event
+/// picked from the catalog, sends a test event and sees the verdict, then
+/// replays a failure from the delivery page.
+#[tokio::test]
+async fn a_customer_opens_a_portal_link_adds_a_webhook_and_replays_a_failure() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox.event_types (name, description, example_payload) VALUES
+               ('order.created', 'An order was placed.', '{\"order\": 7}');
+             INSERT INTO outbox.webhooks (name, url, event_types, tenant)
+               VALUES ('Globex private hook', 'https://globex.example/', '{*}', 'globex');",
+        )
+        .await
+        .unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let receiver = Receiver::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::status(503).body("try again later")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[
+            crate::tenants::TENANT_LOOPBACK,
+            ("OUTBOXD_PORTAL_NAME", "Shopfront Webhooks"),
+        ],
+    )
+    .await;
+    let auth = format!("Bearer {TOKEN}");
+    let link = outboxd_testkit::http_request(
+        port,
+        "POST",
+        "/api/tenants/acme/portal-link",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap()
+    .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+
+    c.goto(&link).await.unwrap();
+    text_when(&c, "h1", |t| t == "Webhooks").await;
+    text_when(&c, "#tenant", |t| t == "acme").await;
+    assert!(!c.source().await.unwrap().contains("Globex"));
+    shot(&c, "portal-01-webhooks").await;
+
+    click(&c, "#add-webhook").await;
+    fill(&c, "#name", "Order sync").await;
+    fill(&c, "#url", &receiver.url("/orders")).await;
+    click(&c, "#events option[value='order.created']").await;
+    assert!(
+        c.source().await.unwrap().contains("\"order\": 7"),
+        "the example payload is shown"
+    );
+    shot(&c, "portal-02-add").await;
+    click(&c, "#save").await;
+    text_when(&c, "#secret", |t| t.starts_with("whsec_")).await;
+
+    c.goto(&format!("http://127.0.0.1:{port}/webhooks"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("select[name='event_type']"))
+        .await
+        .unwrap()
+        .select_by_value("order.created")
+        .await
+        .unwrap();
+    click(&c, ".send-test").await;
+    text_when(&c, "#test-result", |t| t.starts_with("Success")).await;
+    shot(&c, "portal-03-test").await;
+    assert_eq!(receiver.requests()[0].json()["data"]["order"], 7);
+
+    broken.store(true, Ordering::SeqCst);
+    c.goto(&format!("http://127.0.0.1:{port}/webhooks"))
+        .await
+        .unwrap();
+    click(&c, ".send-test").await;
+    text_when(&c, "#test-result", |t| t.starts_with("Failed")).await;
+    click(&c, "#delivery-link").await;
+    text_when(&c, "#delivery-state", |t| t == "failed").await;
+    assert!(c.source().await.unwrap().contains("try again later"));
+    broken.store(false, Ordering::SeqCst);
+    let delivery_url = c.current_url().await.unwrap().to_string();
+    click(&c, "#replay").await;
+    text_when(&c, "#notice", |t| t.contains("replayed")).await;
+    let mut state = String::new();
+    for _ in 0..100 {
+        c.goto(&delivery_url).await.unwrap();
+        state = text_when(&c, "#delivery-state", |_| true).await;
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "delivered", "{}", daemon.plain_log());
+    shot(&c, "portal-04-replayed").await;
+
+    c.goto(&format!("http://127.0.0.1:{port}/deliveries"))
+        .await
+        .unwrap();
+    assert!(!c.source().await.unwrap().contains("Globex"));
+    c.goto(&format!("http://127.0.0.1:{port}/event-types"))
+        .await
+        .unwrap();
+    text_when(&c, "h1", |t| t == "Event catalog").await;
+    assert!(
+        c.find(Locator::Css("#add-event-type")).await.is_err(),
+        "the catalog is read-only"
+    );
+    c.close().await.unwrap();
+}
