@@ -397,3 +397,60 @@ async fn a_customer_opens_a_portal_link_adds_a_webhook_and_replays_a_failure() {
     );
     c.close().await.unwrap();
 }
+
+/// The platform shows the portal inside its own page, on another origin:
+/// the portal loads in the iframe, signed in, and a page of an origin the
+/// platform did not list cannot frame it.
+#[tokio::test]
+async fn the_portal_works_inside_an_iframe_of_the_platforms_site() {
+    let db = TestDb::new().await;
+    let page = Arc::new(std::sync::Mutex::new(String::new()));
+    let served = page.clone();
+    let platform = Receiver::start(move |_| {
+        Reply::ok()
+            .header("content-type", "text/html")
+            .body(&served.lock().unwrap().clone())
+    })
+    .await;
+    let origin = platform.url("").trim_end_matches('/').to_owned();
+    let (_daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_PORTAL_FRAME_ANCESTORS", &origin)],
+    )
+    .await;
+    let auth = format!("Bearer {TOKEN}");
+    let link = |tenant: &'static str| {
+        let auth = auth.clone();
+        async move {
+            outboxd_testkit::http_request(
+                port,
+                "POST",
+                &format!("/api/tenants/{tenant}/portal-link"),
+                &[("authorization", &auth)],
+                "",
+            )
+            .await
+            .unwrap()
+            .json()["url"]
+                .as_str()
+                .unwrap()
+                // Another site than the platform's page (127.0.0.1).
+                .replace("127.0.0.1", "localhost")
+        }
+    };
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    *page.lock().unwrap() = format!(
+        "<!doctype html><h1>Platform settings</h1><iframe id=\"portal\" src=\"{}\" width=\"1000\" height=\"700\"></iframe>",
+        link("acme").await
+    );
+    c.goto(&platform.url("/settings")).await.unwrap();
+    c.enter_frame(0).await.unwrap();
+    text_when(&c, "#tenant", |t| t == "acme").await;
+    text_when(&c, "h1", |t| t == "Webhooks").await;
+    c.enter_parent_frame().await.unwrap();
+    shot(&c, "portal-05-iframe").await;
+    c.close().await.unwrap();
+}

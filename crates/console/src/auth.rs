@@ -180,11 +180,13 @@ fn cookie_token(cookie_header: Option<&str>) -> Option<&str> {
 
 /// `Set-Cookie` for a session. An admin's is SameSite=Strict; a portal's
 /// must reach the console from inside another site's iframe, which takes
-/// SameSite=None and so Secure (behind https); over plain http it is Lax.
+/// SameSite=None and so Secure (behind https), and Partitioned so that
+/// browsers blocking third-party cookies keep it for that embedding site;
+/// over plain http it is Lax.
 pub fn set_cookie(session: &Session, https: bool) -> String {
     let same_site = match (&session.tenant, https) {
         (None, _) => "SameSite=Strict",
-        (Some(_), true) => "SameSite=None; Secure",
+        (Some(_), true) => "SameSite=None; Secure; Partitioned",
         (Some(_), false) => "SameSite=Lax",
     };
     format!(

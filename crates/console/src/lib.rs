@@ -101,8 +101,8 @@ pub(crate) struct State {
     pub portal: Portal,
     /// Where portal links point.
     pub base_url: String,
-    /// Whether users reach the console over https (portal cookies then
-    /// work inside another site's iframe).
+    /// Whether users reach the console in a secure context (portal cookies
+    /// then work inside another site's iframe).
     pub https: bool,
     /// None: no key, no portal links.
     pub link_keys: Option<outboxd_core::portal_link::Keys>,
@@ -146,7 +146,7 @@ impl Console {
         let state = Arc::new(State {
             pool,
             http,
-            https: base_url.starts_with("https://"),
+            https: secure_context(&base_url),
             base_url,
             link_keys,
             auth: Auth::new(settings.token),
@@ -237,6 +237,19 @@ fn app(state: AppState) -> Router {
             timeout,
         ))
         .layer(RequestBodyLimitLayer::new(http::BODY_LIMIT))
+}
+
+/// Whether browsers treat the console's address as a secure context: https,
+/// or a loopback name (browsers keep Secure cookies there too).
+fn secure_context(base_url: &str) -> bool {
+    if base_url.starts_with("https://") {
+        return true;
+    }
+    let host = base_url
+        .parse::<axum::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned));
+    host.is_some_and(|h| auth::loopback_host(Some(&h)))
 }
 
 /// `X-Frame-Options` for browsers that predate `frame-ancestors`: DENY
