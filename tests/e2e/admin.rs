@@ -484,7 +484,7 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
         hook["event_types"],
         serde_json::json!(["payment.*", "paymnt.refunded"])
     );
-    assert_eq!(hook["headers"]["x-tenant"], "acme");
+    assert_eq!(hook["headers"]["x-tenant"], "(hidden)");
     assert_eq!(hook["enabled"], false);
     assert_eq!(hook["disabled_reason"], "maintenance");
     assert_eq!(hook["pending"], 0);

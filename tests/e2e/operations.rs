@@ -352,18 +352,7 @@ fn run_help_lists_every_variable_and_its_default() {
     );
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    // Every variable declared in the configuration, with its default.
-    let config = include_str!("../../crates/outboxd/src/config.rs");
-    let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
-    let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
-    let mut seen = 0;
-    for arg in run_args.split("#[arg(").skip(1) {
-        let arg = &arg[..arg.find(")]").unwrap()];
-        let Some(at) = arg.find("env = \"OUTBOXD_") else {
-            continue;
-        };
-        let var = arg[at + 7..].split('"').next().unwrap();
-        seen += 1;
+    for (var, default) in run_variables() {
         // A secret's variable is listed without its value (hide_env_values).
         let Some(pos) = help
             .find(&format!("[env: {var}="))
@@ -371,8 +360,7 @@ fn run_help_lists_every_variable_and_its_default() {
         else {
             panic!("{var} is not in `run --help`:\n{help}");
         };
-        if let Some(d) = arg.find("default_value = \"") {
-            let default = arg[d + 17..].split('"').next().unwrap();
+        if let Some(default) = default {
             // Clap prints the default after the variable, before the next option.
             let rest = &help[pos..];
             let block = &rest[..rest.find("\n  -").unwrap_or(rest.len())];
@@ -382,8 +370,53 @@ fn run_help_lists_every_variable_and_its_default() {
             );
         }
     }
-    assert!(seen >= 15, "found {seen} OUTBOXD_ variables in config.rs");
     assert!(help.contains("[env: DATABASE_URL"));
+}
+
+/// Every `OUTBOXD_` variable of `outboxd run` declared in the configuration,
+/// with its default when it has one, read from the source so that a new
+/// setting is checked without editing the tests.
+fn run_variables() -> Vec<(&'static str, Option<&'static str>)> {
+    let config = include_str!("../../crates/outboxd/src/config.rs");
+    let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
+    let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
+    let vars: Vec<_> = run_args
+        .split("#[arg(")
+        .skip(1)
+        .filter_map(|arg| {
+            let arg = &arg[..arg.find(")]").unwrap()];
+            let at = arg.find("env = \"OUTBOXD_")?;
+            let var = arg[at + 7..].split('"').next().unwrap();
+            let default = arg
+                .find("default_value = \"")
+                .map(|d| arg[d + 17..].split('"').next().unwrap());
+            Some((var, default))
+        })
+        .collect();
+    assert!(
+        vars.len() >= 15,
+        "found {} OUTBOXD_ variables in config.rs",
+        vars.len()
+    );
+    vars
+}
+
+#[test]
+fn configuration_doc_lists_every_variable_with_its_default() {
+    let doc = include_str!("../../docs/configuration.md");
+    for (var, default) in run_variables() {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{var}` |")))
+            .unwrap_or_else(|| panic!("{var} has no row in docs/configuration.md"));
+        if let Some(default) = default {
+            let documented = row.split(" | ").nth(1).unwrap_or_default();
+            assert!(
+                documented.contains(&format!("`{default}`")),
+                "docs/configuration.md gives {var} the default {documented:?}, config.rs {default:?}"
+            );
+        }
+    }
 }
 
 /// Rows of the retention fixture: each event is named by its payload.

@@ -2,6 +2,11 @@
 //! secret, remove. A secret leaves this module only when it is made (add,
 //! rotate); the list shows health from the delivery log rather than
 //! configuration alone, since "is this endpoint working" is asked first.
+//!
+//! Custom header values are credentials as often as not (`authorization`,
+//! an API key under any name), so every view shows their names with the
+//! value `HIDDEN`; `header_values` gives them on explicit request, and an
+//! update that sends `HIDDEN` back keeps the stored value.
 
 use std::time::Duration;
 
@@ -23,6 +28,7 @@ pub struct WebhookSummary {
     pub event_types: Vec<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Custom headers, each value `HIDDEN`.
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
     #[serde(serialize_with = "ser_time")]
@@ -90,7 +96,7 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         pending: r.get(10),
         previous_secret_expires_at: r.get(11),
         last_attempt_age_seconds: r.get(12),
-        headers: r.get(13),
+        headers: hide_values(r.get(13)),
         created_at: r.get(14),
         failing_since: r.get(15),
         paused_until: r.get(16),
@@ -124,6 +130,37 @@ pub async fn get(client: &Client, id: i64) -> Result<WebhookSummary> {
         .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
 }
 
+/// What every view shows in place of a custom header's value.
+pub const HIDDEN: &str = "(hidden)";
+
+/// The headers with each value replaced by `HIDDEN`.
+pub fn hide_values(headers: serde_json::Value) -> serde_json::Value {
+    match headers {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(name, _)| (name, HIDDEN.into()))
+                .collect(),
+        ),
+        _ => serde_json::Value::Object(Default::default()),
+    }
+}
+
+fn ser_hidden<S: serde::Serializer>(headers: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+    hide_values(headers.clone()).serialize(s)
+}
+
+const HEADER_VALUES: &str = "SELECT headers FROM outbox.webhooks WHERE id = $1";
+
+/// A webhook's custom headers with their values: only on explicit request
+/// (`GET /api/webhooks/{id}?reveal=headers`).
+pub async fn header_values(client: &Client, id: i64) -> Result<serde_json::Value> {
+    client
+        .query_opt(HEADER_VALUES, &[&id])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
+}
+
 /// What an admin gives for a new or edited webhook, unchecked.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookInput {
@@ -141,6 +178,8 @@ pub struct CheckedWebhook {
     pub name: String,
     pub url: String,
     pub event_types: Vec<String>,
+    /// Shown with its values hidden, like every view of a webhook.
+    #[serde(serialize_with = "ser_hidden")]
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
     pub tenant: Option<String>,
@@ -233,12 +272,21 @@ pub async fn create_with(
     })
 }
 
+/// A header given as `HIDDEN` keeps its stored value (a form or a script
+/// sends back what it was shown); one not stored is refused by the
+/// schema's header check as a null value.
 const UPDATE: &str = "
-UPDATE outbox.webhooks
-   SET name = $2, url = $3, event_types = $4, headers = $5, updated_at = now()
+UPDATE outbox.webhooks w
+   SET name = $2, url = $3, event_types = $4,
+       headers = coalesce(
+           (SELECT jsonb_object_agg(k, CASE WHEN v = to_jsonb($6::text) THEN w.headers -> k ELSE v END)
+              FROM jsonb_each($5::jsonb) AS given(k, v)),
+           '{}'::jsonb),
+       updated_at = now()
  WHERE id = $1";
 
-/// Replaces a webhook's name, URL, subscriptions and headers.
+/// Replaces a webhook's name, URL, subscriptions and headers; a header
+/// whose value is `HIDDEN` keeps the value it has.
 pub async fn update(client: &Client, id: i64, webhook: &CheckedWebhook) -> Result<()> {
     let n = client
         .execute(
@@ -249,6 +297,7 @@ pub async fn update(client: &Client, id: i64, webhook: &CheckedWebhook) -> Resul
                 &webhook.url,
                 &webhook.event_types,
                 &webhook.headers,
+                &HIDDEN,
             ],
         )
         .await?;

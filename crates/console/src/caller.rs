@@ -50,6 +50,23 @@ impl Caller {
         }
     }
 
+    /// The same, on a connection taken for the check alone (a test event
+    /// must not hold one while its request is out).
+    pub async fn owns_webhook_in(
+        &self,
+        pool: &outboxd_db::Pool,
+        id: i64,
+    ) -> outboxd_admin::Result<()> {
+        if let Caller::Tenant(t) = self {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| outboxd_admin::Error::Unavailable(e.to_string()))?;
+            tenants::owns_webhook(&client, t, id).await?;
+        }
+        Ok(())
+    }
+
     /// NotFound for a tenant when delivery `id` is not to its own webhook.
     pub async fn owns_delivery(&self, client: &Client, id: i64) -> outboxd_admin::Result<()> {
         match self {

@@ -27,7 +27,6 @@ use axum::http::header::{
 };
 use axum::http::{HeaderValue, StatusCode};
 use axum::Router;
-use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use outboxd_db::Pool;
 use outboxd_deliverer::{Clients, TargetPolicy};
@@ -64,6 +63,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// The tenant portal's settings.
     pub portal: Portal,
+    /// What the listener allows its clients (connections, timeouts).
+    pub limits: outboxd_serve::Limits,
 }
 
 /// How tenants' portals are reached, signed, embedded and themed.
@@ -114,6 +115,7 @@ pub(crate) type AppState = Arc<State>;
 pub struct Console {
     listener: TcpListener,
     app: Router,
+    limits: outboxd_serve::Limits,
 }
 
 /// The OpenAPI document of the JSON API, as `/api/openapi.json` serves it.
@@ -136,6 +138,7 @@ impl Console {
         )
         .map_err(|e| Error::Client(e.to_string()))?;
         let local = listener.local_addr().unwrap_or(addr);
+        let settings_limits = settings.limits;
         let base_url = settings
             .portal
             .base_url
@@ -156,6 +159,7 @@ impl Console {
         Ok(Console {
             listener,
             app: app(state),
+            limits: settings_limits,
         })
     }
 
@@ -163,26 +167,11 @@ impl Console {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown`; requests in progress finish on their own.
+    /// Serves until `shutdown`; requests in progress finish within the
+    /// listener's grace.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "admin console: accept failed");
-                        continue;
-                    }
-                },
-            };
-            let service = TowerToHyperService::new(self.app.clone());
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        let service = TowerToHyperService::new(self.app);
+        outboxd_serve::serve("admin", self.listener, service, self.limits, shutdown).await;
     }
 }
 
@@ -274,6 +263,7 @@ pub(crate) fn status_of(e: &outboxd_admin::Error) -> StatusCode {
         e if e.is_bad_input() => StatusCode::BAD_REQUEST,
         E::NotFound(_) => StatusCode::NOT_FOUND,
         E::Conflict(_) => StatusCode::CONFLICT,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -5,12 +5,14 @@
 
 pub mod address;
 pub mod breaker;
+pub mod descriptors;
 pub mod matching;
 pub mod message;
 pub mod outcome;
 pub mod portal_link;
 pub mod retry;
 pub mod signing;
+pub mod stored;
 pub mod wakeup;
 
 pub use breaker::{Breaker, BreakerPolicy};

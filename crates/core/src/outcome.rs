@@ -152,7 +152,8 @@ fn is_success(status: u16) -> bool {
 pub fn error_text(result: &AttemptResult) -> Option<String> {
     match result {
         AttemptResult::Response { .. } => None,
-        AttemptResult::Transport(err) => Some(err.to_string()),
+        // The reason may quote what a peer sent (a DNS or TLS message).
+        AttemptResult::Transport(err) => Some(crate::stored::into_storable(err.to_string())),
     }
 }
 

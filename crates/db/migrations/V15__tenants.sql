@@ -63,8 +63,13 @@ ALTER TABLE outbox.events DROP CONSTRAINT events_idempotency_key_key;
 CREATE UNIQUE INDEX events_idempotency_key ON outbox.events ((coalesce(tenant, '')), idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
+-- As in V12 (the limit read beside the wake-up flag), with the tenant
+-- checked when one is given.
 CREATE OR REPLACE FUNCTION outbox.on_event_insert() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    wake      boolean;
+    max_bytes bigint;
 BEGIN
     NEW.xid := pg_current_xact_id();
     IF NOT coalesce(outbox.is_valid_event_type(NEW.event_type), true) THEN
@@ -73,10 +78,13 @@ BEGIN
     IF NEW.tenant IS NOT NULL AND NOT outbox.is_valid_tenant(NEW.tenant) THEN
         PERFORM outbox.refuse_tenant(NEW.tenant);
     END IF;
-    IF pg_column_size(NEW.payload) > outbox.max_payload_bytes() THEN
+    SELECT w.requested, l.max_payload_bytes INTO wake, max_bytes
+      FROM outbox.wakeup w CROSS JOIN outbox.limits l;
+    IF pg_column_size(NEW.payload) > max_bytes
+       OR pg_column_compression(NEW.payload) IS NOT NULL THEN
         PERFORM outbox.payload_within_limit(NEW.payload);
     END IF;
-    IF (SELECT requested FROM outbox.wakeup) THEN
+    IF wake THEN
         PERFORM pg_notify('outbox_events', '');
     END IF;
     RETURN NEW;

@@ -68,15 +68,15 @@ pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
 ///   other plans look expensive: a query with no usable index still runs.
 /// - `jit = off`: those "expensive" plans would otherwise cross the JIT
 ///   thresholds, and a one-row read of `outbox.wakeup` or of the fan-out's
-///   progress row took 50-90 ms to compile, per statement (and per event
-///   in the insert trigger of a test event). No statement of the daemon is
+///   progress row would be JIT-compiled, at a cost far above the query's,
+///   per statement (and per event in the insert trigger of a test event). No statement of the daemon is
 ///   long enough to gain from JIT.
 /// - unless `synchronous_commit` is asked for, `synchronous_commit = off`: a
 ///   commit returns before its WAL is flushed to disk. Every write of the
 ///   daemon can be redone (a lost fan-out is fanned out again, a lost result
 ///   makes the lease expire and the delivery is sent again), so a crash of
-///   PostgreSQL can cost a duplicate, never an event; and the daemon no
-///   longer waits for a disk flush per statement.
+///   PostgreSQL can cost a duplicate, never an event; and the daemon does
+///   not wait for a disk flush per statement.
 pub fn daemon_session(
     mut config: tokio_postgres::Config,
     synchronous_commit: bool,

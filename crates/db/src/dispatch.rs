@@ -1,7 +1,7 @@
 //! Fan-out: new events become one delivery per matching webhook.
 //!
 //! The daemon reads `outbox.events` as a stream and never writes it:
-//! `outbox.next_events` (sql/V8) returns the next events in the order their
+//! `outbox.next_events` (migrations/V8) returns the next events in the order their
 //! transactions made them visible and moves the progress row past them, under
 //! that row's lock, so replicas take turns and each event is fanned out once.
 //! One transaction per batch: take the next events, match them against the

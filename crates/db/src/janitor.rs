@@ -33,7 +33,7 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 /// take a request's duration, so the oldest are the first by id: each batch
 /// looks at the first `$2` rows of the primary key and deletes those old
 /// enough; the sweep goes on until a batch deletes nothing. So no index on
-/// `started_at` is kept up on every attempt (sql/V7), and a sweep with
+/// `started_at` is kept up on every attempt (migrations/V7), and a sweep with
 /// nothing to do reads one batch. `= ANY
 /// (ARRAY(...))` rather than `IN (...)`, which the planner may turn into a
 /// hash join over the whole table.
@@ -45,7 +45,7 @@ DELETE FROM outbox.delivery_attempts
 /// Events are written in `created_at` order, give or take a transaction's
 /// length, so the sweep walks them by id from the oldest on, `$2` at a time
 /// after id `$3`, and stops at the first batch with nothing old in it. An
-/// event goes once it is old, fanned out (`outbox.is_dispatched`, sql/V8)
+/// event goes once it is old, fanned out (`outbox.is_dispatched`, migrations/V8)
 /// and all its deliveries reached a final state and last changed before
 /// the cutoff too (a delivery replayed or retried recently keeps its
 /// event). The second column says whether to delete it, the third whether

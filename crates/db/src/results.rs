@@ -4,6 +4,8 @@
 //! `unnest` of the batch's columns. A row is updated only while it is still
 //! `in_flight` under the same lease token, and only those attempts are
 //! logged: a late answer from a worker whose lease expired changes nothing.
+//! A row the server refuses for its values is isolated and written without
+//! them, so one receiver's answer cannot fail the results of others.
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
@@ -73,6 +75,17 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
+    /// This result with the body and error the server refused replaced by
+    /// a note naming the SQLSTATE: status, outcome and timing are kept.
+    pub fn refused(&self, sqlstate: &str) -> AttemptRecord {
+        let note = format!("[not stored: the database refused it (SQLSTATE {sqlstate})]");
+        AttemptRecord {
+            response_body: self.response_body.as_ref().map(|_| note.clone()),
+            error: self.error.as_ref().map(|_| note),
+            ..self.clone()
+        }
+    }
+
     fn state(&self) -> &'static str {
         if self.cancelled {
             return "cancelled";
@@ -94,7 +107,36 @@ pub struct Recorded {
     pub disabled: Vec<i64>,
 }
 
+/// Writes a batch. When the server refuses it for its values (a data error,
+/// not a lost connection), the batch is halved until the refused rows are
+/// alone; the rest is written, and each refused row is written again with
+/// what came from the receiver replaced by a note
+/// ([`AttemptRecord::refused`]), so it is not sent again and again.
 pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
+    let mut recorded = Recorded::default();
+    let mut todo = vec![batch];
+    while let Some(part) = todo.pop() {
+        let written = match write(pool, part).await {
+            Err(e) if e.data_error_code().is_some() && part.len() > 1 => {
+                let (a, b) = part.split_at(part.len() / 2);
+                todo.extend([b, a]);
+                continue;
+            }
+            Err(e) if e.data_error_code().is_some() => {
+                let code = e.data_error_code().unwrap_or_default().to_owned();
+                tracing::warn!(delivery_id = part[0].delivery_id, error = %e,
+                    "the database refused a delivery result; writing it without the receiver's answer");
+                write(pool, &[part[0].refused(&code)]).await?
+            }
+            other => other?,
+        };
+        recorded.accepted.extend(written.accepted);
+        recorded.disabled.extend(written.disabled);
+    }
+    Ok(recorded)
+}
+
+async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
     if batch.is_empty() {
         return Ok(Recorded::default());
     }

@@ -1,6 +1,6 @@
 //! Gauges that need a query, sampled on an interval rather than per scrape,
 //! each answered from an index that skips the history (the backlog of events
-//! from `outbox.undispatched_events`, sql/V8), so the cost follows the
+//! from `outbox.undispatched_events`, migrations/V8), so the cost follows the
 //! backlog, not the tables' size.
 
 use std::time::Duration;

@@ -65,10 +65,10 @@ pub struct Deliverer {
 /// A webhook's window, in request slots: it holds (running and queued,
 /// leased) up to this many times the requests it may have running, so the
 /// next deliveries are at hand when a request finishes and the fan-out can
-/// hand over batches of a useful size. Measured (README, Performance): at 2
-/// the fan-out handed over a few dozen at a time and a backlog drained at
-/// about 14,000/s, at 8 about 23,500/s, at 16 and 32 about 26,500/s. A
-/// queued delivery waits at most a lease less the request timeout before
+/// hand over batches of a useful size: a smaller window makes hand-overs
+/// and claims small and frequent, a larger one only holds more leases
+/// (docs/performance.md has the method to measure it). A queued delivery
+/// waits at most a lease less the request timeout before
 /// it is handed back unsent, and `QUEUE_BYTES` bounds the memory.
 pub const WINDOW: usize = 16;
 

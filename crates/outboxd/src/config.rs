@@ -1,5 +1,5 @@
 //! Command line and configuration: every option is a flag mirrored by an
-//! environment variable, with the defaults of DESIGN.md.
+//! environment variable, with the defaults docs/configuration.md lists.
 //!
 //! Values are parsed by small functions whose errors say what is accepted;
 //! `main` prefixes them with the variable's name, so a bad value stops
@@ -173,6 +173,14 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token, value_name = "TOKEN")]
     pub admin_token: Option<Token>,
 
+    /// File holding the admin token (read at start; a trailing newline is ignored), so it shows neither in `ps` nor in the environment
+    #[arg(
+        long,
+        env = "OUTBOXD_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub portal: PortalArgs,
 
@@ -307,12 +315,26 @@ fn parse_token(s: &str) -> Result<Token, String> {
 }
 
 impl RunArgs {
+    /// Reads `OUTBOXD_ADMIN_TOKEN_FILE` into `admin_token`, if set.
+    pub fn read_admin_token_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(());
+        };
+        let setting = format!("OUTBOXD_ADMIN_TOKEN_FILE ({})", path.display());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{setting}: cannot read the token: {e}"))?;
+        let token = parse_token(text.trim_end_matches(['\n', '\r']))
+            .map_err(|reason| format!("{setting}: the token {reason}"))?;
+        self.admin_token = Some(token);
+        Ok(())
+    }
+
     /// The admin listener's rule: without a token only loopback may be used,
     /// since anyone who reaches the listener could otherwise add webhooks.
     pub fn check_admin(&self) -> Result<(), String> {
         match (self.admin_listen, &self.admin_token) {
             (Some(addr), None) if !addr.ip().is_loopback() => Err(format!(
-                "OUTBOXD_ADMIN_TOKEN must be set when OUTBOXD_ADMIN_LISTEN ({addr}) is not a loopback address: the admin console and API would be open to anyone who reaches it"
+                "OUTBOXD_ADMIN_TOKEN (or OUTBOXD_ADMIN_TOKEN_FILE) must be set when OUTBOXD_ADMIN_LISTEN ({addr}) is not a loopback address: the admin console and API would be open to anyone who reaches it"
             )),
             _ => Ok(()),
         }
@@ -842,6 +864,46 @@ mod tests {
         assert!(args.check_admin().is_ok());
         assert!(!format!("{args:?}").contains("0123456789abcdef0"));
         assert!(parse_token("short").is_err());
+    }
+
+    #[test]
+    fn the_admin_token_can_come_from_a_file() {
+        let run = |args: &[&str]| {
+            Cli::try_parse_from([&["outboxd", "run"], args].concat()).map(|c| match c.command {
+                Command::Run(args) => *args,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        let dir = std::env::temp_dir().join(format!("outboxd-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let path = file.to_str().unwrap();
+        let mut args = run(&["--admin-token-file", path]).unwrap();
+        args.read_admin_token_file().unwrap();
+        assert_eq!(args.admin_token, Some(Token("0123456789abcdef0123".into())));
+
+        let both = run(&[
+            "--admin-token-file",
+            path,
+            "--admin-token",
+            "0123456789abcdef0",
+        ]);
+        assert!(both.is_err(), "the token and its file are exclusive");
+
+        let missing = dir.join("missing");
+        let mut args = run(&["--admin-token-file", missing.to_str().unwrap()]).unwrap();
+        let e = args.read_admin_token_file().unwrap_err();
+        assert!(e.starts_with("OUTBOXD_ADMIN_TOKEN_FILE ("), "{e}");
+
+        std::fs::write(&file, "short\n").unwrap();
+        let mut args = run(&["--admin-token-file", path]).unwrap();
+        let e = args.read_admin_token_file().unwrap_err();
+        assert!(
+            e.contains("OUTBOXD_ADMIN_TOKEN_FILE") && e.contains("too short"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::breaker::BreakerPolicy;
+use outboxd_core::descriptors::Needs;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
     connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
@@ -30,7 +31,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How often the retention job sweeps (the first sweep comes sooner).
 const RETENTION_EVERY: Duration = Duration::from_secs(5 * 60);
 
-pub async fn run(args: RunArgs) -> Result<()> {
+pub async fn run(mut args: RunArgs) -> Result<()> {
     let handle = outboxd_metrics::install().context("setting up metrics")?;
     let pg = connect::pg_config(args.db.database_url.as_deref())
         .context("reading DATABASE_URL / PG* variables")?;
@@ -57,6 +58,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             args.request_timeout
         );
     }
+    args.read_admin_token_file().map_err(anyhow::Error::msg)?;
     args.check_admin().map_err(anyhow::Error::msg)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -83,6 +85,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         synchronous_commit = args.synchronous_commit,
         admin_listen = ?args.admin_listen,
         admin_token = ?args.admin_token,
+        admin_token_file = ?args.admin_token_file,
         "outboxd starting"
     );
 
@@ -94,10 +97,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.db_pool_size as usize,
     )
     .context("setting up the connection pool")?;
+    let limits = listener_limits(&args);
     let (addr, server) = outboxd_metrics::serve(
         args.listen,
         handle,
         readiness(pool.clone()),
+        limits,
         shutdown.clone(),
     )
     .await
@@ -131,6 +136,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                             allowed: args.tenant_allow_private_targets.0.clone(),
                         },
                     },
+                    limits,
                 },
                 pool.clone(),
             )
@@ -318,6 +324,53 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         .run(p.shutdown),
     );
     Ok(tasks)
+}
+
+/// Raises the descriptor limit and caps the listeners' connections so that
+/// what is left after them covers every delivery and pooled connection.
+fn listener_limits(args: &RunArgs) -> outboxd_serve::Limits {
+    let needs = Needs {
+        deliveries: args.concurrency,
+        database: args.db_pool_size,
+    };
+    let limit = match outboxd_serve::raise_nofile_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit (RLIMIT_NOFILE); assuming 1024");
+            outboxd_serve::NofileLimit {
+                soft: 1024,
+                hard: 1024,
+            }
+        }
+    };
+    // An admin connection may hold a test event's connection too.
+    let costs: &[u64] = if args.admin_listen.is_some() {
+        &[1, 2]
+    } else {
+        &[1]
+    };
+    let preferred = outboxd_serve::Limits::default().max_connections as u64;
+    let plan = needs.plan(limit.soft, costs, preferred);
+    if plan.enough {
+        tracing::info!(
+            nofile = limit.soft,
+            nofile_hard = limit.hard,
+            reserved = plan.reserved,
+            listener_connections = plan.per_listener,
+            "descriptors: reserved for deliveries and the pool, the rest capped per listener"
+        );
+    } else {
+        tracing::warn!(
+            nofile = limit.soft,
+            nofile_hard = limit.hard,
+            needed = plan.reserved,
+            "the descriptor limit is below what OUTBOXD_CONCURRENCY and OUTBOXD_DB_POOL_SIZE need: raise it (ulimit -n, LimitNOFILE= in systemd) or lower them; deliveries may fail with \"Too many open files\""
+        );
+    }
+    outboxd_serve::Limits {
+        max_connections: plan.per_listener as usize,
+        ..Default::default()
+    }
 }
 
 fn readiness(pool: Pool) -> outboxd_metrics::ReadinessCheck {

@@ -165,13 +165,48 @@ async fn create(
     ))
 }
 
+/// `reveal=headers`: the custom headers' values, hidden otherwise (the
+/// handler reads the raw query).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct GetQuery {
+    #[param(inline)]
+    reveal: Option<Reveal>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Reveal {
+    Headers,
+}
+
 /// One webhook.
 #[utoipa::path(get, path = "/api/webhooks/{id}", operation_id = "getWebhook",
-    params(("id" = i64, Path, minimum = 1)),
+    params(("id" = i64, Path, minimum = 1), GetQuery),
     responses((status = 200, description = "The webhook", body = WebhookSummary)))]
-async fn get(caller: Caller, db: Db, Path(id): Path<String>) -> ApiResult<Json<WebhookSummary>> {
+async fn get(
+    caller: Caller,
+    db: Db,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<WebhookSummary>> {
     let id = owned(&caller, &db, &id).await?;
-    Ok(Json(ops::get(&db, id).await?))
+    let mut hook = ops::get(&db, id).await?;
+    let query = crate::http::pairs(query.unwrap_or_default().as_bytes());
+    match crate::http::first(&query, "reveal") {
+        None => {}
+        Some("headers") => hook.headers = ops::header_values(&db, id).await?,
+        Some(other) => {
+            return Err(super::ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reveal={other:?}: the only value is headers"),
+            )
+            .field("reveal"))
+        }
+    }
+    Ok(Json(hook))
 }
 
 /// The path's webhook id, if the caller may see that webhook.
@@ -275,15 +310,22 @@ async fn rotate_secret(
 async fn send_test(
     State(state): State<AppState>,
     caller: Caller,
-    db: Db,
     Path(id): Path<String>,
     OptBody(b): OptBody<TestBody>,
 ) -> ApiResult<Json<TestResult>> {
-    let id = owned(&caller, &db, &id).await?;
+    let id = id_of(&id)?;
+    caller.owns_webhook_in(&state.pool, id).await?;
     let event_type = b
         .event_type
         .unwrap_or_else(|| test_event::DEFAULT_EVENT_TYPE.into());
-    let r = test_event::send(&db, &state.http, id, &event_type, state.request_timeout).await?;
+    let r = test_event::send(
+        &state.pool,
+        &state.http,
+        id,
+        &event_type,
+        state.request_timeout,
+    )
+    .await?;
     Ok(Json(r))
 }
 

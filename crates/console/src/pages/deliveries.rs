@@ -130,7 +130,8 @@ fn is_sensitive(name: &str) -> bool {
 }
 
 /// The headers the next attempt of `d` sends, built by the deliverer's own
-/// request builder, with the signature and credentials redacted.
+/// request builder, with the signature, the webhook's custom headers and
+/// anything named like a credential redacted.
 async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)> {
     let Ok(Some(webhook)) = outboxd_db::webhooks::load_one(client, d.webhook_id).await else {
         return Vec::new();
@@ -161,7 +162,8 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
             .iter()
             .map(|(n, v)| {
                 let name = n.as_str().to_owned();
-                let value = if is_sensitive(&name) {
+                let custom = webhook.headers.iter().any(|(n, _)| *n == name);
+                let value = if custom || is_sensitive(&name) {
                     "(redacted)".to_owned()
                 } else {
                     v.to_str().unwrap_or("(binary)").to_owned()

@@ -30,8 +30,9 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
         args.tenant_allow_private_targets.0.clone(),
     )
     .context("setting up the HTTP client")?;
-    let r =
-        outboxd_admin::test_event::send(&client, &http, hook.id, &args.event_type, timeout).await?;
+    // This process's own connection, idle while the request is out.
+    let prepared = outboxd_admin::test_event::prepare(&client, hook.id, &args.event_type).await?;
+    let r = prepared.attempt(&http, timeout).await.record(&client).await;
     println!(
         "POST {} ({}, event {} {}, test)",
         r.url, r.webhook, r.event_id, r.event_type
