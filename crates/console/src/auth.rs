@@ -4,9 +4,9 @@
 //! The API takes `Authorization: Bearer <token>`; the browser signs in once
 //! with the same token, or opens a tenant's portal link, and gets a session
 //! cookie (HttpOnly). Sessions are rows of `outbox.console_sessions`: the
-//! cookie holds a random token, the row its SHA-256 and the tenant (none
-//! for an admin), so every replica knows them and signing out ends one
-//! everywhere. A form's CSRF token is an HMAC of the session's token under
+//! cookie holds a random token, the row its SHA-256 (keyed by the admin
+//! token, so a new token ends every session) and the tenant (none for an
+//! admin), so every replica knows them and signing out ends one everywhere. A form's CSRF token is an HMAC of the session's token under
 //! a key derived from the admin token, checked on every POST. Secrets are
 //! compared in constant time. Without a token (allowed on loopback only)
 //! there is no login, but sessions, CSRF tokens and the same-origin checks
@@ -111,10 +111,6 @@ impl Session {
     }
 }
 
-fn digest(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
 const OPEN: &str = "
 INSERT INTO outbox.console_sessions (token_sha256, tenant, expires_at)
 VALUES ($1, $2, now() + $3 * interval '1 second')";
@@ -123,50 +119,70 @@ VALUES ($1, $2, now() + $3 * interval '1 second')";
 /// task need know of them.
 const PURGE: &str = "DELETE FROM outbox.console_sessions WHERE expires_at < now()";
 
-/// Starts a session of `tenant` (None: an admin) for `ttl`.
-pub async fn open(
-    client: &Client,
-    tenant: Option<&str>,
-    ttl: Duration,
-) -> Result<Session, tokio_postgres::Error> {
-    let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-    client.execute(PURGE, &[]).await?;
-    client
-        .execute(OPEN, &[&digest(&token), &tenant, &(ttl.as_secs() as f64)])
-        .await?;
-    Ok(Session {
-        token,
-        tenant: tenant.map(str::to_owned),
-        ttl,
-    })
-}
-
 const FIND: &str = "
 SELECT tenant, extract(epoch FROM expires_at - now())::float8
   FROM outbox.console_sessions WHERE token_sha256 = $1 AND expires_at > now()";
 
-/// The session a `Cookie` header names, if it names a live one.
-pub async fn find(
-    client: &Client,
-    cookie_header: Option<&str>,
-) -> Result<Option<Session>, tokio_postgres::Error> {
-    let Some(token) = cookie_token(cookie_header) else {
-        return Ok(None);
-    };
-    let row = client.query_opt(FIND, &[&digest(token)]).await?;
-    Ok(row.map(|r| Session {
-        token: token.to_owned(),
-        tenant: r.get(0),
-        ttl: Duration::from_secs_f64(r.get::<_, f64>(1).max(0.0)),
-    }))
-}
-
 const END: &str = "DELETE FROM outbox.console_sessions WHERE token_sha256 = $1";
 
-/// Ends a session on every replica.
-pub async fn end(client: &Client, session: &Session) -> Result<(), tokio_postgres::Error> {
-    client.execute(END, &[&digest(&session.token)]).await?;
-    Ok(())
+impl Auth {
+    /// The row's key of a cookie's token, under the admin token's key too:
+    /// a new admin token ends every session, as it should.
+    fn digest(&self, token: &str) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(&self.key);
+        h.update(token.as_bytes());
+        h.finalize().to_vec()
+    }
+
+    /// Starts a session of `tenant` (None: an admin) for `ttl`.
+    pub async fn open(
+        &self,
+        client: &Client,
+        tenant: Option<&str>,
+        ttl: Duration,
+    ) -> Result<Session, tokio_postgres::Error> {
+        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        client.execute(PURGE, &[]).await?;
+        client
+            .execute(
+                OPEN,
+                &[&self.digest(&token), &tenant, &(ttl.as_secs() as f64)],
+            )
+            .await?;
+        Ok(Session {
+            token,
+            tenant: tenant.map(str::to_owned),
+            ttl,
+        })
+    }
+
+    /// The session a `Cookie` header names, if it names a live one.
+    pub async fn find(
+        &self,
+        client: &Client,
+        cookie_header: Option<&str>,
+    ) -> Result<Option<Session>, tokio_postgres::Error> {
+        let Some(token) = cookie_token(cookie_header) else {
+            return Ok(None);
+        };
+        let row = client.query_opt(FIND, &[&self.digest(token)]).await?;
+        Ok(row.map(|r| Session {
+            token: token.to_owned(),
+            tenant: r.get(0),
+            ttl: Duration::from_secs_f64(r.get::<_, f64>(1).max(0.0)),
+        }))
+    }
+
+    /// Ends a session on every replica.
+    pub async fn end(
+        &self,
+        client: &Client,
+        session: &Session,
+    ) -> Result<(), tokio_postgres::Error> {
+        client.execute(END, &[&self.digest(&session.token)]).await?;
+        Ok(())
+    }
 }
 
 fn cookie_token(cookie_header: Option<&str>) -> Option<&str> {

@@ -94,7 +94,7 @@ async fn portal_session(
         return Ok(None);
     }
     let client = db(state).await?;
-    auth::find(&client, cookie).await.map_err(|e| {
+    state.auth.find(&client, cookie).await.map_err(|e| {
         tracing::warn!(error = %e, "admin console: reading the session failed");
         unavailable()
     })
@@ -192,7 +192,7 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let session = match auth::find(&client, http::header(h, "cookie")).await {
+    let session = match state.auth.find(&client, http::header(h, "cookie")).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "admin console: reading the session failed");
@@ -212,7 +212,7 @@ async fn page(state: &AppState, req: Request, next: Next) -> Response {
                 http::redirect("/login")
             };
         }
-        None => match auth::open(&client, None, auth::SESSION_TTL).await {
+        None => match state.auth.open(&client, None, auth::SESSION_TTL).await {
             Ok(s) => (s, true),
             Err(e) => {
                 tracing::warn!(error = %e, "admin console: starting a session failed");

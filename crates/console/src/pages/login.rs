@@ -48,7 +48,7 @@ async fn login(State(state): State<AppState>, db: Db, body: axum::body::Bytes) -
             },
         );
     }
-    match auth::open(&db, None, auth::SESSION_TTL).await {
+    match state.auth.open(&db, None, auth::SESSION_TTL).await {
         Ok(session) => http::with_cookie(
             http::redirect("/"),
             &auth::set_cookie(&session, state.https),
@@ -65,8 +65,13 @@ async fn login(State(state): State<AppState>, db: Db, body: axum::body::Bytes) -
 
 /// Ends the session on every replica (the row goes), not only in this
 /// browser; a portal session goes back to its link's page.
-async fn logout(db: Db, Extension(session): Extension<Session>, _form: Form) -> Response {
-    if let Err(e) = auth::end(&db, &session).await {
+async fn logout(
+    State(state): State<AppState>,
+    db: Db,
+    Extension(session): Extension<Session>,
+    _form: Form,
+) -> Response {
+    if let Err(e) = state.auth.end(&db, &session).await {
         tracing::warn!(error = %e, "admin console: ending a session failed");
     }
     let to = if session.tenant.is_some() {

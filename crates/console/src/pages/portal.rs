@@ -83,7 +83,7 @@ async fn open(State(state): State<AppState>, db: Db, RawQuery(query): RawQuery) 
     }
     let ttl = std::time::Duration::from_secs((claims.expires - claims.issued).max(1) as u64)
         .min(SESSION_TTL);
-    let session = match auth::open(&db, Some(&claims.tenant), ttl).await {
+    let session = match state.auth.open(&db, Some(&claims.tenant), ttl).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "portal link: starting the session failed");
