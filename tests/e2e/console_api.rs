@@ -46,6 +46,29 @@ impl Admin {
         .expect("the admin API answers")
     }
 
+    /// Posts the login form.
+    async fn login(&self, token: &str) -> HttpAnswer {
+        self.raw(
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("token={token}"),
+        )
+        .await
+    }
+
+    /// The CSRF token of the form at `path`, for the session of `cookie`.
+    async fn csrf(&self, cookie: &str, path: &str) -> String {
+        let page = self.raw("GET", path, &[("cookie", cookie)], "").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("the form carries a CSRF token")
+            .to_owned()
+    }
+
     async fn raw(
         &self,
         method: &str,
@@ -263,7 +286,7 @@ async fn bad_input_is_answered_with_400_and_the_reason() {
     let r = add(json!({"name": "n"})).await;
     assert_error(&r, 400, "missing field");
     let r = admin.call("GET", "/api/deliveries?state=lost", None).await;
-    assert_error(&r, 400, "not a state");
+    assert_error(&r, 400, "not a delivery state; use one of pending");
     let r = admin
         .call("GET", "/api/deliveries?since=yesterday", None)
         .await;
@@ -539,24 +562,10 @@ async fn console_forms_need_a_session_and_its_csrf_token() {
     let r = admin.raw("GET", "/webhooks", &[], "").await;
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/login"));
-    let bad = admin
-        .raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            "token=wrong",
-        )
-        .await;
+    let bad = admin.login("wrong").await;
     assert_eq!(bad.status, 401);
     assert!(bad.body.contains("wrong token"), "{}", bad.body);
-    let login = admin
-        .raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("token={TOKEN}"),
-        )
-        .await;
+    let login = admin.login(TOKEN).await;
     assert_eq!(login.status, 303, "{}", login.body);
     let set_cookie = login.header("set-cookie").unwrap().to_owned();
     assert!(
@@ -565,17 +574,7 @@ async fn console_forms_need_a_session_and_its_csrf_token() {
     );
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
 
-    let page = admin
-        .raw("GET", "/webhooks/new", &[("cookie", &cookie)], "")
-        .await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("the form carries a CSRF token")
-        .to_owned();
+    let csrf = admin.csrf(&cookie, "/webhooks/new").await;
     let form = "name=A&url=https%3A%2F%2Fa.example%2F&events=payment.received";
     let form_headers = |extra: Option<(&'static str, &'static str)>| {
         let mut h = vec![
@@ -658,6 +657,96 @@ async fn on_loopback_without_a_token_the_api_is_open_to_local_callers_only() {
         .raw("GET", "/api/webhooks", &[("host", "evil.example")], "")
         .await;
     assert_eq!(rebound.status, 403);
+}
+
+#[tokio::test]
+async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")],
+    )
+    .await;
+    let admin = Admin { port, daemon };
+    let body =
+        |url: &str| json!({"name": "local", "url": url, "event_types": ["payment.received"]});
+
+    let local = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(body("http://127.0.0.1:9/hook")),
+        )
+        .await;
+    assert_eq!(local.status, 201, "{}", local.body);
+    let warnings = local.json()["warnings"].clone();
+    assert_eq!(
+        warnings,
+        json!(["deliveries to http://127.0.0.1:9/hook would be blocked: 127.0.0.1 is loopback; to allow it, add 127.0.0.1/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)"]),
+        "{}",
+        local.body
+    );
+    let id = local.json()["id"].as_i64().unwrap();
+    let edited = admin
+        .call(
+            "PUT",
+            &format!("/api/webhooks/{id}"),
+            Some(body("http://10.0.0.5/hook")),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let warning = edited.json()["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        warning.contains("add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS"),
+        "{}",
+        edited.body
+    );
+    let public = admin
+        .call(
+            "PUT",
+            &format!("/api/webhooks/{id}"),
+            Some(body("http://93.184.215.14/hook")),
+        )
+        .await;
+    assert_eq!(public.json()["warnings"], json!([]), "{}", public.body);
+
+    // The console's form shows the same warning above the new secret.
+    let login = admin.login(TOKEN).await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = admin.csrf(&cookie, "/webhooks/new").await;
+    let saved = admin
+        .raw(
+            "POST",
+            "/webhooks/new",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &format!(
+                "name=B&url=http%3A%2F%2Flocalhost%3A9%2F&events=payment.received&csrf={csrf}"
+            ),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("whsec_"), "{}", saved.body);
+    assert!(
+        saved.body.contains("class=\"warning\"")
+            && saved.body.contains("OUTBOXD_ALLOW_PRIVATE_TARGETS"),
+        "{}",
+        saved.body
+    );
 }
 
 #[tokio::test]

@@ -316,6 +316,15 @@ fn bad_values_stop_startup_naming_the_variable() {
         ("OUTBOXD_LISTEN", "nowhere", "IP:PORT"),
         ("OUTBOXD_ALLOW_PRIVATE_TARGETS", "10.0.0.0/33", "10.0.0.0/8"),
         ("OUTBOXD_RETENTION", "forever", "7d"),
+        ("OUTBOXD_LOG_FORMAT", "yaml", "use one of: text, json"),
+        ("OUTBOXD_NO_MIGRATE", "maybe", "yes/no"),
+        ("OUTBOXD_SYNCHRONOUS_COMMIT", "maybe", "on/off"),
+        ("OUTBOXD_ADMIN_LISTEN", "nowhere", "empty/off"),
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:port/x",
+            "postgres://user:password@host:5432/dbname",
+        ),
     ];
     for (var, value, accepted) in cases {
         let out = run_with_timeout(
@@ -656,7 +665,7 @@ async fn retention_deletes_old_finished_rows_and_nothing_pending() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exported, "retention counters in:\n{text}\n{}", daemon.log());
-    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=259200s"));
+    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=3days"));
 }
 
 #[test]
@@ -710,13 +719,10 @@ fn deploy_files_parse() {
     assert!(json["panels"].is_array(), "the dashboard has panels");
 }
 
-#[tokio::test]
-async fn json_logs_show_the_effective_configuration_without_the_password() {
-    let db = TestDb::new().await;
-    // Trust authentication ignores the password; the log must not show it.
-    let url = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
-    assert_ne!(url, db.url, "the test database URL has the expected shape");
-    let mut daemon = Daemon::start(BIN, &url, &[("OUTBOXD_LOG_FORMAT", "json")]);
+/// Runs the daemon with JSON logs until it is running, stops it, and
+/// returns its log and its "outboxd starting" line.
+async fn start_line(url: &str, env: &[(&str, &str)]) -> (String, serde_json::Value) {
+    let mut daemon = Daemon::start(BIN, url, env);
     assert!(
         wait_until(Duration::from_secs(20), || async {
             daemon.log().contains("outboxd running")
@@ -728,16 +734,26 @@ async fn json_logs_show_the_effective_configuration_without_the_password() {
     daemon.terminate();
     daemon.wait(Duration::from_secs(10)).await;
     let log = daemon.log();
-    assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
     let lines: Vec<serde_json::Value> = log
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let start = lines
-        .iter()
+        .into_iter()
         .find(|l| l["message"] == "outboxd starting")
         .expect("a start line");
+    (log, start)
+}
+
+#[tokio::test]
+async fn json_logs_show_the_effective_configuration_without_the_password() {
+    let db = TestDb::new().await;
+    // Trust authentication ignores the password; the log must not show it.
+    let url = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
+    assert_ne!(url, db.url, "the test database URL has the expected shape");
+    let (log, start) = start_line(&url, &[("OUTBOXD_LOG_FORMAT", "json")]).await;
+    assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
     assert!(
         start["database"]
             .as_str()
@@ -753,4 +769,38 @@ async fn json_logs_show_the_effective_configuration_without_the_password() {
     ] {
         assert!(start.get(key).is_some(), "{key} missing from {start}");
     }
+}
+
+#[tokio::test]
+async fn the_start_up_log_reads_as_people_write_settings_with_no_notice() {
+    let db = TestDb::new().await;
+    // A migrated database, so the migration runner finds its table there.
+    let (log, start) = start_line(
+        &db.url,
+        &[
+            ("OUTBOXD_LOG_FORMAT", "JSON"),
+            ("OUTBOXD_NO_MIGRATE", "no"),
+            ("OUTBOXD_ADMIN_LISTEN", ""),
+        ],
+    )
+    .await;
+    assert!(
+        !log.contains("NOTICE") && !log.contains("already exists"),
+        "a notice of the migration runner was logged:\n{log}"
+    );
+    for (key, want) in [
+        ("retention", "7days"),
+        ("request_timeout", "2s"),
+        ("poll_interval", "100ms"),
+        ("retry_max_delay", "1s"),
+        ("disable_failing_after", "5days"),
+        ("allow_private_targets", "127.0.0.0/8,::1/128"),
+        ("admin_listen", "off"),
+        ("admin_token", "none"),
+    ] {
+        assert_eq!(start[key], want, "{key} in {start}");
+    }
+    assert_eq!(start["migrate"], true, "{start}");
+    let text = start.to_string();
+    assert!(!text.contains("Some(") && !text.contains("None"), "{start}");
 }

@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use outboxd_core::outcome::{describe_status, error_text, AttemptResult};
+use outboxd_core::outcome::{describe_status, error_text, log_millis, AttemptResult};
+use outboxd_core::DeliveryState;
 use outboxd_db::{Claimed, Pool};
 use outboxd_deliverer::send::Exchange;
 use outboxd_deliverer::{single, Clients};
@@ -42,8 +43,8 @@ WITH d AS (
     RETURNING id)
 INSERT INTO outbox.delivery_attempts
        (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
-        status_code, error, response_body, outcome)
-SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3 FROM d
+        status_code, error, response_body, outcome, url)
+SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3, $9 FROM d
 RETURNING delivery_id";
 
 /// What a test event did.
@@ -178,6 +179,7 @@ impl Attempted {
         let recorded = record(
             client,
             &self.prepared.delivery,
+            &self.prepared.webhook.url,
             self.started_at,
             &self.exchange,
             &verdict,
@@ -219,7 +221,7 @@ impl Attempted {
             delivery_id,
             record_error,
             started_at,
-            latency_ms: exchange.elapsed.as_secs_f64() * 1000.0,
+            latency_ms: log_millis(exchange.elapsed),
             status,
             status_line: status.map(status_line),
             error: verdict.error,
@@ -270,11 +272,11 @@ impl Verdict {
         }
     }
 
-    fn state(&self) -> &'static str {
+    fn state(&self) -> DeliveryState {
         if self.failure.is_none() {
-            "delivered"
+            DeliveryState::Delivered
         } else {
-            "failed"
+            DeliveryState::Failed
         }
     }
 }
@@ -293,23 +295,25 @@ pub fn status_line(status: u16) -> String {
 async fn record(
     client: &Client,
     delivery: &Claimed,
+    url: &str,
     started_at: DateTime<Utc>,
     exchange: &Exchange,
     verdict: &Verdict,
 ) -> Result<i64> {
-    let duration_ms = exchange.elapsed.as_secs_f64() * 1000.0;
+    let duration_ms = log_millis(exchange.elapsed);
     Ok(client
         .query_one(
             RECORD,
             &[
                 &delivery.event_id,
                 &delivery.webhook_id,
-                &verdict.state(),
+                &verdict.state().as_str(),
                 &verdict.status,
                 &verdict.error,
                 &started_at,
                 &duration_ms,
                 &exchange.response_body,
+                &url,
             ],
         )
         .await?

@@ -107,6 +107,8 @@ pub(crate) struct State {
     pub https: bool,
     /// None: no key, no portal links.
     pub link_keys: Option<outboxd_core::portal_link::Keys>,
+    /// The SSRF policy webhook URLs are judged by, for warnings on saving.
+    pub targets: TargetPolicy,
 }
 
 pub(crate) type AppState = Arc<State>;
@@ -133,7 +135,7 @@ impl Console {
         let http = Clients::build(
             Duration::from_secs(5),
             4,
-            settings.targets,
+            settings.targets.clone(),
             settings.tenant_allowed,
         )
         .map_err(|e| Error::Client(e.to_string()))?;
@@ -155,6 +157,7 @@ impl Console {
             auth: Auth::new(settings.token),
             request_timeout: settings.request_timeout,
             portal: settings.portal,
+            targets: settings.targets,
         });
         Ok(Console {
             listener,
@@ -254,6 +257,20 @@ fn frame_options<B>(response: &axum::http::Response<B>) -> Option<HeaderValue> {
         })
         .is_some_and(|sources| sources.trim() != "'none'");
     (!embeddable).then(|| HeaderValue::from_static("DENY"))
+}
+
+impl State {
+    /// The SSRF policy a webhook of `tenant` is delivered under, for the
+    /// warnings on saving it (see `outboxd_deliverer::Clients`).
+    pub(crate) fn targets_for(&self, tenant: Option<&str>) -> TargetPolicy {
+        match tenant {
+            None => self.targets.clone(),
+            Some(_) => TargetPolicy {
+                enabled: true,
+                allowed: self.portal.rules.allowed.clone(),
+            },
+        }
+    }
 }
 
 /// How an operation's error reads over HTTP.

@@ -12,6 +12,7 @@ pub mod outcome;
 pub mod portal_link;
 pub mod retry;
 pub mod signing;
+pub mod state;
 pub mod stored;
 pub mod wakeup;
 
@@ -21,4 +22,5 @@ pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
+pub use state::DeliveryState;
 pub use wakeup::{Activity, Wait, WakePolicy};

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
+use outboxd_metrics as names;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -114,7 +115,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     failures += 1;
-                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    metrics::counter!(names::DATABASE_ERRORS).increment(1);
                     let delay = outboxd_core::retry::database_backoff(failures);
                     tracing::warn!(error = %e, retry_in = ?delay, "dispatching events failed");
                     tokio::select! {
@@ -124,7 +125,7 @@ impl Dispatcher {
                 }
             };
             if round.events > 0 {
-                metrics::counter!("outboxd_events_dispatched_total").increment(round.events as u64);
+                metrics::counter!(names::EVENTS_DISPATCHED).increment(round.events as u64);
                 if round.deliveries > round.handed {
                     self.deliveries_ready.notify_one();
                 }

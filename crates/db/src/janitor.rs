@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use outboxd_metrics as names;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Pool};
@@ -126,8 +127,7 @@ impl Janitor {
     pub async fn run(self, shutdown: CancellationToken) {
         for table in ["events", "deliveries", "delivery_attempts"] {
             // Registered at zero so dashboards see the series from the start.
-            metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table)
-                .increment(0);
+            metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(0);
         }
         let mut next = tokio::time::Instant::now() + FIRST_RUN_AFTER.min(self.interval);
         loop {
@@ -145,13 +145,13 @@ impl Janitor {
                     events = d.events,
                     deliveries = d.deliveries,
                     delivery_attempts = d.delivery_attempts,
-                    retention = ?self.retention,
+                    retention = %humantime::format_duration(self.retention),
                     "retention: old rows deleted"
                 ),
                 Ok(d) if d.busy => tracing::debug!("retention: another replica is sweeping"),
                 Ok(_) => {}
                 Err(e) => {
-                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    metrics::counter!(names::DATABASE_ERRORS).increment(1);
                     tracing::warn!(error = %e, retry_in = ?self.interval, "retention sweep failed");
                 }
             }
@@ -234,6 +234,6 @@ impl Janitor {
 
 fn count(table: &'static str, n: u64) {
     if n > 0 {
-        metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table).increment(n);
+        metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(n);
     }
 }

@@ -5,9 +5,11 @@
 //! those it claims at once to the deliverer), `claim` leases due
 //! deliveries, `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
-//! deletes what is older than the retention.
+//! deletes what is older than the retention, `blocked` retries what the
+//! SSRF guard refused when a daemon starts.
 //! Each query is a `const` next to the one function that runs it.
 
+pub mod blocked;
 pub mod claim;
 pub mod connect;
 pub mod dispatch;

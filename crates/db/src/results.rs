@@ -4,11 +4,15 @@
 //! `unnest` of the batch's columns. A row is updated only while it is still
 //! `in_flight` under the same lease token, and only those attempts are
 //! logged: a late answer from a worker whose lease expired changes nothing.
+//! The attempt numbers of the log go on across replays: the claim counts
+//! the attempts of the current budget, and the delivery's
+//! `earlier_attempts` (those before its last replay) are added here.
 //! A row the server refuses for its values is isolated and written without
 //! them, so one receiver's answer cannot fail the results of others.
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
+use outboxd_core::DeliveryState;
 
 use crate::{Error, Pool};
 
@@ -16,9 +20,9 @@ const RECORD: &str = "
 WITH r AS (
     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int4[],
                          $6::timestamptz[], $7::float8[], $8::int4[], $9::text[],
-                         $10::text[], $11::text[], $12::text[], $13::float8[])
+                         $10::text[], $11::text[], $12::text[], $13::float8[], $14::text[])
         AS r(delivery_id, lease, event_id, webhook_id, attempt, started_at, duration_ms,
-             status_code, error, response_body, outcome, state, delay_ms)),
+             status_code, error, response_body, outcome, state, delay_ms, url)),
 done AS (
     UPDATE outbox.deliveries d
        SET state = r.state,
@@ -32,13 +36,14 @@ done AS (
            updated_at = now()
       FROM r
      WHERE d.id = r.delivery_id AND d.lease = r.lease AND d.state = 'in_flight'
-    RETURNING d.id),
+    RETURNING d.id, d.earlier_attempts),
 ins AS (
     INSERT INTO outbox.delivery_attempts
            (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
-            status_code, error, response_body, outcome)
-    SELECT r.delivery_id, r.event_id, r.webhook_id, r.attempt, r.started_at, r.duration_ms,
-           r.status_code, r.error, r.response_body, r.outcome
+            status_code, error, response_body, outcome, url)
+    SELECT r.delivery_id, r.event_id, r.webhook_id, done.earlier_attempts + r.attempt,
+           r.started_at, r.duration_ms, r.status_code, r.error, r.response_body, r.outcome,
+           r.url
       FROM r JOIN done ON done.id = r.delivery_id
      WHERE r.state <> 'cancelled')
 SELECT id FROM done";
@@ -58,9 +63,12 @@ pub struct AttemptRecord {
     pub lease: i64,
     pub event_id: i64,
     pub webhook_id: i64,
+    /// The attempt's number within the current budget (`Claimed::attempt`).
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: f64,
+    /// The URL the request went to; None when none was sent.
+    pub url: Option<String>,
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_body: Option<String>,
@@ -86,14 +94,11 @@ impl AttemptRecord {
         }
     }
 
-    fn state(&self) -> &'static str {
+    fn state(&self) -> DeliveryState {
         if self.cancelled {
-            return "cancelled";
-        }
-        match self.outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry => "pending",
-            Outcome::Failed => "failed",
+            DeliveryState::Cancelled
+        } else {
+            self.outcome.into()
         }
     }
 }
@@ -152,15 +157,16 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
     let bodies: Vec<Option<&str>> = batch.iter().map(|r| r.response_body.as_deref()).collect();
     let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
-    let states: Vec<&str> = batch.iter().map(AttemptRecord::state).collect();
+    let states: Vec<&str> = batch.iter().map(|r| r.state().as_str()).collect();
     let delays: Vec<Option<f64>> = batch.iter().map(|r| r.retry_in_ms).collect();
+    let urls: Vec<Option<&str>> = batch.iter().map(|r| r.url.as_deref()).collect();
     let gone: Vec<i64> = batch
         .iter()
         .filter(|r| r.gone)
         .map(|r| r.webhook_id)
         .collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &delivery_ids,
         &leases,
         &event_ids,
@@ -174,6 +180,7 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
         &outcomes,
         &states,
         &delays,
+        &urls,
     ];
     let mut client = pool.get().await?;
     if gone.is_empty() {

@@ -53,6 +53,7 @@ fn delivered(c: &Claimed) -> AttemptRecord {
         attempt: c.attempt,
         started_at: Utc::now(),
         duration_ms: 12.5,
+        url: Some("http://127.0.0.1:9/hook".into()),
         status_code: Some(200),
         error: None,
         response_body: Some("ok".into()),

@@ -188,11 +188,15 @@ mod tests {
             // The guard's refusal from the resolver, and from the connector.
             (
                 Box::new(io::Error::other(blocked())),
-                TransportError::Blocked("10.0.0.5 is private".into()),
+                TransportError::Blocked(
+                    "10.0.0.5 is private; to allow it, add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)".into(),
+                ),
             ),
             (
                 Box::new(blocked()),
-                TransportError::Blocked("10.0.0.5 is private".into()),
+                TransportError::Blocked(
+                    "10.0.0.5 is private; to allow it, add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)".into(),
+                ),
             ),
             (
                 Box::new(io::Error::from(io::ErrorKind::ConnectionReset)),

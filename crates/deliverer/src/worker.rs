@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
 use outboxd_core::outcome::{
-    classify, error_text, AttemptResult, Outcome, TransportError, Verdict,
+    classify, error_text, is_blocked, log_millis, AttemptResult, Outcome, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{claim, health, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
+use outboxd_metrics as names;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -270,7 +271,7 @@ impl Deliverer {
                     while let Some(done) = tasks.try_join_next_with_id() {
                         more |= self.finish(done, &mut tasks, &mut in_flight, &results_tx, &settings).await;
                     }
-                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                    metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight.total as f64);
                 }
                 joined = async { claiming.as_mut().expect("guarded").await }, if claiming.is_some() => {
                     claiming = None;
@@ -278,7 +279,7 @@ impl Deliverer {
                     // After a failure the next claim waits for the backoff.
                     more = db_failures == 0 && (more || found);
                     self.pump(&mut tasks, &mut in_flight, &settings, None);
-                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                    metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight.total as f64);
                 }
                 Some(h) = recv(&mut handed) => {
                     self.accept(h, &mut in_flight);
@@ -286,7 +287,7 @@ impl Deliverer {
                         self.accept(h, &mut in_flight);
                     }
                     self.pump(&mut tasks, &mut in_flight, &settings, None);
-                    metrics::gauge!("outboxd_requests_in_flight").set(in_flight.total as f64);
+                    metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight.total as f64);
                 }
                 _ = self.ready.notified() => more = true,
                 _ = tokio::time::sleep(backoff) => more = true,
@@ -346,7 +347,7 @@ impl Deliverer {
                     "could not hand back unfinished deliveries; their leases will expire and they will be retried"),
             }
         }
-        metrics::gauge!("outboxd_requests_in_flight").set(0.0);
+        metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(0.0);
     }
 
     /// Queues what a claim leased. Says whether more may be due: the claim
@@ -371,7 +372,7 @@ impl Deliverer {
             }
             Ok(Err(e)) => {
                 *db_failures += 1;
-                metrics::counter!("outboxd_database_errors_total").increment(1);
+                metrics::counter!(names::DATABASE_ERRORS).increment(1);
                 tracing::warn!(error = %e, "claiming deliveries failed");
                 false
             }
@@ -565,7 +566,10 @@ impl Deliverer {
                             )
                         }),
                 );
-            } else if !record.cancelled {
+            } else if !record.cancelled && !record.error.as_deref().is_some_and(is_blocked) {
+                // A target refused by the SSRF guard was never contacted:
+                // there is no failing receiver to protect, and a pause would
+                // hold its deliveries back after the admin allows it.
                 self.observe(record, in_flight);
             }
         }
@@ -624,7 +628,7 @@ impl Deliverer {
                 tracing::warn!(webhook_id, failures, pause = %humantime::format_duration(pause),
                     last_error = %reason,
                     "webhook paused after failures in a row; its waiting deliveries keep their attempts");
-                metrics::counter!("outboxd_webhook_pauses_total").increment(1);
+                metrics::counter!(names::WEBHOOK_PAUSES).increment(1);
                 let disable_after = self.settings.disable_failing_after;
                 // The queue goes back after the pause is written, so it
                 // waits for the pause's end like the rest (no replica
@@ -643,7 +647,7 @@ impl Deliverer {
                     }
                     match paused {
                         Ok(p) if p.disabled => {
-                            metrics::counter!("outboxd_webhooks_disabled_total").increment(1);
+                            metrics::counter!(names::WEBHOOKS_DISABLED_TOTAL).increment(1);
                             tracing::warn!(webhook_id, failing_for_more_than = %humantime::format_duration(disable_after),
                                 "webhook disabled: it kept failing with no successful delivery");
                         }
@@ -671,7 +675,7 @@ impl Deliverer {
             .values()
             .filter(|b| b.state(now) != State::Closed)
             .count();
-        metrics::gauge!("outboxd_webhooks_paused").set(paused as f64);
+        metrics::gauge!(names::WEBHOOKS_PAUSED).set(paused as f64);
     }
 }
 
@@ -720,7 +724,7 @@ async fn attempt(
             elapsed: Duration::ZERO,
         },
     };
-    metrics::histogram!("outboxd_attempt_duration_seconds").record(exchange.elapsed.as_secs_f64());
+    metrics::histogram!(names::ATTEMPT_DURATION).record(exchange.elapsed.as_secs_f64());
     let verdict = classify(
         &exchange.result,
         delivery.attempt as u32,
@@ -731,7 +735,7 @@ async fn attempt(
         let latency = (Utc::now() - delivery.created_at)
             .to_std()
             .unwrap_or_default();
-        metrics::histogram!("outboxd_delivery_latency_seconds").record(latency.as_secs_f64());
+        metrics::histogram!(names::DELIVERY_LATENCY).record(latency.as_secs_f64());
     } else {
         let reason = error_text(&exchange.result).unwrap_or_else(|| match &exchange.result {
             AttemptResult::Response { status, .. } => format!("HTTP {status}"),
@@ -755,6 +759,7 @@ async fn attempt(
         false,
     );
     r.response_body = exchange.response_body;
+    r.url = Some(webhook.url.clone());
     if r.error.is_none() {
         r.error = status
             .and_then(|s| outboxd_core::outcome::describe_status(s as u16))
@@ -779,7 +784,8 @@ fn record(
         webhook_id: delivery.webhook_id,
         attempt: delivery.attempt,
         started_at,
-        duration_ms: elapsed.as_secs_f64() * 1000.0,
+        duration_ms: log_millis(elapsed),
+        url: None,
         status_code,
         error,
         response_body: None,

@@ -109,7 +109,7 @@ fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
             let reason = e
                 .source()
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("{value:?} is not accepted"));
+                .unwrap_or_else(|| not_one_of(&value, e.get(ContextKind::ValidValue)));
             eprintln!("outboxd: {env} (--{long}): {reason}");
             return ExitCode::from(2);
         }
@@ -137,6 +137,20 @@ fn log_filter(given: Option<&str>, default_level: &str) -> EnvFilter {
         }
     }
     filter
+}
+
+/// "\"JSON\" is not accepted; use one of: text, json" for a value outside a
+/// fixed set, which clap reports with the set but no message of ours.
+fn not_one_of(value: &str, valid: Option<&clap::error::ContextValue>) -> String {
+    match valid {
+        Some(clap::error::ContextValue::Strings(valid)) => {
+            format!(
+                "{value:?} is not accepted; use one of: {}",
+                valid.join(", ")
+            )
+        }
+        _ => format!("{value:?} is not accepted"),
+    }
 }
 
 fn init_logs(format: LogFormat, default_level: &str) {

@@ -89,7 +89,9 @@ pub(crate) async fn log_filter(
     };
     Ok(deliveries::LogFilter {
         webhook_id,
-        state: http::non_blank(query, "state").map(str::to_owned),
+        state: http::non_blank(query, "state")
+            .map(deliveries::state)
+            .transpose()?,
         event_type: http::non_blank(query, "event_type").map(str::to_owned),
         since,
         limit,

@@ -66,6 +66,16 @@ impl WebhookBody {
     }
 }
 
+/// A webhook as saved, with what may keep it from working as meant.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SavedWebhook)]
+pub(crate) struct Saved {
+    #[serde(flatten)]
+    webhook: WebhookSummary,
+    /// A URL the SSRF guard would refuse, for one.
+    warnings: Vec<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Removed {
     id: i64,
@@ -161,7 +171,13 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let checked = checked(&state, &caller, &db, body).await?;
     Ok(created(
-        ops::create_with(&db, checked, &state.portal.rules).await?,
+        ops::create_with(
+            &db,
+            checked.clone(),
+            &state.targets_for(checked.tenant.as_deref()),
+            &state.portal.rules,
+        )
+        .await?,
     ))
 }
 
@@ -220,19 +236,23 @@ async fn owned(caller: &Caller, client: &tokio_postgres::Client, id: &str) -> Ap
 #[utoipa::path(put, path = "/api/webhooks/{id}", operation_id = "updateWebhook",
     params(("id" = i64, Path, minimum = 1)),
     request_body = WebhookBody,
-    responses((status = 200, description = "The webhook as saved", body = WebhookSummary)))]
+    responses((status = 200, description = "The webhook as saved", body = Saved)))]
 async fn replace(
     State(state): State<AppState>,
     caller: Caller,
     db: Db,
     Path(id): Path<String>,
     Body(body): Body<WebhookBody>,
-) -> ApiResult<Json<WebhookSummary>> {
+) -> ApiResult<Json<Saved>> {
     let id = owned(&caller, &db, &id).await?;
     ops::get(&db, id).await?;
     let checked = checked(&state, &caller, &db, body).await?;
-    ops::update(&db, id, &checked).await?;
-    Ok(Json(ops::get(&db, id).await?))
+    let targets = state.targets_for(checked.tenant.as_deref());
+    let warnings = ops::update(&db, id, &checked, &targets).await?;
+    Ok(Json(Saved {
+        webhook: ops::get(&db, id).await?,
+        warnings,
+    }))
 }
 
 /// Delete a webhook; its waiting deliveries are cancelled.

@@ -83,7 +83,8 @@ async fn subscribe(
     }
     .check()?;
     webhooks::require_catalogued(&db, &checked.event_types).await?;
-    let c = webhooks::create(&db, checked).await?;
+    // A REST Hook subscription has no one to show a warning to.
+    let c = webhooks::create(&db, checked, &outboxd_deliverer::TargetPolicy::default()).await?;
     Ok(created(Subscribed {
         id: c.id,
         target_url: c.webhook.url,

@@ -10,6 +10,7 @@ use axum::Router;
 use outboxd_admin::deliveries::{self, Delivery};
 use outboxd_admin::format::time;
 use outboxd_admin::{replay, webhooks, Error};
+use outboxd_core::DeliveryState;
 use tokio_postgres::Client;
 
 use super::{id_of, render, status_or_error, Ctx, Form, Layout, PageResult};
@@ -69,12 +70,12 @@ async fn log(ctx: Ctx, db: Db) -> PageResult {
                     selected: w.id.to_string() == chosen_hook,
                 })
                 .collect(),
-            states: deliveries::STATES
+            states: DeliveryState::ALL
                 .iter()
                 .map(|s| Choice {
-                    value: (*s).into(),
-                    label: (*s).into(),
-                    selected: *s == chosen_state,
+                    value: s.to_string(),
+                    label: s.to_string(),
+                    selected: s.as_str() == chosen_state,
                 })
                 .collect(),
             event_type,
@@ -222,7 +223,9 @@ impl From<deliveries::LogRow> for LogLine {
             status: status_or_error(r.status_code, r.error.as_deref()),
             ms: format!("{:.1}", r.duration_ms),
             outcome: r.outcome,
-            state: r.delivery_state.unwrap_or_else(|| "-".into()),
+            state: r
+                .delivery_state
+                .map_or_else(|| "-".into(), |s| s.to_string()),
         }
     }
 }
@@ -268,8 +271,8 @@ impl DeliveryPage {
                 if d.is_test { " (test)" } else { "" },
                 d.event_created_at.map(time).unwrap_or_else(|| "?".into())
             ),
-            attempts: d.attempts,
-            next_attempt: if d.state == "pending" {
+            attempts: d.total_attempts,
+            next_attempt: if d.state == DeliveryState::Pending {
                 format!("{} UTC", time(d.next_attempt_at))
             } else {
                 "-".into()
@@ -296,7 +299,7 @@ impl DeliveryPage {
                         .unwrap_or_else(|| "(no response body)".into()),
                 })
                 .collect(),
-            state: d.state,
+            state: d.state.to_string(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Layout {
     csrf: String,
     logout: bool,
     notice: Option<String>,
+    /// Something saved that may not work as meant (a URL the SSRF guard refuses).
+    warning: Option<String>,
     error: Option<String>,
     /// Set on a tenant's portal: its look, and the admin's links hidden.
     portal: Option<PortalLook>,
@@ -78,6 +80,13 @@ impl Ctx {
         self
     }
 
+    pub fn warn(mut self, warnings: &[String]) -> Ctx {
+        if !warnings.is_empty() {
+            self.l.warning = Some(warnings.join(" "));
+        }
+        self
+    }
+
     /// The first value of a query parameter, or "".
     pub fn q(&self, name: &str) -> String {
         http::first(&self.query, name).unwrap_or("").to_owned()
@@ -90,6 +99,7 @@ fn layout(state: &AppState, session: &Session) -> Layout {
         csrf: state.auth.csrf_token(session),
         logout: state.auth.requires_login() || session.tenant.is_some(),
         notice: None,
+        warning: None,
         error: None,
         portal: session.tenant.as_ref().map(|t| PortalLook {
             name: theme.name.clone().unwrap_or_else(|| "Webhooks".into()),

@@ -163,9 +163,10 @@ async fn save(
     };
     match id {
         None => {
-            let created = webhooks::create_with(client, checked, rules).await?;
+            let targets = state.targets_for(checked.tenant.as_deref());
+            let created = webhooks::create_with(client, checked, &targets, rules).await?;
             Ok(render(StatusCode::OK, &Secret {
-                l: ctx.l,
+                l: ctx.warn(&created.warnings).l,
                 heading: "Webhook added".into(),
                 id: created.id,
                 name: created.webhook.name,
@@ -174,8 +175,13 @@ async fn save(
             }))
         }
         Some(id) => {
-            webhooks::update(client, id, &checked).await?;
-            list_page(ctx.notice(format!("Webhook {id} saved.")), client).await
+            let targets = state.targets_for(checked.tenant.as_deref());
+            let warnings = webhooks::update(client, id, &checked, &targets).await?;
+            list_page(
+                ctx.warn(&warnings).notice(format!("Webhook {id} saved.")),
+                client,
+            )
+            .await
         }
     }
 }
@@ -358,21 +364,13 @@ struct WebhookRow {
 
 impl From<WebhookSummary> for WebhookRow {
     fn from(w: WebhookSummary) -> WebhookRow {
-        let (state, state_class) = match (w.enabled, w.paused_until, w.failing_since) {
-            (false, _, _) => (
-                match &w.disabled_reason {
-                    Some(r) => format!("disabled: {r}"),
-                    None => "disabled".into(),
-                },
-                "disabled",
-            ),
-            (true, Some(until), _) => (format!("paused until {} UTC", time(until)), "paused"),
-            (true, None, Some(since)) => (
-                format!("enabled, failing since {} UTC", time(since)),
-                "paused",
-            ),
-            (true, None, None) => ("enabled".into(), "enabled"),
+        let health = w.health();
+        // The stylesheet colours a failing webhook as a paused one.
+        let state_class = match health {
+            webhooks::Health::Failing { .. } => "paused",
+            _ => health.as_str(),
         };
+        let state = health.to_string();
         WebhookRow {
             id: w.id,
             events: w.event_types.join(", "),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outboxd_admin::test_event::TestResult;
-use outboxd_deliverer::{Clients, TargetPolicy};
+use outboxd_deliverer::Clients;
 
 use super::{connect, parse, resolve_webhook};
 use crate::config::TestEventArgs;
@@ -23,10 +23,7 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
     let http = Clients::build(
         Duration::from_secs(5),
         1,
-        TargetPolicy {
-            enabled: true,
-            allowed: args.allow_private_targets.0.clone(),
-        },
+        args.allow_private_targets.policy(),
         args.tenant_allow_private_targets.0.clone(),
     )
     .context("setting up the HTTP client")?;

@@ -45,24 +45,13 @@ async fn list(args: WebhookListArgs) -> Result<()> {
         "NAME",
         "URL",
         "EVENTS",
-        "ENABLED",
+        "STATE",
         "LAST DELIVERY",
         "SUCCESS 1H",
         "PENDING",
     ]);
     for w in hooks {
-        let enabled = if w.enabled {
-            match (w.paused_until, w.failing_since) {
-                (Some(until), _) => format!("paused until {}", table::rfc3339(until)),
-                (None, Some(since)) => format!("yes (failing since {})", table::rfc3339(since)),
-                (None, None) => "yes".to_owned(),
-            }
-        } else {
-            match &w.disabled_reason {
-                Some(reason) => format!("no ({reason})"),
-                None => "no".to_owned(),
-            }
-        };
+        let health = w.health().to_string();
         let last = match (w.last_attempt_age_seconds, &w.last_outcome) {
             (Some(ago), Some(outcome)) => format!("{} ago, {outcome}", table::age(ago)),
             _ => "never".to_owned(),
@@ -76,7 +65,7 @@ async fn list(args: WebhookListArgs) -> Result<()> {
             w.name,
             w.url,
             w.event_types.join(","),
-            enabled,
+            health,
             last,
             success,
             w.pending.to_string(),
@@ -116,7 +105,18 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
             "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
         );
     }
-    let created = ops::create_with(&client, checked, &rules).await?;
+    let targets = match &checked.tenant {
+        // A tenant's webhook is judged as the deliverer judges it.
+        Some(_) => outboxd_deliverer::TargetPolicy {
+            enabled: true,
+            allowed: rules.allowed.clone(),
+        },
+        None => args.allow_private_targets.policy(),
+    };
+    let created = ops::create_with(&client, checked, &targets, &rules).await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&created)?);
         return Ok(());
