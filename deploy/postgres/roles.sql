@@ -61,6 +61,8 @@ GRANT EXECUTE ON FUNCTION
     outbox.refuse_tenant(text),
     outbox.on_event_tenant_update(),
     outbox.check_webhook(),
+    outbox.check_webhook_rate_limit(),
+    outbox.check_webhook_ordering(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -68,12 +70,12 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_publisher, outbox_admin, outbox_daemon;
 
 -- The application.
-GRANT INSERT (event_type, payload, idempotency_key, tenant) ON outbox.events TO outbox_publisher;
+GRANT INSERT (event_type, payload, idempotency_key, tenant, ordering_key) ON outbox.events TO outbox_publisher;
 GRANT SELECT (id, idempotency_key, tenant) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
 -- and the payload limit (which only the owner changes).
 GRANT SELECT ON outbox.wakeup, outbox.limits TO outbox_publisher, outbox_admin, outbox_daemon;
-GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, text) TO outbox_publisher;
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
@@ -85,7 +87,7 @@ GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, o
 GRANT INSERT ON outbox.events TO outbox_admin;
 GRANT UPDATE ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
-    outbox.publish(text, jsonb, text, text),
+    outbox.publish(text, jsonb, text, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
@@ -107,5 +109,15 @@ GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_eve
 -- writes that row with INSERT ... ON CONFLICT).
 GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.next_events(bigint), outbox.restart_stream() TO outbox_daemon;
+-- Rate limits: every replica takes tokens of the shared buckets, and slows a
+-- webhook down after a 429 with Retry-After.
+GRANT SELECT, INSERT, UPDATE ON outbox.rate_buckets TO outbox_daemon;
+GRANT SELECT ON outbox.rate_buckets TO outbox_admin;
+GRANT EXECUTE ON FUNCTION
+    outbox.take_rate_tokens(bigint, integer),
+    outbox.slow_rate(bigint, interval),
+    outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz),
+    outbox.is_next_of_key(outbox.deliveries, boolean, text)
+  TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

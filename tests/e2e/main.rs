@@ -16,6 +16,7 @@ mod listeners;
 mod operations;
 mod pipeline;
 mod portal;
+mod rate;
 mod security;
 mod ssrf;
 mod tenants;

@@ -51,6 +51,9 @@ pub struct WebhookSummary {
     pub paused_until: Option<DateTime<Utc>>,
     /// The customer the webhook belongs to; null: a platform webhook.
     pub tenant: Option<String>,
+    /// Requests per second, all replicas together; none: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<i32>,
 }
 
 /// Whether a webhook is taking deliveries, as the CLI's list and the
@@ -124,7 +127,7 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
        extract(epoch FROM now() - last.started_at)::float8,
        w.headers, w.created_at,
        wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END,
-       w.tenant
+       w.tenant, w.rate_limit
   FROM outbox.webhooks w
   LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
   LEFT JOIN LATERAL (
@@ -161,6 +164,7 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         failing_since: r.get(15),
         paused_until: r.get(16),
         tenant: r.get(17),
+        rate_limit: r.get(18),
     }
 }
 
@@ -230,6 +234,9 @@ pub struct WebhookInput {
     pub headers: Vec<(String, String)>,
     /// The customer the webhook is for; None: the platform.
     pub tenant: Option<String>,
+    /// Requests per second: `None` leaves it as it is (none for a new
+    /// webhook), `Some(None)` removes the limit.
+    pub rate_limit: Option<Option<i64>>,
 }
 
 /// The same, checked: what goes into the row.
@@ -243,6 +250,9 @@ pub struct CheckedWebhook {
     #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
     pub tenant: Option<String>,
+    /// As in the input: `None` leaves the limit as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Option<i32>>,
 }
 
 impl WebhookInput {
@@ -266,12 +276,17 @@ impl WebhookInput {
         };
         let event_types = validate::patterns(&self.events)?;
         let headers = serde_json::Value::Object(validate::headers(&self.headers)?);
+        let rate_limit = match self.rate_limit {
+            Some(Some(n)) => Some(Some(validate::rate_limit(n)?)),
+            other => other.map(|_| None),
+        };
         Ok(CheckedWebhook {
             name,
             url: self.url.clone(),
             event_types,
             headers,
             tenant,
+            rate_limit,
         })
     }
 }
@@ -305,8 +320,8 @@ pub async fn warnings(webhook: &CheckedWebhook, targets: &TargetPolicy) -> Vec<S
 /// A tenant's webhook only while the tenant has fewer than $6 (two
 /// concurrent additions may both pass: the limit bounds, it does not meter).
 const ADD: &str = "
-INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant)
-SELECT $1, $2, $3, $4, $5
+INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant, rate_limit)
+SELECT $1, $2, $3, $4, $5, $7
  WHERE $5::text IS NULL OR (SELECT count(*) FROM outbox.webhooks WHERE tenant = $5) < $6
 RETURNING id, secret";
 
@@ -338,6 +353,7 @@ pub async fn create_with(
                 &webhook.headers,
                 &webhook.tenant,
                 &rules.max_webhooks,
+                &webhook.rate_limit.flatten(),
             ],
         )
         .await?;
@@ -366,12 +382,13 @@ UPDATE outbox.webhooks w
            (SELECT jsonb_object_agg(k, CASE WHEN v = to_jsonb($6::text) THEN w.headers -> k ELSE v END)
               FROM jsonb_each($5::jsonb) AS given(k, v)),
            '{}'::jsonb),
+       rate_limit = CASE WHEN $7 THEN $8 ELSE w.rate_limit END,
        updated_at = now()
  WHERE id = $1";
 
 /// Replaces a webhook's name, URL, subscriptions and headers (a header
-/// whose value is `HIDDEN` keeps the value it has); returns the warnings
-/// about it, as `create` does.
+/// whose value is `HIDDEN` keeps the value it has), and its rate limit when
+/// one is given; returns the warnings about it, as `create` does.
 pub async fn update(
     client: &Client,
     id: i64,
@@ -388,6 +405,8 @@ pub async fn update(
                 &webhook.event_types,
                 &webhook.headers,
                 &HIDDEN,
+                &webhook.rate_limit.is_some(),
+                &webhook.rate_limit.flatten(),
             ],
         )
         .await?;
@@ -549,6 +568,7 @@ mod tests {
             failing_since: failing.then_some(at),
             paused_until: paused.then_some(at),
             tenant: None,
+            rate_limit: None,
         }
     }
 

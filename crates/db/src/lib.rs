@@ -3,7 +3,8 @@
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries (`handoff` passes
 //! those it claims at once to the deliverer), `claim` leases due
-//! deliveries, `results` writes outcomes back, `webhooks` caches
+//! deliveries, `rate` shares rate limits between replicas,
+//! `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
 //! deletes what is older than the retention, `blocked` retries what the
 //! SSRF guard refused when a daemon starts.
@@ -19,6 +20,7 @@ pub mod health;
 pub mod janitor;
 pub mod listener;
 pub mod migrate;
+pub mod rate;
 pub mod results;
 pub mod sampler;
 pub mod webhooks;

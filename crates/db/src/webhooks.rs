@@ -34,6 +34,8 @@ pub struct Webhook {
     pub headers: Vec<(String, String)>,
     /// The customer this endpoint belongs to; None: a platform webhook.
     pub tenant: Option<String>,
+    /// Requests per second, all replicas together (`outbox.rate_buckets`).
+    pub rate_limit: Option<i32>,
 }
 
 impl Webhook {
@@ -66,7 +68,7 @@ struct State {
 const LOAD: &str = "
 SELECT id, name, url, event_types, secret, headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
   FROM outbox.webhooks
  WHERE enabled
  ORDER BY id";
@@ -75,7 +77,7 @@ SELECT id, name, url, event_types, secret, headers,
 const LOAD_ONE: &str = "
 SELECT id, name, url, event_types, secret, headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
   FROM outbox.webhooks
  WHERE id = $1";
 
@@ -132,6 +134,7 @@ fn from_row(row: &tokio_postgres::Row) -> (Webhook, Option<Instant>) {
         secret_error,
         headers,
         tenant: row.get(8),
+        rate_limit: row.get(9),
     };
     (webhook, expires)
 }
@@ -207,6 +210,7 @@ impl WebhookCache {
                     secret_error: w.secret_error.clone(),
                     headers: w.headers.clone(),
                     tenant: w.tenant.clone(),
+                    rate_limit: w.rate_limit,
                 };
                 map.insert(id, Arc::new(trimmed));
             }

@@ -3,12 +3,13 @@
 //! `client` builds the pooled hyper client (HTTP/1.1 keep-alive, HTTP/2 by
 //! ALPN, rustls) behind the SSRF `guard`, `request` builds and signs the request a receiver sees,
 //! `send` performs it under a whole-request timeout and reads a bounded
-//! response, `worker` runs the claim-send loop under the concurrency limits,
+//! response, `rate` gates requests to rate-limited webhooks, `worker` runs the claim-send loop under the concurrency limits,
 //! and `writer` writes results back in batches. `single` is one attempt
 //! outside the loop, for the admin CLI's test events.
 
 pub mod client;
 pub mod guard;
+pub mod rate;
 pub mod request;
 pub mod send;
 pub mod single;

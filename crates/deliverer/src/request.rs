@@ -113,6 +113,7 @@ mod tests {
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             tenant: None,
+            rate_limit: None,
         }
     }
 

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use crate::rate::RateGate;
 use crate::writer::ResultWriter;
 use crate::{request, send, Clients};
 
@@ -102,6 +103,8 @@ struct InFlight {
     /// Circuit breakers of the webhooks with recent failures (a healthy
     /// webhook has none).
     breakers: HashMap<i64, Breaker>,
+    /// Tokens of rate-limited webhooks (`crate::rate`).
+    rate: RateGate,
 }
 
 struct Queued {
@@ -201,6 +204,7 @@ impl Deliverer {
         );
         let mut tasks: JoinSet<AttemptRecord> = JoinSet::new();
         let mut in_flight = InFlight::default();
+        let rate_granted = in_flight.rate.granted();
         // Whether the queue may hold due rows we have not claimed.
         let mut more = true;
         let mut last_reap = Instant::now() - REAP_EVERY;
@@ -240,6 +244,7 @@ impl Deliverer {
             }
             if last_reap.elapsed() >= REAP_EVERY && !shutdown.is_cancelled() {
                 last_reap = Instant::now();
+                in_flight.rate.tidy();
                 match claim::reap_expired(&self.pool).await {
                     Ok(n) if n > 0 => {
                         tracing::info!(deliveries = n, "expired leases put back in the queue");
@@ -286,6 +291,10 @@ impl Deliverer {
                     while let Some(h) = handed.as_mut().and_then(|rx| rx.try_recv().ok()) {
                         self.accept(h, &mut in_flight);
                     }
+                    self.pump(&mut tasks, &mut in_flight, &settings, None);
+                    metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight.total as f64);
+                }
+                _ = rate_granted.notified() => {
                     self.pump(&mut tasks, &mut in_flight, &settings, None);
                     metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight.total as f64);
                 }
@@ -466,9 +475,19 @@ impl Deliverer {
                 Some(State::Open { .. })
             );
             let limit = in_flight.limit(webhook_id, settings, now);
+            let rate_limited = self
+                .cache
+                .get(webhook_id)
+                .is_some_and(|w| w.rate_limit.is_some());
             while in_flight.total < settings.concurrency
                 && (paused || in_flight.running(webhook_id) < limit)
             {
+                if rate_limited && !paused {
+                    let waiting = in_flight.queued.get(&webhook_id).map_or(0, VecDeque::len);
+                    if waiting == 0 || !in_flight.rate.try_take(&self.pool, webhook_id, waiting) {
+                        break;
+                    }
+                }
                 let Some(next) = in_flight.dequeue(webhook_id) else {
                     break;
                 };
@@ -725,6 +744,7 @@ async fn attempt(
         },
     };
     metrics::histogram!(names::ATTEMPT_DURATION).record(exchange.elapsed.as_secs_f64());
+    crate::rate::after_answer(&pool, webhook.id, webhook.rate_limit, &exchange.result);
     let verdict = classify(
         &exchange.result,
         delivery.attempt as u32,

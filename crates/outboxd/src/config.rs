@@ -455,6 +455,9 @@ pub struct WebhookAddArgs {
     /// Private ranges a tenant's webhook may name anyway (as for `run`)
     #[arg(long, env = "OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub tenant_allow_private_targets: AllowList,
+    /// At most this many requests per second, all replicas together (default: no limit)
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<i64>,
 
     /// Print the new webhook as JSON
     #[arg(long)]

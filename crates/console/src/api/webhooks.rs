@@ -62,6 +62,8 @@ impl WebhookBody {
                 Some(t) => Some(t.to_owned()),
                 None => self.tenant,
             },
+            // The API does not set limits yet: an edit keeps the current one.
+            rate_limit: None,
         }
     }
 }

@@ -80,6 +80,7 @@ async fn subscribe(
         events: vec![s.event],
         headers: Vec::new(),
         tenant: None,
+        rate_limit: None,
     }
     .check()?;
     webhooks::require_catalogued(&db, &checked.event_types).await?;

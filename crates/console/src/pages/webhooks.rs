@@ -127,6 +127,8 @@ async fn save(
         events: events.clone(),
         headers: Vec::new(),
         tenant,
+        // The form does not set limits yet: an edit keeps the current one.
+        rate_limit: None,
     };
     let rules = &state.portal.rules;
     let checked = match parse_headers(&headers_text).and_then(|headers| {
