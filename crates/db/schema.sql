@@ -245,6 +245,7 @@ CREATE TABLE outbox.events (
     dispatched_at timestamp with time zone,
     is_test boolean DEFAULT false NOT NULL,
     xid xid8 DEFAULT pg_current_xact_id(),
+    tenant text,
     ordering_key text
 );
 
@@ -283,6 +284,12 @@ COMMENT ON COLUMN outbox.events.is_test IS 'sent by outbox.send_test_event or `o
 --
 
 COMMENT ON COLUMN outbox.events.xid IS 'the writing transaction (pg_current_xact_id()), set by the insert trigger; the daemon reads events in (xid, id) order';
+
+--
+-- Name: COLUMN events.tenant; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.events.tenant IS 'the customer this event belongs to; null: a platform event, for platform webhooks only';
 
 --
 -- Name: COLUMN events.ordering_key; Type: COMMENT; Schema: outbox; Owner: -
@@ -376,6 +383,20 @@ COMMENT ON FUNCTION outbox.is_next_of_key(d outbox.deliveries, ordered boolean, 
 CREATE FUNCTION outbox.is_valid_event_type(t text) RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN ((t ~ '^[a-z0-9_.:-]+$'::text) AND (length(t) <= 128));
+
+--
+-- Name: is_valid_tenant(text); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.is_valid_tenant(t text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (t ~ '^[a-z0-9][a-z0-9_.-]{0,63}$'::text);
+
+--
+-- Name: FUNCTION is_valid_tenant(t text); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.is_valid_tenant(t text) IS 'A tenant id: 1 to 64 characters, lowercase letters, digits and _ . -, starting with a letter or digit.';
 
 --
 -- Name: limits; Type: TABLE; Schema: outbox; Owner: -
@@ -531,6 +552,9 @@ BEGIN
     IF NOT coalesce(outbox.is_valid_event_type(NEW.event_type), true) THEN
         PERFORM outbox.refuse_event_type(NEW.event_type);
     END IF;
+    IF NEW.tenant IS NOT NULL AND NOT outbox.is_valid_tenant(NEW.tenant) THEN
+        PERFORM outbox.refuse_tenant(NEW.tenant);
+    END IF;
     -- Two IFs: the outer test is a simple expression, cheap for the usual
     -- event with no target; one with the subquery would run through the
     -- executor on every insert.
@@ -549,6 +573,21 @@ BEGIN
     END IF;
     IF wake THEN
         PERFORM pg_notify('outbox_events', '');
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
+-- Name: on_event_tenant_update(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.on_event_tenant_update() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.tenant IS NOT NULL AND NOT outbox.is_valid_tenant(NEW.tenant) THEN
+        PERFORM outbox.refuse_tenant(NEW.tenant);
     END IF;
     RETURN NEW;
 END
@@ -610,20 +649,18 @@ DECLARE
     new_id     bigint;
     same_event boolean;
 BEGIN
-    IF $4 IS NOT NULL THEN
-        RAISE EXCEPTION 'publish: this schema has no tenants (got tenant %)', quote_literal($4)
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
-    INSERT INTO outbox.events (event_type, payload, idempotency_key, ordering_key)
-    VALUES ($1, $2, $3, $5)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    INSERT INTO outbox.events (event_type, payload, idempotency_key, tenant, ordering_key)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT ((coalesce(tenant, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+    DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
         SELECT e.id, e.event_type = $1 AND e.payload = $2 INTO new_id, same_event
-          FROM outbox.events e WHERE e.idempotency_key = $3;
+          FROM outbox.events e
+         WHERE e.idempotency_key = $3 AND coalesce(e.tenant, '') = coalesce($4, '');
         IF NOT same_event THEN
             RAISE EXCEPTION 'idempotency key % was already used for event %, with another event type or payload', quote_literal($3), new_id
-                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key_key',
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key',
                       TABLE = 'events', SCHEMA = 'outbox',
                       HINT = 'use a key per event; a repeat with the same type and payload returns the first event''s id';
         END IF;
@@ -674,6 +711,22 @@ BEGIN
               CONSTRAINT = 'event_type_format',
               DETAIL = format('event_type %L: lowercase letters, digits and _ . : - only, 1 to 128 characters',
                               left(t, 140));
+END
+$$;
+
+--
+-- Name: refuse_tenant(text); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.refuse_tenant(t text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'new row for relation "events" violates check constraint "tenant_format"'
+        USING ERRCODE = 'check_violation',
+              CONSTRAINT = 'tenant_format',
+              DETAIL = format('tenant %L: 1 to 64 characters, lowercase letters, digits and _ . - only, starting with a letter or digit',
+                              left(t, 80));
 END
 $$;
 
@@ -956,6 +1009,24 @@ END
 $$;
 
 --
+-- Name: console_sessions; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.console_sessions (
+    token_sha256 bytea NOT NULL,
+    tenant text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT console_sessions_tenant_check CHECK (((tenant IS NULL) OR outbox.is_valid_tenant(tenant)))
+);
+
+--
+-- Name: TABLE console_sessions; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.console_sessions IS 'Signed-in console and portal browsers; a row deleted is a session ended on every replica.';
+
+--
 -- Name: deliveries_id_seq; Type: SEQUENCE; Schema: outbox; Owner: -
 --
 
@@ -1028,12 +1099,14 @@ CREATE TABLE outbox.webhooks (
     disabled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    tenant text,
     rate_limit integer,
     ordered boolean DEFAULT false NOT NULL,
     ordering_policy text DEFAULT 'skip'::text NOT NULL,
     CONSTRAINT event_types_syntax CHECK (outbox.are_valid_patterns(event_types)),
     CONSTRAINT headers_object CHECK ((jsonb_typeof(headers) = 'object'::text)),
     CONSTRAINT name_not_blank CHECK ((btrim(name) <> ''::text)),
+    CONSTRAINT tenant_format CHECK (((tenant IS NULL) OR outbox.is_valid_tenant(tenant))),
     CONSTRAINT url_scheme CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
 );
 
@@ -1048,6 +1121,12 @@ COMMENT ON TABLE outbox.webhooks IS 'Subscribed endpoints. event_types holds pat
 --
 
 COMMENT ON COLUMN outbox.webhooks.headers IS 'extra request headers, e.g. {"authorization": "Bearer ..."}: string values, no control characters; outboxd''s own and hop-by-hop headers are refused';
+
+--
+-- Name: COLUMN webhooks.tenant; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.webhooks.tenant IS 'the customer whose endpoint this is (it gets that tenant''s events only); null: a platform webhook, for every event';
 
 --
 -- Name: COLUMN webhooks.rate_limit; Type: COMMENT; Schema: outbox; Owner: -
@@ -1127,6 +1206,23 @@ ALTER TABLE outbox.events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: portal_links_used; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.portal_links_used (
+    nonce text NOT NULL,
+    tenant text NOT NULL,
+    used_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE portal_links_used; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.portal_links_used IS 'Portal links that signed a browser in: each works once, until it expires.';
+
+--
 -- Name: undispatched_events; Type: VIEW; Schema: outbox; Owner: -
 --
 
@@ -1139,7 +1235,8 @@ CREATE VIEW outbox.undispatched_events AS
     e.target_webhook_id,
     e.dispatched_at,
     e.is_test,
-    e.xid
+    e.xid,
+    e.tenant
    FROM outbox.events e
   WHERE ((ROW(e.xid, e.id) > ROW(COALESCE(( SELECT dispatch_state.after_xid
            FROM outbox.dispatch_state), pg_snapshot_xmax(( SELECT dispatch_state.done
@@ -1155,7 +1252,8 @@ UNION ALL
     e.target_webhook_id,
     e.dispatched_at,
     e.is_test,
-    e.xid
+    e.xid,
+    e.tenant
    FROM outbox.events e
   WHERE ((e.xid = ANY (ARRAY( SELECT pg_snapshot_xip(COALESCE(dispatch_state.upto, dispatch_state.done)) AS pg_snapshot_xip
            FROM outbox.dispatch_state))) AND (ROW(e.xid, e.id) <= ROW(COALESCE(( SELECT dispatch_state.after_xid
@@ -1233,6 +1331,13 @@ ALTER TABLE outbox.webhooks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.console_sessions
+    ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (token_sha256);
+
+--
 -- Name: deliveries deliveries_event_webhook; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -1268,13 +1373,6 @@ ALTER TABLE ONLY outbox.event_types
     ADD CONSTRAINT event_types_pkey PRIMARY KEY (name);
 
 --
--- Name: events events_idempotency_key_key; Type: CONSTRAINT; Schema: outbox; Owner: -
---
-
-ALTER TABLE ONLY outbox.events
-    ADD CONSTRAINT events_idempotency_key_key UNIQUE (idempotency_key);
-
---
 -- Name: events events_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -1287,6 +1385,13 @@ ALTER TABLE ONLY outbox.events
 
 ALTER TABLE ONLY outbox.limits
     ADD CONSTRAINT limits_pkey PRIMARY KEY (singleton);
+
+--
+-- Name: portal_links_used portal_links_used_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.portal_links_used
+    ADD CONSTRAINT portal_links_used_pkey PRIMARY KEY (nonce);
 
 --
 -- Name: rate_buckets rate_buckets_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
@@ -1322,6 +1427,12 @@ ALTER TABLE ONLY outbox.webhook_secrets
 
 ALTER TABLE ONLY outbox.webhooks
     ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+--
+-- Name: console_sessions_expiry; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX console_sessions_expiry ON outbox.console_sessions USING btree (expires_at);
 
 --
 -- Name: deliveries_due; Type: INDEX; Schema: outbox; Owner: -
@@ -1360,10 +1471,22 @@ CREATE INDEX delivery_attempts_delivery ON outbox.delivery_attempts USING btree 
 CREATE INDEX delivery_attempts_webhook_time ON outbox.delivery_attempts USING btree (webhook_id, started_at);
 
 --
+-- Name: events_idempotency_key; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE UNIQUE INDEX events_idempotency_key ON outbox.events USING btree (COALESCE(tenant, ''::text), idempotency_key) WHERE (idempotency_key IS NOT NULL);
+
+--
 -- Name: events_stream; Type: INDEX; Schema: outbox; Owner: -
 --
 
 CREATE INDEX events_stream ON outbox.events USING btree (xid, id) WHERE (xid IS NOT NULL);
+
+--
+-- Name: webhooks_tenant; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX webhooks_tenant ON outbox.webhooks USING btree (tenant) WHERE (tenant IS NOT NULL);
 
 --
 -- Name: event_types event_types_touch; Type: TRIGGER; Schema: outbox; Owner: -
@@ -1382,6 +1505,12 @@ CREATE TRIGGER events_event_type_update BEFORE UPDATE OF event_type ON outbox.ev
 --
 
 CREATE TRIGGER events_insert BEFORE INSERT ON outbox.events FOR EACH ROW EXECUTE FUNCTION outbox.on_event_insert();
+
+--
+-- Name: events events_tenant_update; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER events_tenant_update BEFORE UPDATE OF tenant ON outbox.events FOR EACH ROW EXECUTE FUNCTION outbox.on_event_tenant_update();
 
 --
 -- Name: webhook_secrets webhook_secrets_check; Type: TRIGGER; Schema: outbox; Owner: -

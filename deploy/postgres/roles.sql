@@ -57,6 +57,9 @@ GRANT EXECUTE ON FUNCTION
     outbox.on_event_insert(),
     outbox.on_event_type_update(),
     outbox.refuse_event_type(text),
+    outbox.is_valid_tenant(text),
+    outbox.refuse_tenant(text),
+    outbox.on_event_tenant_update(),
     outbox.check_webhook(),
     outbox.check_webhook_rate_limit(),
     outbox.check_webhook_ordering(),
@@ -70,7 +73,8 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_publisher, outbox_admin, outbox_daemon;
 
 -- The application.
-GRANT INSERT (event_type, payload, idempotency_key, ordering_key) ON outbox.events TO outbox_publisher;
+GRANT INSERT (event_type, payload, idempotency_key, tenant, ordering_key) ON outbox.events TO outbox_publisher;
+-- publish() is SECURITY DEFINER: the publisher reads no one's idempotency keys.
 REVOKE SELECT ON outbox.events FROM outbox_publisher;
 GRANT SELECT (id) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
@@ -110,6 +114,8 @@ GRANT SELECT ON public.outbox_schema_history TO outbox_admin, outbox_daemon;
 GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_daemon;
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
                                         outbox.webhook_health TO outbox_daemon;
+-- The console (in the daemon) keeps its sessions and used portal links.
+GRANT SELECT, INSERT, DELETE ON outbox.console_sessions, outbox.portal_links_used TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
 GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events,
                 outbox.webhook_secrets TO outbox_daemon;

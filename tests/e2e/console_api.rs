@@ -123,7 +123,7 @@ async fn the_api_refuses_requests_without_the_right_token() {
     // The document is public; the data is not.
     let doc = admin.raw("GET", "/api/openapi.json", &[], "").await;
     assert_eq!(doc.status, 200);
-    assert_eq!(doc.json()["openapi"], "3.0.3");
+    assert_eq!(doc.json()["openapi"], "3.1.0");
     // The right token, from another site: refused as well.
     let auth = format!("Bearer {TOKEN}");
     let cross = admin

@@ -271,3 +271,186 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     shot(&c, "11-webhooks-with-health").await;
     c.close().await.unwrap();
 }
+
+/// A customer of the platform, in a real browser: opens the portal link
+/// the platform made, sees its own webhooks only, adds one with an event
+/// picked from the catalog, sends a test event and sees the verdict, then
+/// replays a failure from the delivery page.
+#[tokio::test]
+async fn a_customer_opens_a_portal_link_adds_a_webhook_and_replays_a_failure() {
+    let db = TestDb::new().await;
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox.event_types (name, description, example_payload) VALUES
+               ('order.created', 'An order was placed.', '{\"order\": 7}');
+             INSERT INTO outbox.webhooks (name, url, event_types, tenant)
+               VALUES ('Globex private hook', 'https://globex.example/', '{*}', 'globex');",
+        )
+        .await
+        .unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let flag = broken.clone();
+    let receiver = Receiver::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::status(503).body("try again later")
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[
+            crate::tenants::TENANT_LOOPBACK,
+            ("OUTBOXD_PORTAL_NAME", "Shopfront Webhooks"),
+        ],
+    )
+    .await;
+    let auth = format!("Bearer {TOKEN}");
+    let link = outboxd_testkit::http_request(
+        port,
+        "POST",
+        "/api/tenants/acme/portal-link",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap()
+    .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+
+    c.goto(&link).await.unwrap();
+    text_when(&c, "h1", |t| t == "Webhooks").await;
+    text_when(&c, "#tenant", |t| t == "acme").await;
+    assert!(!c.source().await.unwrap().contains("Globex"));
+    shot(&c, "portal-01-webhooks").await;
+
+    click(&c, "#add-webhook").await;
+    fill(&c, "#name", "Order sync").await;
+    fill(&c, "#url", &receiver.url("/orders")).await;
+    click(&c, "#events option[value='order.created']").await;
+    assert!(
+        c.source().await.unwrap().contains("\"order\": 7"),
+        "the example payload is shown"
+    );
+    shot(&c, "portal-02-add").await;
+    click(&c, "#save").await;
+    text_when(&c, "#secret", |t| t.starts_with("whsec_")).await;
+
+    c.goto(&format!("http://127.0.0.1:{port}/webhooks"))
+        .await
+        .unwrap();
+    c.find(Locator::Css("select[name='event_type']"))
+        .await
+        .unwrap()
+        .select_by_value("order.created")
+        .await
+        .unwrap();
+    click(&c, ".send-test").await;
+    text_when(&c, "#test-result", |t| t.starts_with("Success")).await;
+    shot(&c, "portal-03-test").await;
+    assert_eq!(receiver.requests()[0].json()["data"]["order"], 7);
+
+    broken.store(true, Ordering::SeqCst);
+    c.goto(&format!("http://127.0.0.1:{port}/webhooks"))
+        .await
+        .unwrap();
+    click(&c, ".send-test").await;
+    text_when(&c, "#test-result", |t| t.starts_with("Failed")).await;
+    click(&c, "#delivery-link").await;
+    text_when(&c, "#delivery-state", |t| t == "failed").await;
+    assert!(c.source().await.unwrap().contains("try again later"));
+    broken.store(false, Ordering::SeqCst);
+    let delivery_url = c.current_url().await.unwrap().to_string();
+    click(&c, "#replay").await;
+    text_when(&c, "#notice", |t| t.contains("replayed")).await;
+    let mut state = String::new();
+    for _ in 0..100 {
+        c.goto(&delivery_url).await.unwrap();
+        state = text_when(&c, "#delivery-state", |_| true).await;
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "delivered", "{}", daemon.plain_log());
+    shot(&c, "portal-04-replayed").await;
+
+    c.goto(&format!("http://127.0.0.1:{port}/deliveries"))
+        .await
+        .unwrap();
+    assert!(!c.source().await.unwrap().contains("Globex"));
+    c.goto(&format!("http://127.0.0.1:{port}/event-types"))
+        .await
+        .unwrap();
+    text_when(&c, "h1", |t| t == "Event catalog").await;
+    assert!(
+        c.find(Locator::Css("#add-event-type")).await.is_err(),
+        "the catalog is read-only"
+    );
+    c.close().await.unwrap();
+}
+
+/// The platform shows the portal inside its own page, on another origin:
+/// the portal loads in the iframe, signed in, and a page of an origin the
+/// platform did not list cannot frame it.
+#[tokio::test]
+async fn the_portal_works_inside_an_iframe_of_the_platforms_site() {
+    let db = TestDb::new().await;
+    let page = Arc::new(std::sync::Mutex::new(String::new()));
+    let served = page.clone();
+    let platform = Receiver::start(move |_| {
+        Reply::ok()
+            .header("content-type", "text/html")
+            .body(&served.lock().unwrap().clone())
+    })
+    .await;
+    let origin = platform.url("").trim_end_matches('/').to_owned();
+    let (_daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_PORTAL_FRAME_ANCESTORS", &origin)],
+    )
+    .await;
+    let auth = format!("Bearer {TOKEN}");
+    let link = |tenant: &'static str| {
+        let auth = auth.clone();
+        async move {
+            outboxd_testkit::http_request(
+                port,
+                "POST",
+                &format!("/api/tenants/{tenant}/portal-link"),
+                &[("authorization", &auth)],
+                "",
+            )
+            .await
+            .unwrap()
+            .json()["url"]
+                .as_str()
+                .unwrap()
+                // Another site than the platform's page (127.0.0.1).
+                .replace("127.0.0.1", "localhost")
+        }
+    };
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    *page.lock().unwrap() = format!(
+        "<!doctype html><h1>Platform settings</h1><iframe id=\"portal\" src=\"{}\" width=\"1000\" height=\"700\"></iframe>",
+        link("acme").await
+    );
+    c.goto(&platform.url("/settings")).await.unwrap();
+    c.enter_frame(0).await.unwrap();
+    text_when(&c, "#tenant", |t| t == "acme").await;
+    text_when(&c, "h1", |t| t == "Webhooks").await;
+    c.enter_parent_frame().await.unwrap();
+    shot(&c, "portal-05-iframe").await;
+    c.close().await.unwrap();
+}

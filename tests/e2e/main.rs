@@ -16,6 +16,8 @@ mod hostile;
 mod listeners;
 mod operations;
 mod pipeline;
+mod portal;
 mod rate;
 mod security;
 mod ssrf;
+mod tenants;

@@ -28,10 +28,12 @@ pub struct LogFilter {
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: i64,
+    /// Only deliveries to this tenant's webhooks.
+    pub tenant: Option<String>,
 }
 
 /// One attempt of the log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LogRow {
     #[serde(serialize_with = "ser_time")]
     pub started_at: DateTime<Utc>,
@@ -45,6 +47,8 @@ pub struct LogRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: f64,
+    /// pending, in_flight, delivered, failed or cancelled.
+    #[schema(value_type = Option<String>)]
     pub delivery_state: Option<DeliveryState>,
     pub is_test: bool,
 }
@@ -59,6 +63,7 @@ SELECT started_at, delivery_id, webhook_id, webhook_name, event_id, event_type, 
    AND ($2::text IS NULL OR delivery_state = $2)
    AND ($3::text IS NULL OR event_type = $3)
    AND ($4::timestamptz IS NULL OR started_at >= $4)
+   AND ($6::text IS NULL OR webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $6))
  ORDER BY attempt_id DESC
  LIMIT $5";
 
@@ -76,6 +81,7 @@ pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
                 &f.event_type,
                 &f.since,
                 &f.limit,
+                &f.tenant,
             ],
         )
         .await?;
@@ -100,7 +106,7 @@ pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
 }
 
 /// One delivery, its event and every attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Delivery {
     pub id: i64,
     pub event_id: i64,
@@ -108,10 +114,14 @@ pub struct Delivery {
     pub webhook_name: Option<String>,
     pub webhook_url: Option<String>,
     pub event_type: Option<String>,
+    /// The event's JSON payload, as stored.
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<StoredJson>,
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
+    /// pending, in_flight, delivered, failed or cancelled.
+    #[schema(value_type = String)]
     pub state: DeliveryState,
     /// Attempts since the delivery was created or last replayed (the budget).
     pub attempts: i32,
@@ -130,7 +140,7 @@ pub struct Delivery {
     pub attempt_log: Vec<Attempt>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: i32,
     #[serde(serialize_with = "ser_time")]

@@ -12,10 +12,11 @@ use tokio_postgres::Client;
 use crate::json::StoredJson;
 use crate::{validate, Error, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventType {
     pub name: String,
     pub description: String,
+    #[schema(value_type = Object)]
     pub example_payload: StoredJson,
     pub subscribed_webhooks: usize,
 }

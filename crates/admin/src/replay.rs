@@ -20,10 +20,12 @@ SELECT d.state, d.webhook_id, w.name, w.enabled
  WHERE d.id = $1";
 
 /// What a replay of one delivery did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReplayedDelivery)]
 pub struct ReplayedOne {
     pub delivery_id: i64,
     /// The state before the replay.
+    #[schema(value_type = String)]
     pub previous_state: DeliveryState,
     /// 0 when the delivery was not finished (pending already).
     pub replayed: i32,

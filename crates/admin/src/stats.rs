@@ -10,7 +10,7 @@ use tokio_postgres::Client;
 use crate::format::ser_opt_time;
 use crate::Result;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     pub events_pending: i64,
     pub oldest_pending_event_age_seconds: Option<f64>,
@@ -23,7 +23,7 @@ pub struct Stats {
     pub webhooks: Vec<WebhookStats>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WebhookStats {
     pub id: i64,
     pub name: String,
@@ -39,15 +39,20 @@ pub struct WebhookStats {
     pub disabled_at: Option<DateTime<Utc>>,
 }
 
+/// $1: a tenant, or null for everything.
 const QUEUE: &str = "
+WITH d AS (
+    SELECT d.state, d.next_attempt_at, d.created_at FROM outbox.deliveries d
+     WHERE d.state IN ('pending', 'in_flight')
+       AND ($1::text IS NULL OR d.webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $1)))
 SELECT b.n, b.age,
-       (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
-       (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending' AND next_attempt_at <= now()),
-       (SELECT count(*) FROM outbox.deliveries WHERE state = 'in_flight'),
-       (SELECT extract(epoch FROM now() - min(created_at))::float8
-          FROM outbox.deliveries WHERE state IN ('pending', 'in_flight'))
+       (SELECT count(*) FROM d WHERE state = 'pending'),
+       (SELECT count(*) FROM d WHERE state = 'pending' AND next_attempt_at <= now()),
+       (SELECT count(*) FROM d WHERE state = 'in_flight'),
+       (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM d)
   FROM (SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
-          FROM outbox.undispatched_events) AS b";
+          FROM outbox.undispatched_events u
+         WHERE $1::text IS NULL OR u.tenant = $1) AS b";
 
 /// "Failures" are attempts that did not deliver (retries and final failures).
 const PER_WEBHOOK: &str = "
@@ -63,6 +68,7 @@ SELECT w.id, w.name, w.enabled, h.attempts, h.delivered, h.retried, h.failed,
                count(*) FILTER (WHERE a.outcome = 'failed') AS failed
           FROM outbox.delivery_attempts a
          WHERE a.webhook_id = w.id AND a.started_at > now() - interval '1 hour') h ON true
+ WHERE $1::text IS NULL OR w.tenant = $1
  ORDER BY w.id";
 
 /// Share of attempts that did not deliver; None without attempts.
@@ -71,9 +77,14 @@ pub fn failure_ratio(attempts: i64, delivered: i64) -> Option<f64> {
 }
 
 pub async fn stats(client: &Client) -> Result<Stats> {
-    let q = client.query_one(QUEUE, &[]).await?;
+    stats_of(client, None).await
+}
+
+/// The figures of one tenant's webhooks and events (None: everything).
+pub async fn stats_of(client: &Client, tenant: Option<&str>) -> Result<Stats> {
+    let q = client.query_one(QUEUE, &[&tenant]).await?;
     let webhooks: Vec<WebhookStats> = client
-        .query(PER_WEBHOOK, &[])
+        .query(PER_WEBHOOK, &[&tenant])
         .await?
         .iter()
         .map(|r| {

@@ -15,7 +15,7 @@ use outboxd_core::outcome::{describe_status, error_text, log_millis, AttemptResu
 use outboxd_core::DeliveryState;
 use outboxd_db::{Claimed, Pool};
 use outboxd_deliverer::send::Exchange;
-use outboxd_deliverer::{single, HttpClient};
+use outboxd_deliverer::{single, Clients};
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -49,7 +49,7 @@ SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3, $9 FROM d
 RETURNING delivery_id";
 
 /// What a test event did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TestResult {
     #[serde(skip)]
     pub webhook: WebhookRef,
@@ -84,7 +84,7 @@ pub struct TestResult {
 /// take the connections deliveries and `/readyz` need.
 pub async fn send(
     pool: &Pool,
-    http: &HttpClient,
+    http: &Clients,
     webhook_id: i64,
     event_type: &str,
     timeout: Duration,
@@ -156,7 +156,7 @@ pub async fn prepare(client: &Client, webhook_id: i64, event_type: &str) -> Resu
 
 impl Prepared {
     /// The request itself; no database connection is needed for it.
-    pub async fn attempt(self, http: &HttpClient, timeout: Duration) -> Attempted {
+    pub async fn attempt(self, http: &Clients, timeout: Duration) -> Attempted {
         let (started_at, exchange) =
             single::attempt_once(http, &self.webhook, &self.delivery, timeout).await;
         Attempted {

@@ -17,10 +17,11 @@ use serde::Serialize;
 use tokio_postgres::Client;
 
 use crate::format::{ser_opt_time, ser_time, time};
-use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
+use crate::{tenants, validate, webhook_by_id, Error, Result, WebhookRef};
 
 /// A webhook with its recent health: what the list screens show.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Webhook)]
 pub struct WebhookSummary {
     pub id: i64,
     pub name: String,
@@ -29,6 +30,7 @@ pub struct WebhookSummary {
     pub enabled: bool,
     pub disabled_reason: Option<String>,
     /// Custom headers, each value `HIDDEN`.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
     #[serde(serialize_with = "ser_time")]
     pub created_at: DateTime<Utc>,
@@ -47,6 +49,8 @@ pub struct WebhookSummary {
     pub failing_since: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
     pub paused_until: Option<DateTime<Utc>>,
+    /// The customer the webhook belongs to; null: a platform webhook.
+    pub tenant: Option<String>,
     /// Requests per second, all replicas together; none: no limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<i32>,
@@ -123,7 +127,7 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
        extract(epoch FROM now() - last.started_at)::float8,
        w.headers, w.created_at,
        wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END,
-       w.rate_limit
+       w.tenant, w.rate_limit
   FROM outbox.webhooks w
   LEFT JOIN outbox.webhook_secrets s ON s.webhook_id = w.id
   LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
@@ -135,6 +139,7 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
           FROM outbox.delivery_attempts a
          WHERE a.webhook_id = w.id AND a.started_at > now() - interval '1 hour') h ON true
  WHERE ($1::int8 IS NULL OR w.id = $1)
+   AND ($2::text IS NULL OR w.tenant = $2)
  ORDER BY w.id";
 
 fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
@@ -159,15 +164,21 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         created_at: r.get(14),
         failing_since: r.get(15),
         paused_until: r.get(16),
-        rate_limit: r.get(17),
+        tenant: r.get(17),
+        rate_limit: r.get(18),
     }
 }
 
 /// Every webhook, by id.
 pub async fn list(client: &Client) -> Result<Vec<WebhookSummary>> {
+    list_of(client, None).await
+}
+
+/// Every webhook of `tenant` (None: every webhook), by id.
+pub async fn list_of(client: &Client, tenant: Option<&str>) -> Result<Vec<WebhookSummary>> {
     let none: Option<i64> = None;
     Ok(client
-        .query(LIST, &[&none])
+        .query(LIST, &[&none, &tenant])
         .await?
         .iter()
         .map(summary)
@@ -176,8 +187,9 @@ pub async fn list(client: &Client) -> Result<Vec<WebhookSummary>> {
 
 /// One webhook.
 pub async fn get(client: &Client, id: i64) -> Result<WebhookSummary> {
+    let any: Option<&str> = None;
     client
-        .query_opt(LIST, &[&Some(id)])
+        .query_opt(LIST, &[&Some(id), &any])
         .await?
         .map(|r| summary(&r))
         .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
@@ -221,20 +233,24 @@ pub struct WebhookInput {
     pub url: String,
     pub events: Vec<String>,
     pub headers: Vec<(String, String)>,
+    /// The customer the webhook is for; None: the platform.
+    pub tenant: Option<String>,
     /// Requests per second: `None` leaves it as it is (none for a new
     /// webhook), `Some(None)` removes the limit.
     pub rate_limit: Option<Option<i64>>,
 }
 
 /// The same, checked: what goes into the row.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CheckedWebhook {
     pub name: String,
     pub url: String,
     pub event_types: Vec<String>,
     /// Shown with its values hidden, like every view of a webhook.
     #[serde(serialize_with = "ser_hidden")]
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     pub headers: serde_json::Value,
+    pub tenant: Option<String>,
     /// As in the input: `None` leaves the limit as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Option<i32>>,
@@ -243,8 +259,22 @@ pub struct CheckedWebhook {
 impl WebhookInput {
     /// Every field checked; the first problem is returned, naming its field.
     pub fn check(&self) -> Result<CheckedWebhook> {
+        self.check_with(&tenants::Rules::default())
+    }
+
+    /// The same, a tenant's webhook held to `rules` (see `tenants`).
+    pub fn check_with(&self, rules: &tenants::Rules) -> Result<CheckedWebhook> {
         let name = validate::name(&self.name)?;
         validate::url(&self.url)?;
+        let tenant = match &self.tenant {
+            Some(t) => {
+                let t = tenants::id(t)?;
+                tenants::check_url(&self.url, rules)?;
+                tenants::check_headers(&self.headers)?;
+                Some(t)
+            }
+            None => None,
+        };
         let event_types = validate::patterns(&self.events)?;
         let headers = serde_json::Value::Object(validate::headers(&self.headers)?);
         let rate_limit = match self.rate_limit {
@@ -256,13 +286,15 @@ impl WebhookInput {
             url: self.url.clone(),
             event_types,
             headers,
+            tenant,
             rate_limit,
         })
     }
 }
 
 /// A webhook just made, with its secret (shown this once).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = CreatedWebhook)]
 pub struct Created {
     pub id: i64,
     #[serde(flatten)]
@@ -286,9 +318,12 @@ pub async fn warnings(webhook: &CheckedWebhook, targets: &TargetPolicy) -> Vec<S
         .collect()
 }
 
+/// A tenant's webhook only while the tenant has fewer than $6 (two
+/// concurrent additions may both pass: the limit bounds, it does not meter).
 const ADD: &str = "
-INSERT INTO outbox.webhooks (name, url, event_types, headers, rate_limit)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant, rate_limit)
+SELECT $1, $2, $3, $4, $5, $7
+ WHERE $5::text IS NULL OR (SELECT count(*) FROM outbox.webhooks WHERE tenant = $5) < $6
 RETURNING id";
 
 /// The secret the insert trigger generated (secrets live in a table of
@@ -302,19 +337,38 @@ pub async fn create(
     webhook: CheckedWebhook,
     targets: &TargetPolicy,
 ) -> Result<Created> {
+    create_with(client, webhook, targets, &tenants::Rules::default()).await
+}
+
+/// Adds a webhook, a tenant's within `rules.max_webhooks`.
+pub async fn create_with(
+    client: &Client,
+    webhook: CheckedWebhook,
+    targets: &TargetPolicy,
+    rules: &tenants::Rules,
+) -> Result<Created> {
     let warnings = warnings(&webhook, targets).await;
     let row = client
-        .query_one(
+        .query_opt(
             ADD,
             &[
                 &webhook.name,
                 &webhook.url,
                 &webhook.event_types,
                 &webhook.headers,
+                &webhook.tenant,
+                &rules.max_webhooks,
                 &webhook.rate_limit.flatten(),
             ],
         )
         .await?;
+    let Some(row) = row else {
+        return Err(Error::Conflict(format!(
+            "tenant {} has {} webhooks, the most allowed (OUTBOXD_MAX_WEBHOOKS_PER_TENANT); delete one first",
+            webhook.tenant.as_deref().unwrap_or_default(),
+            rules.max_webhooks
+        )));
+    };
     let id: i64 = row.get(0);
     let secret: String = client.query_one(SECRET, &[&id]).await?.get(0);
     Ok(Created {
@@ -437,7 +491,7 @@ async fn cancelled_now(tx: &tokio_postgres::Transaction<'_>, id: i64) -> Result<
 }
 
 /// A new secret (shown this once) and until when the old one signs too.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Rotated {
     pub id: i64,
     pub secret: String,
@@ -520,6 +574,7 @@ mod tests {
             previous_secret_expires_at: None,
             failing_since: failing.then_some(at),
             paused_until: paused.then_some(at),
+            tenant: None,
             rate_limit: None,
         }
     }

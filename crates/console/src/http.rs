@@ -1,30 +1,28 @@
-//! The small HTTP vocabulary of the console: reading a bounded body,
-//! decoding forms and query strings, and building the responses (HTML,
-//! JSON, redirects, errors) with the security headers every page carries.
+//! The small HTTP vocabulary of the console: decoding forms and query
+//! strings, building the answers (HTML, CSS, text, redirects), and the
+//! extractor of a pooled database connection. The security headers every
+//! answer carries are layers (see `app` in lib.rs); `CSP` is their default.
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
-use hyper::{Request, Response, StatusCode};
-use serde::Serialize;
+use axum::extract::FromRequestParts;
+use axum::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
-pub type Body = Full<Bytes>;
+use crate::AppState;
 
 /// Largest request body read: forms and JSON are small.
 pub const BODY_LIMIT: usize = 1 << 20;
 
-/// The body, or None when it is larger than `BODY_LIMIT` or broken off.
-pub async fn read_body(req: Request<Incoming>) -> Option<Bytes> {
-    Limited::new(req.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
-}
+/// The content security policy of an answer that sets none: nothing but
+/// this origin's style sheet, forms posting here, and no framing.
+pub const CSP: &str =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'";
+
+pub type Pairs = Vec<(String, String)>;
 
 /// Pairs of a form body or a query string, in order.
-pub fn pairs(input: &[u8]) -> Vec<(String, String)> {
+pub fn pairs(input: &[u8]) -> Pairs {
     form_urlencoded::parse(input).into_owned().collect()
 }
 
@@ -50,72 +48,38 @@ pub fn all(pairs: &[(String, String)], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn respond(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-pub fn html(status: StatusCode, body: String) -> Response<Body> {
+pub fn html(status: StatusCode, body: String) -> Response {
     respond(status, "text/html; charset=utf-8", body)
 }
 
-pub fn css(body: &'static str) -> Response<Body> {
+pub fn css(body: &'static str) -> Response {
+    css_owned(body.to_owned())
+}
+
+pub fn css_owned(body: String) -> Response {
     let mut r = respond(StatusCode::OK, "text/css; charset=utf-8", body);
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("max-age=300"));
     r
 }
 
-pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(body) => respond(status, "application/json", body),
-        Err(e) => error_json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("encoding the answer: {e}"),
-            None,
-        ),
-    }
-}
-
-/// `{"error": "...", "field": "..."}`: every API error has this shape.
-pub fn error_json(status: StatusCode, message: &str, field: Option<&str>) -> Response<Body> {
-    let body = match field {
-        Some(f) => serde_json::json!({"error": message, "field": f}),
-        None => serde_json::json!({"error": message}),
-    };
-    respond(status, "application/json", body.to_string())
-}
-
-pub fn text(status: StatusCode, body: &str) -> Response<Body> {
+pub fn text(status: StatusCode, body: &str) -> Response {
     respond(status, "text/plain; charset=utf-8", body.to_owned())
 }
 
 /// 303 See Other: after a POST, the browser GETs `to`.
-pub fn redirect(to: &str) -> Response<Body> {
+pub fn redirect(to: &str) -> Response {
     let mut r = respond(
         StatusCode::SEE_OTHER,
         "text/plain; charset=utf-8",
-        Bytes::new(),
+        String::new(),
     );
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(LOCATION, v);
@@ -123,7 +87,57 @@ pub fn redirect(to: &str) -> Response<Body> {
     r
 }
 
+/// Adds a `Set-Cookie` to an answer.
+pub fn with_cookie(mut r: Response, cookie: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
+}
+
 /// A header's value as text, if present and readable.
-pub fn header<'a, B>(req: &'a Request<B>, name: &str) -> Option<&'a str> {
-    req.headers().get(name).and_then(|v| v.to_str().ok())
+pub fn header<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A pooled database connection; 503 when the database cannot give one,
+/// as JSON under `/api` and as text elsewhere.
+pub struct Db(pub outboxd_db::PooledClient);
+
+impl std::ops::Deref for Db {
+    type Target = tokio_postgres::Client;
+    fn deref(&self) -> &tokio_postgres::Client {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Db {
+    fn deref_mut(&mut self) -> &mut tokio_postgres::Client {
+        &mut self.0
+    }
+}
+
+impl FromRequestParts<AppState> for Db {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Db, Response> {
+        match state.pool.get().await {
+            Ok(c) => Ok(Db(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin console: database unavailable");
+                Err(if parts.uri.path().starts_with("/api") {
+                    crate::api::ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the database is unavailable",
+                    )
+                    .into_response()
+                } else {
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the database is unavailable; try again shortly\n",
+                    )
+                })
+            }
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod matching;
 pub mod message;
 pub mod ordering;
 pub mod outcome;
+pub mod portal_link;
 pub mod rate;
 pub mod retry;
 pub mod signing;

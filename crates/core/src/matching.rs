@@ -50,6 +50,30 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
     }
 }
 
+/// Longest tenant id accepted, in bytes.
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// True if `s` is a tenant id: 1..=64 characters of `[a-z0-9_.-]`, the first
+/// a letter or digit. Mirrors `outbox.is_valid_tenant` in SQL.
+pub fn is_valid_tenant(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_TENANT_LEN
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'))
+}
+
+/// True if a webhook of `webhook_tenant` gets events of `event_tenant`
+/// (`None`: the platform). A platform webhook gets every event; a tenant's
+/// webhook gets that tenant's events only, never a platform event.
+pub fn tenant_receives(webhook_tenant: Option<&str>, event_tenant: Option<&str>) -> bool {
+    match webhook_tenant {
+        None => true,
+        Some(w) => event_tenant == Some(w),
+    }
+}
+
 /// True if any of `patterns` selects `event_type`.
 pub fn any_matches<'a>(patterns: impl IntoIterator<Item = &'a str>, event_type: &str) -> bool {
     patterns
@@ -61,6 +85,71 @@ pub fn any_matches<'a>(patterns: impl IntoIterator<Item = &'a str>, event_type: 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn tenant_routing() {
+        let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+            // Platform webhooks get everything.
+            (None, None, true),
+            (None, Some("acme"), true),
+            // A tenant's webhook gets its own tenant's events only.
+            (Some("acme"), Some("acme"), true),
+            (Some("acme"), Some("globex"), false),
+            (Some("acme"), None, false),
+            (Some("acme"), Some("acme2"), false),
+        ];
+        for &(webhook, event, want) in cases {
+            assert_eq!(
+                tenant_receives(webhook, event),
+                want,
+                "{webhook:?} <- {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tenant_validity() {
+        let max = "a".repeat(64);
+        let over = "a".repeat(65);
+        for ok in [
+            "acme",
+            "site-42",
+            "0",
+            "a.b_c-d",
+            max.as_str(),
+            "0b7c3a1e-5c1d-4f7a-9a55-1f0e0d6b2c11",
+        ] {
+            assert!(is_valid_tenant(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Acme",
+            "-acme",
+            ".acme",
+            "_a",
+            "ac me",
+            "acme/x",
+            "a\0",
+            "é",
+            over.as_str(),
+        ] {
+            assert!(!is_valid_tenant(bad), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_platform_event_reaches_platform_webhooks_only(w in "[a-z0-9]{1,8}") {
+            prop_assert!(!tenant_receives(Some(&w), None));
+            prop_assert!(tenant_receives(None, None));
+        }
+
+        #[test]
+        fn a_tenant_event_reaches_its_tenant_and_the_platform(w in "[a-z0-9]{1,8}", e in "[a-z0-9]{1,8}") {
+            prop_assert!(tenant_receives(None, Some(&e)));
+            prop_assert_eq!(tenant_receives(Some(&w), Some(&e)), w == e);
+        }
+    }
 
     #[test]
     fn event_type_validity() {

@@ -68,8 +68,7 @@ COMMENT ON FUNCTION outbox.is_next_of_key(outbox.deliveries, boolean, text) IS
 -- publish, with an ordering key. The parameters are the union of every
 -- branch's (a tenant, then the ordering key), all but the first two
 -- optional, so callers name what they use: publish('order.paid', p,
--- ordering_key => 'order-42'). This schema has no tenants: a tenant is
--- refused rather than dropped.
+-- ordering_key => 'order-42'). Idempotency keys are unique per tenant (V15).
 DROP FUNCTION IF EXISTS outbox.publish(text, jsonb, text, text);
 DROP FUNCTION IF EXISTS outbox.publish(text, jsonb, text);
 CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL,
@@ -81,20 +80,18 @@ DECLARE
     new_id     bigint;
     same_event boolean;
 BEGIN
-    IF $4 IS NOT NULL THEN
-        RAISE EXCEPTION 'publish: this schema has no tenants (got tenant %)', quote_literal($4)
-            USING ERRCODE = 'feature_not_supported';
-    END IF;
-    INSERT INTO outbox.events (event_type, payload, idempotency_key, ordering_key)
-    VALUES ($1, $2, $3, $5)
-    ON CONFLICT (idempotency_key) DO NOTHING
+    INSERT INTO outbox.events (event_type, payload, idempotency_key, tenant, ordering_key)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT ((coalesce(tenant, '')), idempotency_key) WHERE idempotency_key IS NOT NULL
+    DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
         SELECT e.id, e.event_type = $1 AND e.payload = $2 INTO new_id, same_event
-          FROM outbox.events e WHERE e.idempotency_key = $3;
+          FROM outbox.events e
+         WHERE e.idempotency_key = $3 AND coalesce(e.tenant, '') = coalesce($4, '');
         IF NOT same_event THEN
             RAISE EXCEPTION 'idempotency key % was already used for event %, with another event type or payload', quote_literal($3), new_id
-                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key_key',
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key',
                       TABLE = 'events', SCHEMA = 'outbox',
                       HINT = 'use a key per event; a repeat with the same type and payload returns the first event''s id';
         END IF;

@@ -31,6 +31,11 @@ use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 const NEXT_EVENTS: &str = "
 SELECT id, event_type, target_webhook_id, payload, created_at FROM outbox.next_events($1)";
 
+/// The tenants of a batch's events, read only while some webhook belongs
+/// to a tenant (platform events have none and are left out).
+const TENANTS: &str = "
+SELECT id, tenant FROM outbox.events WHERE id = ANY($1) AND tenant IS NOT NULL";
+
 /// A delivery the deliverer has room for goes in already claimed: attempt
 /// 1 under lease 1, as a claim would have made it; the others wait
 /// `pending`.
@@ -231,6 +236,17 @@ impl Dispatcher {
             self.cache.reload(&self.pool).await?;
             map = self.cache.snapshot();
         }
+        let tenants: HashMap<i64, String> = if WebhookCache::has_tenants(&map) {
+            let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let stmt = tx.prepare_cached(TENANTS).await?;
+            tx.query(&stmt, &[&ids])
+                .await?
+                .into_iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
         let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
@@ -239,7 +255,8 @@ impl Dispatcher {
             let event_type: &str = row.get(1);
             let target: Option<i64> = row.get(2);
             row_of.insert(event_id, i);
-            for webhook_id in WebhookCache::recipients(&map, event_type, target) {
+            let tenant = tenants.get(&event_id).map(String::as_str);
+            for webhook_id in WebhookCache::recipients(&map, event_type, target, tenant) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
             }

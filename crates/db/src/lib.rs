@@ -38,3 +38,6 @@ pub use webhooks::{Webhook, WebhookCache};
 
 /// The pool type every stage shares.
 pub type Pool = deadpool_postgres::Pool;
+
+/// One connection taken from the pool; back in the pool when dropped.
+pub type PooledClient = deadpool_postgres::Object;

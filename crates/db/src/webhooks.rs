@@ -32,6 +32,8 @@ pub struct Webhook {
     /// fails with this reason instead of going out unsigned.
     pub secret_error: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// The customer this endpoint belongs to; None: a platform webhook.
+    pub tenant: Option<String>,
     /// Requests per second, all replicas together (`outbox.rate_buckets`).
     pub rate_limit: Option<i32>,
 }
@@ -39,6 +41,11 @@ pub struct Webhook {
 impl Webhook {
     pub fn subscribes_to(&self, event_type: &str) -> bool {
         matching::any_matches(self.event_types.iter().map(String::as_str), event_type)
+    }
+
+    /// Whether an event of `tenant` (None: the platform) may reach it.
+    pub fn receives_tenant(&self, tenant: Option<&str>) -> bool {
+        matching::tenant_receives(self.tenant.as_deref(), tenant)
     }
 }
 
@@ -61,7 +68,7 @@ struct State {
 const LOAD: &str = "
 SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
   FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE enabled
  ORDER BY id";
@@ -70,7 +77,7 @@ SELECT id, name, url, event_types, coalesce(secret, ''), headers,
 const LOAD_ONE: &str = "
 SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
   FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE id = $1";
 
@@ -126,7 +133,8 @@ fn from_row(row: &tokio_postgres::Row) -> (Webhook, Option<Instant>) {
         secrets,
         secret_error,
         headers,
-        rate_limit: row.get(8),
+        tenant: row.get(8),
+        rate_limit: row.get(9),
     };
     (webhook, expires)
 }
@@ -201,6 +209,7 @@ impl WebhookCache {
                     secrets: w.secrets.iter().take(1).cloned().collect(),
                     secret_error: w.secret_error.clone(),
                     headers: w.headers.clone(),
+                    tenant: w.tenant.clone(),
                     rate_limit: w.rate_limit,
                 };
                 map.insert(id, Arc::new(trimmed));
@@ -213,15 +222,26 @@ impl WebhookCache {
 
     /// The webhooks an event goes to: its target alone when it has one (if
     /// that webhook is enabled), else every enabled webhook whose patterns
-    /// match its type.
-    pub fn recipients(map: &Map, event_type: &str, target: Option<i64>) -> Vec<i64> {
+    /// match its type and whose tenant receives the event's tenant.
+    pub fn recipients(
+        map: &Map,
+        event_type: &str,
+        target: Option<i64>,
+        tenant: Option<&str>,
+    ) -> Vec<i64> {
         match target {
             Some(id) => map.contains_key(&id).then_some(id).into_iter().collect(),
             None => map
                 .values()
-                .filter(|w| w.subscribes_to(event_type))
+                .filter(|w| w.subscribes_to(event_type) && w.receives_tenant(tenant))
                 .map(|w| w.id)
                 .collect(),
         }
+    }
+
+    /// Whether any webhook belongs to a tenant: without one, an event's
+    /// tenant changes nothing and the fan-out need not read it.
+    pub fn has_tenants(map: &Map) -> bool {
+        map.values().any(|w| w.tenant.is_some())
     }
 }

@@ -54,14 +54,24 @@ async fn publish_takes_an_ordering_key_by_name_and_the_old_calls_still_work() {
             (idem, None)
         ]
     );
-    let e = client
+    // A tenant and an ordering key together, both by name.
+    let id: i64 = client
         .query_one(
-            "SELECT outbox.publish('order.paid', '{}', tenant => 'acme')",
+            "SELECT outbox.publish('order.paid', '{}', tenant => 'acme', ordering_key => 'order-7')",
             &[],
         )
         .await
-        .unwrap_err();
-    assert_eq!(e.as_db_error().unwrap().code().code(), "0A000");
+        .unwrap()
+        .get(0);
+    let row = client
+        .query_one(
+            "SELECT tenant, ordering_key FROM outbox.events WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("acme"));
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("order-7"));
 }
 
 #[tokio::test]

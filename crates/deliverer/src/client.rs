@@ -4,6 +4,12 @@
 //! then one round trip, not a TCP and TLS handshake); HTTP/2 is used when
 //! the server offers it by ALPN. TLS is rustls with the ring provider and the
 //! Mozilla roots, chosen explicitly so no second provider can panic at start.
+//!
+//! Tenants' webhooks get a client of their own (`Clients`), whose guard
+//! refuses every private range whatever the platform allows for its own
+//! webhooks: a customer's URL must never reach the platform's network, and
+//! a connection pooled under the platform's looser policy must never be
+//! reused for a customer's request to the same host.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,4 +59,41 @@ pub fn build_client(
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(https))
+}
+
+/// The platform's client, under the configured policy, and the tenants',
+/// whose guard is always on.
+#[derive(Clone)]
+pub struct Clients {
+    pub platform: HttpClient,
+    pub tenants: HttpClient,
+}
+
+impl Clients {
+    /// `tenant_allowed`: the private ranges tenants' webhooks may reach
+    /// (none but in a test setup); the guard stays on for them even when
+    /// `policy` turns it off.
+    pub fn build(
+        connect_timeout: Duration,
+        max_idle_per_host: usize,
+        policy: Policy,
+        tenant_allowed: Vec<outboxd_core::address::Allowed>,
+    ) -> Result<Clients, ClientError> {
+        let tenants = Policy {
+            enabled: true,
+            allowed: tenant_allowed,
+        };
+        Ok(Clients {
+            platform: build_client(connect_timeout, max_idle_per_host, policy)?,
+            tenants: build_client(connect_timeout, max_idle_per_host, tenants)?,
+        })
+    }
+
+    /// The client for a webhook of `tenant` (None: a platform webhook).
+    pub fn for_tenant(&self, tenant: Option<&str>) -> &HttpClient {
+        match tenant {
+            None => &self.platform,
+            Some(_) => &self.tenants,
+        }
+    }
 }

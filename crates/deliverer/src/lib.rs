@@ -16,6 +16,6 @@ pub mod single;
 pub mod worker;
 pub mod writer;
 
-pub use client::{build_client, ClientError, HttpClient};
+pub use client::{build_client, ClientError, Clients, HttpClient};
 pub use guard::Policy as TargetPolicy;
 pub use worker::{Deliverer, Settings, WINDOW};

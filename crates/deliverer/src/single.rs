@@ -10,19 +10,19 @@ use outboxd_core::outcome::{AttemptResult, TransportError};
 use outboxd_db::{Claimed, Webhook};
 
 use crate::send::Exchange;
-use crate::{request, send, HttpClient};
+use crate::{request, send, Clients};
 
 /// Sends `delivery` to `webhook` once, signed at the current time; returns
 /// when the attempt started and what came back.
 pub async fn attempt_once(
-    client: &HttpClient,
+    clients: &Clients,
     webhook: &Webhook,
     delivery: &Claimed,
     timeout: Duration,
 ) -> (DateTime<Utc>, Exchange) {
     let started_at = Utc::now();
     let exchange = match request::build(webhook, delivery, started_at.timestamp()) {
-        Ok(req) => send::send(client, req, timeout).await,
+        Ok(req) => send::send(clients.for_tenant(webhook.tenant.as_deref()), req, timeout).await,
         // The same record as the worker writes for a request it cannot build.
         Err(e) => Exchange {
             result: AttemptResult::Transport(TransportError::Other(e.to_string())),

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rate::RateGate;
 use crate::writer::ResultWriter;
-use crate::{request, send, HttpClient};
+use crate::{request, send, Clients};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -54,7 +54,7 @@ pub struct Settings {
 pub struct Deliverer {
     pub pool: Pool,
     pub cache: Arc<WebhookCache>,
-    pub client: HttpClient,
+    pub clients: Clients,
     pub settings: Settings,
     /// Notified when deliveries may be due (new fan-out).
     pub ready: Arc<Notify>,
@@ -522,7 +522,7 @@ impl Deliverer {
     ) {
         let (id, lease, webhook_id) = (delivery.delivery_id, delivery.lease, delivery.webhook_id);
         let handle = tasks.spawn(attempt(
-            self.client.clone(),
+            self.clients.clone(),
             self.cache.clone(),
             self.pool.clone(),
             delivery,
@@ -708,7 +708,7 @@ async fn recv(rx: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed
 
 /// One attempt of one delivery, from request to the record to write.
 async fn attempt(
-    client: HttpClient,
+    clients: Clients,
     cache: Arc<WebhookCache>,
     pool: Pool,
     delivery: Claimed,
@@ -733,7 +733,10 @@ async fn attempt(
         );
     };
     let exchange = match request::build(&webhook, &delivery, started_at.timestamp()) {
-        Ok(req) => send::send(&client, req, settings.request_timeout).await,
+        Ok(req) => {
+            let client = clients.for_tenant(webhook.tenant.as_deref());
+            send::send(client, req, settings.request_timeout).await
+        }
         Err(e) => send::Exchange {
             result: AttemptResult::Transport(TransportError::Other(e.to_string())),
             response_body: None,

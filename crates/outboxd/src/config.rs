@@ -47,6 +47,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Queue depth, lag, and per-webhook failures over the last hour.
     Stats(StatsArgs),
+    /// Print a link that signs a tenant's customer in to its portal (once, until it expires).
+    PortalLink(PortalLinkArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -117,6 +119,12 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS[:PORT]")]
     pub allow_private_targets: AllowList,
 
+    /// Comma-separated CIDRs that tenants' webhooks may be delivered to
+    /// despite being private (empty: none; OUTBOXD_ALLOW_PRIVATE_TARGETS
+    /// never applies to them)
+    #[arg(long, env = "OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub tenant_allow_private_targets: AllowList,
+
     /// Log format: text or json
     #[arg(
         long,
@@ -176,6 +184,113 @@ pub struct RunArgs {
         conflicts_with = "admin_token"
     )]
     pub admin_token_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub portal: PortalArgs,
+
+    /// Origins that may show the tenant portal in an iframe, comma-separated
+    /// (e.g. https://app.example.com); empty: none may
+    #[arg(long, env = "OUTBOXD_PORTAL_FRAME_ANCESTORS", value_delimiter = ',', value_parser = parse_origin, value_name = "ORIGINS")]
+    pub portal_frame_ancestors: Vec<String>,
+
+    /// The platform's name in the portal's header
+    #[arg(long, env = "OUTBOXD_PORTAL_NAME", value_name = "NAME")]
+    pub portal_name: Option<String>,
+
+    /// The platform's logo in the portal's header (an https:// URL)
+    #[arg(long, env = "OUTBOXD_PORTAL_LOGO_URL", value_parser = parse_logo_url, value_name = "URL")]
+    pub portal_logo_url: Option<String>,
+
+    /// The portal's accent colour, #rgb or #rrggbb
+    #[arg(long, env = "OUTBOXD_PORTAL_ACCENT", value_parser = parse_colour, value_name = "COLOUR")]
+    pub portal_accent: Option<String>,
+
+    /// Most webhooks one tenant may have
+    #[arg(long, env = "OUTBOXD_MAX_WEBHOOKS_PER_TENANT", default_value = "50", value_parser = count(1, 100_000), value_name = "N")]
+    pub max_webhooks_per_tenant: u64,
+}
+
+/// Where portal links point and how they are signed: shared by `run` and
+/// `portal-link`, so a link made by either opens on every replica.
+#[derive(Debug, Clone, Args)]
+pub struct PortalArgs {
+    /// The console's address as users reach it (the base of portal links),
+    /// e.g. https://webhooks.example.com; default: http://<OUTBOXD_ADMIN_LISTEN>
+    #[arg(long, env = "OUTBOXD_CONSOLE_URL", value_parser = parse_console_url, value_name = "URL")]
+    pub console_url: Option<String>,
+
+    /// Portal-link signing keys, comma-separated, the first signing (rotate
+    /// by putting the new key first); default: a key derived from OUTBOXD_ADMIN_TOKEN
+    #[arg(long, env = "OUTBOXD_PORTAL_KEYS", hide_env_values = true, value_parser = parse_token, value_name = "KEYS")]
+    pub portal_keys: Option<Token>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PortalLinkArgs {
+    /// The tenant whose portal the link opens
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: String,
+
+    /// How long the link may be opened (at most 7d)
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+
+    #[command(flatten)]
+    pub portal: PortalArgs,
+
+    /// The admin console's address, the links' base unless OUTBOXD_CONSOLE_URL is set
+    #[arg(long, env = "OUTBOXD_ADMIN_LISTEN", value_parser = parse_addr, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// The admin token, from which the signing key is derived unless OUTBOXD_PORTAL_KEYS is set
+    #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token, value_name = "TOKEN")]
+    pub admin_token: Option<Token>,
+}
+
+fn parse_console_url(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let ok = (s.starts_with("http://") || s.starts_with("https://"))
+        && s.parse::<hyper::Uri>().is_ok_and(|u| u.host().is_some());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("is not a URL; use the address people open the console at, e.g. https://webhooks.example.com".into())
+    }
+}
+
+/// A CSP source: a scheme and host, optionally a port, nothing else.
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim().trim_end_matches('/');
+    let ok = (s.starts_with("https://") || s.starts_with("http://"))
+        && !s.contains([' ', ';', ',', '\'', '"'])
+        && s.parse::<hyper::Uri>()
+            .is_ok_and(|u| u.host().is_some() && u.path() == "/");
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("is not an origin; use scheme://host[:port], e.g. https://app.example.com".into())
+    }
+}
+
+fn parse_logo_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("https://")
+        && !s.contains([' ', ';', ',', '\'', '"'])
+        && s.parse::<hyper::Uri>().is_ok()
+    {
+        Ok(s.to_owned())
+    } else {
+        Err("is not an https:// URL without spaces, quotes, commas or semicolons".into())
+    }
+}
+
+fn parse_colour(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let hex = s.strip_prefix('#').unwrap_or("");
+    if matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_owned())
+    } else {
+        Err("is not a colour; use #rgb or #rrggbb, e.g. #0a7c59".into())
+    }
 }
 
 /// A secret given on the command line or in the environment; its Debug
@@ -271,6 +386,16 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct WebhookListArgs {
+    #[command(flatten)]
+    pub list: ListArgs,
+
+    /// Only this tenant's webhooks
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct WebhooksArgs {
     #[command(subcommand)]
     pub command: WebhooksCommand,
@@ -279,7 +404,7 @@ pub struct WebhooksArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum WebhooksCommand {
     /// Every webhook with its recent delivery health.
-    List(ListArgs),
+    List(WebhookListArgs),
     /// Add a webhook; prints its id and its secret (shown this once).
     Add(WebhookAddArgs),
     /// Enable a webhook: new events reach it again.
@@ -318,6 +443,18 @@ pub struct WebhookAddArgs {
     #[arg(long = "header", value_name = "NAME=VALUE")]
     pub headers: Vec<String>,
 
+    /// The customer the webhook is for: it gets that tenant's events only
+    /// (default: a platform webhook, which gets every event)
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// Most webhooks one tenant may have (as for `run`)
+    #[arg(long, env = "OUTBOXD_MAX_WEBHOOKS_PER_TENANT", default_value = "50", value_parser = count(1, 100_000), value_name = "N")]
+    pub max_webhooks_per_tenant: u64,
+
+    /// Private ranges a tenant's webhook may name anyway (as for `run`)
+    #[arg(long, env = "OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub tenant_allow_private_targets: AllowList,
     /// At most this many requests per second, all replicas together (default: no limit)
     #[arg(long, value_name = "PER_SECOND")]
     pub rate_limit: Option<i64>,
@@ -449,6 +586,10 @@ pub struct TestEventArgs {
     /// Comma-separated CIDRs that may be delivered to despite being private (as for `run`)
     #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS[:PORT]")]
     pub allow_private_targets: AllowList,
+
+    /// Comma-separated CIDRs that tenants' webhooks may be delivered to despite being private (as for `run`)
+    #[arg(long, env = "OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub tenant_allow_private_targets: AllowList,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -475,6 +616,10 @@ pub struct DeliveriesFilter {
     /// Only this webhook (id or name)
     #[arg(long, value_name = "WEBHOOK")]
     pub webhook: Option<String>,
+
+    /// Only deliveries to this tenant's webhooks
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
 
     /// Only deliveries now in this state: pending, in_flight, delivered, failed or cancelled
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
@@ -548,6 +693,10 @@ pub struct ReplayArgs {
 pub struct StatsArgs {
     #[command(flatten)]
     pub db: DbArgs,
+
+    /// Only this tenant's webhooks and events
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
 
     /// Print JSON instead of text
     #[arg(long)]

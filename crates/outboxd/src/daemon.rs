@@ -18,7 +18,7 @@ use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
     connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
 };
-use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
+use outboxd_deliverer::{Clients, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +117,22 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
                     listen,
                     token: args.admin_token.clone().map(|t| t.0),
                     targets: args.allow_private_targets.policy(),
+                    tenant_allowed: args.tenant_allow_private_targets.0.clone(),
                     request_timeout: args.request_timeout,
+                    portal: outboxd_console::Portal {
+                        base_url: args.portal.console_url.clone(),
+                        keys: args.portal.portal_keys.clone().map(|k| k.0),
+                        frame_ancestors: args.portal_frame_ancestors.clone(),
+                        theme: outboxd_console::Theme {
+                            name: args.portal_name.clone(),
+                            logo_url: args.portal_logo_url.clone(),
+                            accent: args.portal_accent.clone(),
+                        },
+                        rules: outboxd_admin::tenants::Rules {
+                            max_webhooks: args.max_webhooks_per_tenant as i64,
+                            allowed: args.tenant_allow_private_targets.0.clone(),
+                        },
+                    },
                     limits,
                 },
                 pool.clone(),
@@ -175,6 +190,7 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
             disable_failing_after: args.disable_failing_after,
         },
         targets: args.allow_private_targets.policy(),
+        tenant_allowed: args.tenant_allow_private_targets.0.clone(),
         shutdown: shutdown.clone(),
     })?;
     tasks.spawn(
@@ -252,6 +268,8 @@ pub struct Pipeline {
     pub settings: Settings,
     /// The SSRF guard's policy for webhook targets.
     pub targets: TargetPolicy,
+    /// The private ranges tenants' webhooks may reach.
+    pub tenant_allowed: Vec<outboxd_core::address::Allowed>,
     pub shutdown: CancellationToken,
 }
 
@@ -262,8 +280,13 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
     // receiver with a path per customer): keep as many connections idle as
     // may be in flight, or every finished request beyond a webhook's share
     // closes one and the next opens another.
-    let client = build_client(Duration::from_secs(5), p.settings.concurrency, p.targets)
-        .context("setting up the HTTP client")?;
+    let clients = Clients::build(
+        Duration::from_secs(5),
+        p.settings.concurrency,
+        p.targets,
+        p.tenant_allowed,
+    )
+    .context("setting up the HTTP client")?;
     let room = Room::new(outboxd_deliverer::WINDOW * p.settings.webhook_concurrency);
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
@@ -297,7 +320,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         Deliverer {
             pool: p.pool,
             cache: p.cache,
-            client,
+            clients,
             settings: p.settings,
             ready: deliveries_ready,
             room,

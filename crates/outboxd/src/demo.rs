@@ -121,6 +121,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             enabled: true,
             allowed: vec!["127.0.0.0/8".parse().expect("an allowlist entry")],
         },
+        tenant_allowed: Vec::new(),
         shutdown: shutdown.clone(),
     })?;
 

@@ -60,6 +60,7 @@ fn main() -> ExitCode {
             Command::Deliveries(args) => admin::deliveries::run(args).await,
             Command::Replay(args) => admin::replay::run(args).await,
             Command::Stats(args) => admin::stats::run(args).await,
+            Command::PortalLink(args) => admin::portal::run(args),
         }
     });
     match result {

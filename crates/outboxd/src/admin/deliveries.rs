@@ -43,6 +43,12 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
         event_type: f.event_type.clone(),
         since,
         limit: f.limit as i64,
+        tenant: f
+            .tenant
+            .as_deref()
+            .map(outboxd_admin::tenants::id)
+            .transpose()
+            .map_err(|e| anyhow!("--tenant: {e}"))?,
     };
     let rows = ops::log(&client, &filter).await?;
     if f.json {

@@ -9,6 +9,7 @@
 pub mod deliveries;
 pub mod event_types;
 pub mod parse;
+pub mod portal;
 pub mod replay;
 pub mod stats;
 pub mod table;

@@ -10,8 +10,14 @@ use super::table::{self, Table};
 use crate::config::StatsArgs;
 
 pub async fn run(args: StatsArgs) -> Result<()> {
+    let tenant = args
+        .tenant
+        .as_deref()
+        .map(outboxd_admin::tenants::id)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
     let client = connect(&args.db).await?;
-    let st = outboxd_admin::stats::stats(&client).await?;
+    let st = outboxd_admin::stats::stats_of(&client, tenant.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outboxd_admin::test_event::TestResult;
-use outboxd_deliverer::build_client;
+use outboxd_deliverer::Clients;
 
 use super::{connect, parse, resolve_webhook};
 use crate::config::TestEventArgs;
@@ -20,10 +20,11 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
     outboxd_admin::validate::event_type(&args.event_type)?;
     let client = connect(&args.db).await?;
     let hook = resolve_webhook(&client, &args.webhook).await?;
-    let http = build_client(
+    let http = Clients::build(
         Duration::from_secs(5),
         1,
         args.allow_private_targets.policy(),
+        args.tenant_allow_private_targets.0.clone(),
     )
     .context("setting up the HTTP client")?;
     // This process's own connection, idle while the request is out.

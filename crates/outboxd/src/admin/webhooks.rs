@@ -11,7 +11,7 @@ use outboxd_admin::webhooks::{self as ops, WebhookInput};
 use super::table::{self, Table};
 use super::{connect, parse, resolve_webhook};
 use crate::config::{
-    ListArgs, WebhookAddArgs, WebhookDisableArgs, WebhookRefArgs, WebhookRotateArgs,
+    WebhookAddArgs, WebhookDisableArgs, WebhookListArgs, WebhookRefArgs, WebhookRotateArgs,
     WebhooksCommand,
 };
 
@@ -26,9 +26,16 @@ pub async fn run(command: WebhooksCommand) -> Result<()> {
     }
 }
 
-async fn list(args: ListArgs) -> Result<()> {
+async fn list(args: WebhookListArgs) -> Result<()> {
+    let tenant = args
+        .tenant
+        .as_deref()
+        .map(outboxd_admin::tenants::id)
+        .transpose()
+        .map_err(|e| anyhow!("--tenant: {e}"))?;
+    let args = args.list;
     let client = connect(&args.db).await?;
-    let hooks = ops::list(&client).await?;
+    let hooks = ops::list_of(&client, tenant.as_deref()).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&hooks)?);
         return Ok(());
@@ -81,9 +88,14 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
         url: args.url.clone(),
         events: args.events.clone(),
         headers: parse::header_pairs(&args.headers).map_err(|e| anyhow!(e))?,
+        tenant: args.tenant.clone(),
         rate_limit: args.rate_limit.map(Some),
     };
-    let checked = input.check().map_err(|e| match e {
+    let rules = outboxd_admin::tenants::Rules {
+        max_webhooks: args.max_webhooks_per_tenant as i64,
+        allowed: args.tenant_allow_private_targets.0.clone(),
+    };
+    let checked = input.check_with(&rules).map_err(|e| match e {
         outboxd_admin::Error::Invalid { field, message } => {
             // The flags are named as the fields, but for the repeatable --header.
             let flag = match field {
@@ -101,7 +113,15 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
             "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
         );
     }
-    let created = ops::create(&client, checked, &args.allow_private_targets.policy()).await?;
+    let targets = match &checked.tenant {
+        // A tenant's webhook is judged as the deliverer judges it.
+        Some(_) => outboxd_deliverer::TargetPolicy {
+            enabled: true,
+            allowed: rules.allowed.clone(),
+        },
+        None => args.allow_private_targets.policy(),
+    };
+    let created = ops::create_with(&client, checked, &targets, &rules).await?;
     for warning in &created.warnings {
         eprintln!("warning: {warning}");
     }

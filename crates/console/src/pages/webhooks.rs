@@ -1,0 +1,540 @@
+//! The webhook screens: the list with each webhook's health, the add and
+//! edit form (events picked from the catalog), enable, disable, delete
+//! after a confirmation, rotating the secret (shown once), a test event
+//! with the verdict on the page, and replaying failures.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use outboxd_admin::format::{age, time};
+use outboxd_admin::webhooks::{self, WebhookInput, WebhookSummary};
+use outboxd_admin::{event_types, replay, test_event, validate, Error};
+use tokio_postgres::Client;
+
+use super::{head, id_of, render, Ctx, Form, Layout, PageResult};
+use crate::http::Db;
+use crate::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks", get(list))
+        .route("/webhooks/new", get(new_form).post(add))
+        .route("/webhooks/{id}/edit", get(edit_form).post(edit))
+        .route("/webhooks/{id}/enable", post(enable))
+        .route("/webhooks/{id}/disable", post(disable))
+        .route("/webhooks/{id}/rotate-secret", post(rotate_secret))
+        .route("/webhooks/{id}/delete", get(confirm_delete).post(delete))
+        .route("/webhooks/{id}/test", post(send_test))
+        .route("/webhooks/{id}/replay-failed", post(replay_failed))
+}
+
+async fn list(ctx: Ctx, db: Db) -> PageResult {
+    list_page(ctx, &db).await
+}
+
+/// The list, with the notice or error `ctx` carries: the caller's
+/// webhooks, or the admin's filter (`?tenant=`).
+async fn list_page(ctx: Ctx, client: &Client) -> PageResult {
+    let filter = ctx.q("tenant");
+    let tenant = match ctx.caller.tenant() {
+        Some(t) => Some(t),
+        None => Some(filter.as_str()).filter(|t| !t.is_empty()),
+    };
+    let rows = webhooks::list_of(client, tenant)
+        .await?
+        .into_iter()
+        .map(WebhookRow::from)
+        .collect();
+    let mut types: Vec<String> = event_types::list(client)
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    types.push(test_event::DEFAULT_EVENT_TYPE.into());
+    Ok(render(
+        StatusCode::OK,
+        &Webhooks {
+            l: ctx.l,
+            rows,
+            event_types: types,
+        },
+    ))
+}
+
+async fn new_form(ctx: Ctx, db: Db) -> PageResult {
+    let form = WebhookForm::new(ctx.l, None);
+    let form = form.with_catalog(&db, &[]).await?;
+    Ok(render(StatusCode::OK, &form))
+}
+
+async fn edit_form(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let w = webhooks::get(&db, id).await?;
+    let mut form = WebhookForm::new(ctx.l, Some(w.id));
+    form.name = w.name.clone();
+    form.url = w.url.clone();
+    form.headers = headers_text(&w.headers);
+    form.tenant = w.tenant.clone().unwrap_or_default();
+    let form = form.with_catalog(&db, &w.event_types).await?;
+    Ok(render(StatusCode::OK, &form))
+}
+
+async fn add(State(state): State<AppState>, ctx: Ctx, db: Db, form: Form) -> PageResult {
+    save(&state, ctx, &db, None, &form).await
+}
+
+async fn edit(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    db: Db,
+    Path(id): Path<String>,
+    form: Form,
+) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    save(&state, ctx, &db, Some(id), &form).await
+}
+
+async fn save(
+    state: &AppState,
+    ctx: Ctx,
+    client: &Client,
+    id: Option<i64>,
+    body: &Form,
+) -> PageResult {
+    let mut events = crate::http::all(&body.0, "events");
+    let patterns = body.text("patterns");
+    events.extend(
+        patterns
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty()),
+    );
+    let headers_text = body.text("headers");
+    let tenant_text = body.text("tenant").trim().to_owned();
+    let tenant = match ctx.caller.tenant() {
+        Some(t) => Some(t.to_owned()),
+        None => Some(tenant_text.clone()).filter(|t| !t.is_empty()),
+    };
+    let input = WebhookInput {
+        name: body.text("name"),
+        url: body.text("url").trim().to_owned(),
+        events: events.clone(),
+        headers: Vec::new(),
+        tenant,
+        // The form does not set limits yet: an edit keeps the current one.
+        rate_limit: None,
+    };
+    let rules = &state.portal.rules;
+    let checked = match parse_headers(&headers_text).and_then(|headers| {
+        WebhookInput {
+            headers,
+            ..input.clone()
+        }
+        .check_with(rules)
+    }) {
+        Ok(c) => webhooks::require_catalogued(client, &c.event_types)
+            .await
+            .map(|_| c),
+        Err(e) => Err(e),
+    };
+    let checked = match checked {
+        Ok(c) => c,
+        Err(Error::Invalid { field, message }) => {
+            let mut form = WebhookForm::new(ctx.l, id);
+            form.name = input.name;
+            form.url = input.url;
+            form.headers = headers_text;
+            form.tenant = tenant_text;
+            match field {
+                "name" => form.err_name = Some(message),
+                "url" => form.err_url = Some(message),
+                "headers" => form.err_headers = Some(message),
+                "tenant" => form.err_tenant = Some(message),
+                _ => form.err_events = Some(message),
+            }
+            let form = form.with_catalog(client, &events).await?;
+            return Ok(render(StatusCode::BAD_REQUEST, &form));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match id {
+        None => {
+            let targets = state.targets_for(checked.tenant.as_deref());
+            let created = webhooks::create_with(client, checked, &targets, rules).await?;
+            Ok(render(StatusCode::OK, &Secret {
+                l: ctx.warn(&created.warnings).l,
+                heading: "Webhook added".into(),
+                id: created.id,
+                name: created.webhook.name,
+                secret: created.secret,
+                note: "Events of the chosen types are delivered from now on; send a test event to check the endpoint.".into(),
+            }))
+        }
+        Some(id) => {
+            let targets = state.targets_for(checked.tenant.as_deref());
+            let warnings = webhooks::update(client, id, &checked, &targets).await?;
+            list_page(
+                ctx.warn(&warnings).notice(format!("Webhook {id} saved.")),
+                client,
+            )
+            .await
+        }
+    }
+}
+
+async fn enable(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let (hook, changed) = webhooks::enable(&db, id).await?;
+    let note = if changed {
+        format!("{hook} enabled: new events reach it again.")
+    } else {
+        format!("{hook} is enabled already.")
+    };
+    list_page(ctx.notice(note), &db).await
+}
+
+async fn disable(ctx: Ctx, mut db: Db, Path(id): Path<String>, _: Form) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let note = match webhooks::disable(&mut db, id, "disabled in the admin console").await? {
+        (hook, Some(n)) => format!("{hook} disabled; {n} waiting deliveries cancelled."),
+        (hook, None) => format!("{hook} is disabled already."),
+    };
+    list_page(ctx.notice(note), &db).await
+}
+
+async fn rotate_secret(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let hook = webhooks::get(&db, id).await?;
+    let r = webhooks::rotate_secret(&db, id, Duration::from_secs(24 * 3600)).await?;
+    let note = match r.previous_secret_expires_at {
+        Some(t) => format!("Until {} UTC requests carry two signatures, by the new and by the old secret; give the receiver the new secret before then.", time(t)),
+        None => "The old secret no longer signs.".into(),
+    };
+    Ok(render(
+        StatusCode::OK,
+        &Secret {
+            l: ctx.l,
+            heading: "New secret".into(),
+            id,
+            name: hook.name,
+            secret: r.secret,
+            note,
+        },
+    ))
+}
+
+async fn confirm_delete(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let w = webhooks::get(&db, id).await?;
+    Ok(render(
+        StatusCode::OK,
+        &ConfirmDelete {
+            l: ctx.l,
+            id: w.id,
+            name: w.name,
+            url: w.url,
+        },
+    ))
+}
+
+async fn delete(ctx: Ctx, mut db: Db, Path(id): Path<String>, _: Form) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let (hook, n) = webhooks::remove(&mut db, id).await?;
+    list_page(
+        ctx.notice(format!("{hook} deleted; {n} waiting deliveries cancelled.")),
+        &db,
+    )
+    .await
+}
+
+/// The request goes out with no database connection held (see
+/// `test_event::send`).
+async fn send_test(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    form: Form,
+) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook_in(&state.pool, id).await?;
+    let event_type =
+        crate::http::non_blank(&form.0, "event_type").unwrap_or(test_event::DEFAULT_EVENT_TYPE);
+    let r = test_event::send(
+        &state.pool,
+        &state.http,
+        id,
+        event_type,
+        state.request_timeout,
+    )
+    .await?;
+    let body = r
+        .response_body
+        .as_deref()
+        .map(|b| head(b, 1024))
+        .unwrap_or_else(|| "(none)".into());
+    Ok(render(
+        StatusCode::OK,
+        &TestResultPage {
+            l: ctx.l,
+            name: r.webhook.name.clone(),
+            success: r.success,
+            failure: r.failure.clone().unwrap_or_default(),
+            event_type: r.event_type.clone(),
+            url: r.url.clone(),
+            status: match (&r.status_line, &r.error) {
+                (Some(s), _) => s.clone(),
+                (None, Some(e)) => format!("no response: {e}"),
+                (None, None) => "no response".into(),
+            },
+            latency: format!("{:.1} ms", r.latency_ms),
+            body,
+            delivery_id: r.delivery_id,
+        },
+    ))
+}
+
+async fn replay_failed(ctx: Ctx, db: Db, Path(id): Path<String>, form: Form) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let since = validate::since(form.first("since").unwrap_or(""))?;
+    let since = outboxd_admin::since_time(&db, &since).await?;
+    let n = replay::webhook(&db, id, since, replay::Which::Failed).await?;
+    let note = format!(
+        "{n} failed deliveries of webhook {id} created since {} UTC replayed.",
+        time(since)
+    );
+    list_page(ctx.notice(note), &db).await
+}
+
+/// `Name: value` lines, as the form's textarea holds them.
+fn parse_headers(text: &str) -> Result<Vec<(String, String)>, Error> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                .ok_or_else(|| Error::invalid("headers", format!("{l:?}: expected Name: value")))
+        })
+        .collect()
+}
+
+fn headers_text(headers: &serde_json::Value) -> String {
+    headers
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+#[derive(Template)]
+#[template(path = "webhooks.html")]
+struct Webhooks {
+    l: Layout,
+    rows: Vec<WebhookRow>,
+    event_types: Vec<String>,
+}
+
+struct WebhookRow {
+    id: i64,
+    name: String,
+    url: String,
+    events: String,
+    enabled: bool,
+    state: String,
+    state_class: &'static str,
+    success: String,
+    last: String,
+    pending: i64,
+    tenant: Option<String>,
+}
+
+impl From<WebhookSummary> for WebhookRow {
+    fn from(w: WebhookSummary) -> WebhookRow {
+        let health = w.health();
+        // The stylesheet colours a failing webhook as a paused one.
+        let state_class = match health {
+            webhooks::Health::Failing { .. } => "paused",
+            _ => health.as_str(),
+        };
+        let state = health.to_string();
+        WebhookRow {
+            id: w.id,
+            events: w.event_types.join(", "),
+            enabled: w.enabled,
+            success: match w.success_rate_last_hour {
+                Some(r) => format!("{:.0}% of {}", r * 100.0, w.attempts_last_hour),
+                None => "-".into(),
+            },
+            last: match (w.last_attempt_age_seconds, &w.last_outcome) {
+                (Some(a), Some(o)) => format!("{} ago, {o}", age(a)),
+                _ => "never".into(),
+            },
+            pending: w.pending,
+            tenant: w.tenant,
+            name: w.name,
+            url: w.url,
+            state,
+            state_class,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "webhook_form.html")]
+struct WebhookForm {
+    l: Layout,
+    title: String,
+    action: String,
+    submit: String,
+    name: String,
+    url: String,
+    catalog: Vec<CatalogOption>,
+    catalog_size: usize,
+    patterns: String,
+    headers: String,
+    tenant: String,
+    err_name: Option<String>,
+    err_url: Option<String>,
+    err_events: Option<String>,
+    err_headers: Option<String>,
+    err_tenant: Option<String>,
+}
+
+struct CatalogOption {
+    name: String,
+    description: String,
+    example: String,
+    selected: bool,
+}
+
+impl WebhookForm {
+    /// The add form (`editing` None) or the edit form of a webhook.
+    fn new(l: Layout, editing: Option<i64>) -> WebhookForm {
+        let (title, action, submit) = match editing {
+            None => ("Add New Webhook", "/webhooks/new".to_owned(), "Add webhook"),
+            Some(id) => ("Edit webhook", format!("/webhooks/{id}/edit"), "Save"),
+        };
+        WebhookForm {
+            l,
+            title: title.into(),
+            action,
+            submit: submit.into(),
+            name: String::new(),
+            url: String::new(),
+            catalog: Vec::new(),
+            catalog_size: 4,
+            patterns: String::new(),
+            headers: String::new(),
+            tenant: String::new(),
+            err_name: None,
+            err_url: None,
+            err_events: None,
+            err_headers: None,
+            err_tenant: None,
+        }
+    }
+
+    /// The catalog as options, `chosen` selected; chosen patterns that are
+    /// not catalog entries go to the free pattern field.
+    async fn with_catalog(
+        mut self,
+        client: &Client,
+        chosen: &[String],
+    ) -> Result<WebhookForm, Error> {
+        let types = event_types::list(client).await?;
+        self.patterns = chosen
+            .iter()
+            .filter(|c| !types.iter().any(|t| &t.name == *c))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.catalog = types
+            .into_iter()
+            .map(|t| CatalogOption {
+                selected: chosen.contains(&t.name),
+                example: t.example_payload.pretty(),
+                name: t.name,
+                description: t.description,
+            })
+            .collect();
+        self.catalog_size = self.catalog.len().clamp(2, 10);
+        Ok(self)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "secret.html")]
+struct Secret {
+    l: Layout,
+    heading: String,
+    id: i64,
+    name: String,
+    secret: String,
+    note: String,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_delete.html")]
+struct ConfirmDelete {
+    l: Layout,
+    id: i64,
+    name: String,
+    url: String,
+}
+
+#[derive(Template)]
+#[template(path = "test_result.html")]
+struct TestResultPage {
+    l: Layout,
+    name: String,
+    success: bool,
+    failure: String,
+    event_type: String,
+    url: String,
+    status: String,
+    latency: String,
+    body: String,
+    delivery_id: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines_are_name_colon_value() {
+        let h = parse_headers("X-Tenant: acme\n\n authorization: Bearer a:b \n").unwrap();
+        assert_eq!(
+            h,
+            [
+                ("X-Tenant".to_owned(), "acme".to_owned()),
+                ("authorization".to_owned(), "Bearer a:b".to_owned())
+            ]
+        );
+        assert!(matches!(
+            parse_headers("no colon"),
+            Err(Error::Invalid {
+                field: "headers",
+                ..
+            })
+        ));
+        let back = headers_text(&serde_json::json!({"x-tenant": "acme"}));
+        assert_eq!(back, "x-tenant: acme");
+    }
+}
