@@ -55,4 +55,4 @@ stop_test_clusters() {
 }
 trap stop_test_clusters EXIT
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -115,7 +115,7 @@ pub struct Delivery {
     pub webhook_url: Option<String>,
     pub event_type: Option<String>,
     /// The event's JSON payload, as stored.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<StoredJson>,
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,

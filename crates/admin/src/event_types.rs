@@ -16,7 +16,7 @@ use crate::{validate, Error, Result};
 pub struct EventType {
     pub name: String,
     pub description: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub example_payload: StoredJson,
     pub subscribed_webhooks: usize,
 }

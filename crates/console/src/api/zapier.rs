@@ -53,7 +53,7 @@ pub(crate) struct Sample {
     timestamp: String,
     /// The catalog's example payload, as stored (it may be nested deeper
     /// than a serde_json::Value can hold).
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     data: outboxd_admin::json::StoredJson,
 }
 
