@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod retry;
 pub mod signing;
 pub mod wakeup;
+pub mod window;
 
 pub use breaker::{Breaker, BreakerPolicy};
 pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
@@ -19,3 +20,4 @@ pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
 pub use wakeup::{Activity, Wait, WakePolicy};
+pub use window::Windows;

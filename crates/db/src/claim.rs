@@ -46,31 +46,6 @@ UPDATE outbox.deliveries d
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
           e.event_type, e.payload::text, e.created_at";
 
-/// Puts expired leases (a worker crashed or hung) back in the queue. The
-/// attempt they counted stays counted: it may have reached the receiver.
-const REAP: &str = "
-UPDATE outbox.deliveries
-   SET state = 'pending', locked_until = NULL, next_attempt_at = now(), updated_at = now()
- WHERE id IN (SELECT id FROM outbox.deliveries
-               WHERE state = 'in_flight' AND locked_until < now()
-               LIMIT 1000
-                 FOR UPDATE SKIP LOCKED)";
-
-/// Cancels waiting deliveries of webhooks that are disabled or deleted. The
-/// triggers on `outbox.webhooks` do this when the change is made; this
-/// catches rows fanned out a moment later by a replica whose webhook cache
-/// was behind, which claims (made per enabled webhook) would never take.
-const CANCEL_ORPHANS: &str = "
-UPDATE outbox.deliveries d
-   SET state = 'cancelled', locked_until = NULL, updated_at = now(),
-       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
- WHERE d.id IN (SELECT p.id FROM outbox.deliveries p
-                 WHERE p.state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w
-                                    WHERE w.id = p.webhook_id AND w.enabled)
-                 LIMIT 1000
-                   FOR UPDATE SKIP LOCKED)";
-
 /// Gives unfinished leases back (at shutdown, or queued too long, or when
 /// the breaker opens) without spending an attempt; a paused webhook's wait
 /// for the pause to end, like its other waiting deliveries.
@@ -130,18 +105,6 @@ pub async fn claim(
             created_at: r.get(7),
         })
         .collect())
-}
-
-/// Returns how many expired leases were put back.
-pub async fn reap_expired(pool: &Pool) -> Result<u64, Error> {
-    let client = pool.get().await?;
-    Ok(client.execute(REAP, &[]).await?)
-}
-
-/// Returns how many deliveries of gone webhooks were cancelled.
-pub async fn cancel_orphans(pool: &Pool) -> Result<u64, Error> {
-    let client = pool.get().await?;
-    Ok(client.execute(CANCEL_ORPHANS, &[]).await?)
 }
 
 /// Returns how many leases were handed back.

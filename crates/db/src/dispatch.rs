@@ -166,7 +166,7 @@ impl Dispatcher {
     /// not shrink to a few events). While every webhook is that full it
     /// waits for the deliverer to free some, at most a poll interval.
     async fn pace(&self, handoff: &Handoff, shutdown: &CancellationToken) -> Pace {
-        let enough = (handoff.room.window() / 4).max(1);
+        let enough = handoff.room.windows().enough_for_fan_out();
         let give_up = tokio::time::Instant::now() + self.poll_interval;
         loop {
             let webhooks = self.cache.snapshot();

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use outboxd_core::Windows;
 use tokio::sync::{mpsc, Notify};
 
 use crate::Claimed;
@@ -22,6 +23,7 @@ use crate::Claimed;
 /// The deliverer's room per webhook, shared with the fan-out.
 #[derive(Debug)]
 pub struct Room {
+    windows: Windows,
     inner: Mutex<RoomInner>,
     /// Signalled by every `publish`, for a fan-out waiting for room.
     published: Notify,
@@ -51,19 +53,20 @@ impl RoomInner {
 }
 
 impl Room {
-    pub fn new(default: usize) -> Arc<Self> {
+    pub fn new(windows: Windows) -> Arc<Self> {
         Arc::new(Self {
+            windows,
             inner: Mutex::new(RoomInner {
-                default,
+                default: windows.full(),
                 ..RoomInner::default()
             }),
             published: Notify::new(),
         })
     }
 
-    /// A webhook's whole window: its room while it holds nothing.
-    pub fn window(&self) -> usize {
-        self.lock().default
+    /// The deliverer's window rule.
+    pub fn windows(&self) -> Windows {
+        self.windows
     }
 
     /// The deliverer's view, replacing the previous one: room of the
@@ -185,34 +188,41 @@ pub struct Handoff {
 mod tests {
     use super::*;
 
+    /// A webhook's whole window here: 16 deliveries (one request slot).
+    const W: usize = outboxd_core::window::FACTOR;
+
+    fn room() -> Arc<Room> {
+        Room::new(Windows::new(8, 1))
+    }
+
     #[test]
     fn room_is_taken_once_until_it_arrives() {
-        let room = Room::new(4);
-        assert_eq!(room.take(1, 3), 3);
-        assert_eq!(room.take(1, 3), 1, "only what is not in transit");
-        assert_eq!(room.take(1, 3), 0);
-        assert_eq!(room.in_transit(1), 4);
+        let room = room();
+        assert_eq!(room.take(1, 12), 12);
+        assert_eq!(room.take(1, 12), 4, "only what is not in transit");
+        assert_eq!(room.take(1, 12), 0);
+        assert_eq!(room.in_transit(1), W);
         // The deliverer's next view may not count them yet; in transit
         // still does.
-        room.publish(HashMap::from([(1, 4)]));
+        room.publish(HashMap::from([(1, W)]));
         assert_eq!(room.take(1, 1), 0);
-        // Three of four arrive; the room they filled is gone.
-        room.arrived(1, 4, 3);
+        // Twelve of sixteen arrive; the room they filled is gone.
+        room.arrived(1, W, 12);
         assert_eq!(room.in_transit(1), 0);
-        assert_eq!(room.take(1, 5), 1);
+        assert_eq!(room.take(1, 20), 4);
         // Other webhooks have the default room.
-        assert_eq!(room.take(2, 10), 4);
+        assert_eq!(room.take(2, 40), W);
     }
 
     #[test]
     fn the_most_available_room_counts_what_is_in_transit() {
-        let room = Room::new(8);
+        let room = room();
         assert_eq!(room.most_available([]), None);
         room.publish(HashMap::from([(1, 2), (2, 6)]));
         assert_eq!(room.most_available([1, 2]), Some(6));
         assert_eq!(room.take(2, 5), 5);
         assert_eq!(room.most_available([1, 2]), Some(2));
-        assert_eq!(room.most_available([1, 2, 3]), Some(8), "3 holds nothing");
+        assert_eq!(room.most_available([1, 2, 3]), Some(W), "3 holds nothing");
         room.publish_none();
         assert_eq!(room.most_available([1, 2, 3]), Some(0));
         assert_eq!(room.take(3, 1), 0);
@@ -222,8 +232,8 @@ mod tests {
 
     #[test]
     fn new_deliveries_get_the_room_oldest_first() {
-        let room = Room::new(2);
-        room.publish(HashMap::from([(9, 0)]));
+        let room = room();
+        room.publish(HashMap::from([(9, 0), (1, 2), (2, 2)]));
         let (taken, claimed) = room.take_for(&[1, 9, 1, 1, 2]);
         assert_eq!(taken, HashMap::from([(1, 2), (2, 1)]));
         assert_eq!(claimed, [true, false, true, false, true]);
@@ -232,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_paused_webhook_has_no_room() {
-        let room = Room::new(64);
+        let room = room();
         room.publish(HashMap::from([(7, 0)]));
         assert_eq!(room.take(7, 10), 0);
         assert_eq!(room.take(8, 10), 10);

@@ -3,7 +3,7 @@
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries (`handoff` passes
 //! those it claims at once to the deliverer), `claim` leases due
-//! deliveries, `results` writes outcomes back, `webhooks` caches
+//! deliveries (`reaper` puts expired leases back), `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
 //! deletes what is older than the retention.
 //! Each query is a `const` next to the one function that runs it.
@@ -17,6 +17,7 @@ pub mod health;
 pub mod janitor;
 pub mod listener;
 pub mod migrate;
+pub mod reaper;
 pub mod results;
 pub mod sampler;
 pub mod webhooks;
@@ -28,6 +29,7 @@ pub use error::Error;
 pub use handoff::{Handed, Handoff, Room};
 pub use janitor::{Deleted, Janitor};
 pub use listener::Listener;
+pub use reaper::{Reaped, Reaper};
 pub use results::{AttemptRecord, Recorded};
 pub use sampler::Sampler;
 pub use webhooks::{Webhook, WebhookCache};

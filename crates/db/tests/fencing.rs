@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
 use outboxd_db::{
-    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Room,
+    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Reaper, Room,
     WebhookCache,
 };
 use outboxd_testkit::db::{add_webhook, count};
@@ -17,6 +17,16 @@ use outboxd_testkit::TestDb;
 use tokio_postgres::Client;
 
 const LEASE: Duration = Duration::from_secs(60);
+
+/// One round of the reaper; how many expired leases it put back.
+async fn reap(pool: &Pool) -> u64 {
+    let reaper = Reaper {
+        pool: pool.clone(),
+        interval: outboxd_db::reaper::INTERVAL,
+        deliveries_ready: Default::default(),
+    };
+    reaper.run_once().await.unwrap().expired
+}
 
 /// A webhook with `n` due deliveries, made by hand (no fan-out needed).
 async fn webhook_with_deliveries(client: &Client, name: &str, n: i64) -> i64 {
@@ -92,11 +102,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(
-        claim::reap_expired(&pool).await.unwrap(),
-        0,
-        "lease still valid"
-    );
+    assert_eq!(reap(&pool).await, 0, "lease still valid");
 
     // The worker hangs; its lease runs out and the reaper puts it back.
     client
@@ -106,7 +112,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         )
         .await
         .unwrap();
-    assert_eq!(claim::reap_expired(&pool).await.unwrap(), 1);
+    assert_eq!(reap(&pool).await, 1);
     assert_eq!(
         delivery(&client, l1.delivery_id).await,
         ("pending".into(), 1, l1.lease, false),
@@ -289,8 +295,8 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
         .unwrap();
     let cache = WebhookCache::new();
     cache.reload(&pool).await.unwrap();
-    let room = Room::new(3);
-    room.publish(std::collections::HashMap::from([(full, 0)]));
+    let room = Room::new(outboxd_core::Windows::new(8, 1));
+    room.publish(std::collections::HashMap::from([(roomy, 3), (full, 0)]));
     let (to_deliverer, mut handed) = tokio::sync::mpsc::unbounded_channel();
     let dispatcher = Dispatcher {
         pool: pool.clone(),

@@ -15,7 +15,8 @@ use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
-    connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
+    connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Reaper, Room, Sampler,
+    WebhookCache,
 };
 use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
@@ -253,7 +254,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
     // closes one and the next opens another.
     let client = build_client(Duration::from_secs(5), p.settings.concurrency, p.targets)
         .context("setting up the HTTP client")?;
-    let room = Room::new(outboxd_deliverer::WINDOW * p.settings.webhook_concurrency);
+    let room = Room::new(p.settings.windows());
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
     tasks.spawn(
@@ -279,6 +280,14 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
                 to_deliverer,
                 lease: p.settings.lease,
             }),
+        }
+        .run(p.shutdown.clone()),
+    );
+    tasks.spawn(
+        Reaper {
+            pool: p.pool.clone(),
+            interval: outboxd_db::reaper::INTERVAL,
+            deliveries_ready: deliveries_ready.clone(),
         }
         .run(p.shutdown.clone()),
     );
