@@ -14,5 +14,6 @@ mod faults;
 mod hostile;
 mod operations;
 mod pipeline;
+mod scale;
 mod security;
 mod ssrf;

@@ -14,7 +14,9 @@ pub mod wakeup;
 pub mod window;
 
 pub use breaker::{Breaker, BreakerPolicy};
-pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
+pub use matching::{
+    any_matches, is_valid_event_type, is_valid_pattern, pattern_matches, Subscriptions,
+};
 pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};

@@ -169,8 +169,7 @@ impl Dispatcher {
         let enough = handoff.room.windows().enough_for_fan_out();
         let give_up = tokio::time::Instant::now() + self.poll_interval;
         loop {
-            let webhooks = self.cache.snapshot();
-            match handoff.room.most_available(webhooks.keys().copied()) {
+            match handoff.room.most_available(self.cache.len()) {
                 // No webhook: nothing to hand over, nothing to wait for.
                 None => return Pace::Room(self.batch_size),
                 Some(room) if room >= enough => {
@@ -219,16 +218,15 @@ impl Dispatcher {
             tx.commit().await?;
             return Ok(Round::default());
         }
-        let mut map = self.cache.snapshot();
-        let targets_unknown = rows.iter().any(|r| {
-            r.get::<_, Option<i64>>(2)
-                .is_some_and(|id| !map.contains_key(&id))
-        });
-        if targets_unknown {
+        let unknown_targets: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<i64>>(2))
+            .filter(|&id| !self.cache.contains(id))
+            .collect();
+        if !unknown_targets.is_empty() {
             // A test event for a webhook created a moment ago may beat the
             // change notification; look again before deciding it has none.
-            self.cache.reload(&self.pool).await?;
-            map = self.cache.snapshot();
+            self.cache.refresh(&self.pool, &unknown_targets).await?;
         }
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
@@ -238,7 +236,7 @@ impl Dispatcher {
             let event_type: &str = row.get(1);
             let target: Option<i64> = row.get(2);
             row_of.insert(event_id, i);
-            for webhook_id in WebhookCache::recipients(&map, event_type, target) {
+            for webhook_id in self.cache.recipients(event_type, target) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
             }

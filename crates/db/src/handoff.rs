@@ -69,14 +69,25 @@ impl Room {
         self.windows
     }
 
-    /// The deliverer's view, replacing the previous one: room of the
-    /// webhooks listed, `default` for all others.
-    pub fn publish(&self, room: HashMap<i64, usize>) {
+    /// The deliverer's view of the webhooks whose room changed (a webhook
+    /// back at the default room is no longer listed); lifts `publish_none`.
+    /// Costs the webhooks given, not all of them.
+    pub fn publish(&self, changed: impl IntoIterator<Item = (i64, usize)>) {
         let mut inner = self.lock();
-        inner.room = room;
-        inner.none = false;
+        let mut any = std::mem::take(&mut inner.none);
+        let default = inner.default;
+        for (id, room) in changed {
+            any = true;
+            if room == default {
+                inner.room.remove(&id);
+            } else {
+                inner.room.insert(id, room);
+            }
+        }
         drop(inner);
-        self.published.notify_one();
+        if any {
+            self.published.notify_one();
+        }
     }
 
     /// No room for any webhook until the next `publish`.
@@ -89,11 +100,26 @@ impl Room {
         self.published.notified().await;
     }
 
-    /// The most room any of these webhooks has left to take; `None` when
-    /// there are none.
-    pub fn most_available(&self, webhooks: impl IntoIterator<Item = i64>) -> Option<usize> {
+    /// The most room any of `webhooks` webhooks has left to take; `None`
+    /// when there are none. Looks only at the webhooks listed (holding
+    /// something, paused, or in transit): any other has the default room.
+    pub fn most_available(&self, webhooks: usize) -> Option<usize> {
+        if webhooks == 0 {
+            return None;
+        }
         let inner = self.lock();
-        webhooks.into_iter().map(|id| inner.available(id)).max()
+        let listed: std::collections::HashSet<i64> = inner
+            .room
+            .keys()
+            .chain(inner.in_transit.keys())
+            .copied()
+            .collect();
+        let unlisted = (listed.len() < webhooks).then(|| inner.available(i64::MIN));
+        listed
+            .iter()
+            .map(|&id| inner.available(id))
+            .chain(unlisted)
+            .max()
     }
 
     /// Takes up to `want` of the webhook's room; returns how much was taken.
@@ -148,13 +174,10 @@ impl Room {
         *room = room.saturating_sub(used);
     }
 
-    /// Taken and not yet arrived, for the deliverer's own claims.
-    pub fn in_transit(&self, webhook_id: i64) -> usize {
-        self.lock()
-            .in_transit
-            .get(&webhook_id)
-            .copied()
-            .unwrap_or(0)
+    /// Taken and not yet arrived, per webhook, for the deliverer's own
+    /// claims.
+    pub fn in_transit(&self) -> HashMap<i64, usize> {
+        self.lock().in_transit.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RoomInner> {
@@ -201,14 +224,14 @@ mod tests {
         assert_eq!(room.take(1, 12), 12);
         assert_eq!(room.take(1, 12), 4, "only what is not in transit");
         assert_eq!(room.take(1, 12), 0);
-        assert_eq!(room.in_transit(1), W);
+        assert_eq!(room.in_transit()[&1], W);
         // The deliverer's next view may not count them yet; in transit
         // still does.
         room.publish(HashMap::from([(1, W)]));
         assert_eq!(room.take(1, 1), 0);
         // Twelve of sixteen arrive; the room they filled is gone.
         room.arrived(1, W, 12);
-        assert_eq!(room.in_transit(1), 0);
+        assert!(room.in_transit().is_empty());
         assert_eq!(room.take(1, 20), 4);
         // Other webhooks have the default room.
         assert_eq!(room.take(2, 40), W);
@@ -217,16 +240,16 @@ mod tests {
     #[test]
     fn the_most_available_room_counts_what_is_in_transit() {
         let room = room();
-        assert_eq!(room.most_available([]), None);
+        assert_eq!(room.most_available(0), None);
         room.publish(HashMap::from([(1, 2), (2, 6)]));
-        assert_eq!(room.most_available([1, 2]), Some(6));
+        assert_eq!(room.most_available(2), Some(6));
         assert_eq!(room.take(2, 5), 5);
-        assert_eq!(room.most_available([1, 2]), Some(2));
-        assert_eq!(room.most_available([1, 2, 3]), Some(W), "3 holds nothing");
+        assert_eq!(room.most_available(2), Some(2));
+        assert_eq!(room.most_available(3), Some(W), "a third holds nothing");
         room.publish_none();
-        assert_eq!(room.most_available([1, 2, 3]), Some(0));
+        assert_eq!(room.most_available(3), Some(0));
         assert_eq!(room.take(3, 1), 0);
-        room.publish(HashMap::new());
+        room.publish([]);
         assert_eq!(room.take(3, 1), 1);
     }
 
@@ -237,7 +260,7 @@ mod tests {
         let (taken, claimed) = room.take_for(&[1, 9, 1, 1, 2]);
         assert_eq!(taken, HashMap::from([(1, 2), (2, 1)]));
         assert_eq!(claimed, [true, false, true, false, true]);
-        assert_eq!(room.in_transit(1), 2);
+        assert_eq!(room.in_transit()[&1], 2);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
+use outboxd_db::claim::Wants;
 use outboxd_db::{
     claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Reaper, Room,
     WebhookCache,
@@ -89,7 +90,9 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     let (_db, client, pool) = setup().await;
     let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let first = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let first = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     let l1 = first[0].clone();
     assert_eq!(l1.attempt, 1);
@@ -98,7 +101,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         ("in_flight".into(), 1, l1.lease, true)
     );
     // Claimed: nobody else gets it while the lease holds.
-    assert!(claim::claim(&pool, &[(hook, 10)], 10, LEASE)
+    assert!(claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -119,7 +122,9 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         "the reaped attempt stays counted: it may have reached the receiver"
     );
 
-    let second = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let second = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     let l2 = second[0].clone();
     assert_eq!(l2.delivery_id, l1.delivery_id);
@@ -171,7 +176,9 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     let (_db, client, pool) = setup().await;
     let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let claimed = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let claimed = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let c = claimed[0].clone();
     assert_eq!(c.attempt, 1);
@@ -203,7 +210,9 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     assert_eq!(claim::hand_back(&pool, &[]).await.unwrap(), 0);
 
     // Due at once, and its next claim is attempt 1 again.
-    let again = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let again = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery_id, c.delivery_id);
     assert_eq!(again[0].attempt, 1);
@@ -226,7 +235,7 @@ async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     };
 
     // Each listed webhook gets its room; an unlisted one (full) nothing.
-    let first = claim::claim(&pool, &[(busy, 2), (other, 3)], 100, LEASE)
+    let first = claim::claim(&pool, &Wants::only(&[(busy, 2), (other, 3)]), 100, LEASE)
         .await
         .unwrap();
     assert_eq!(claimed_by(&first, busy), 2);
@@ -254,14 +263,14 @@ async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     assert_eq!(sorted, oldest);
 
     // The global limit is respected as well, in the order given.
-    let second = claim::claim(&pool, &[(full, 10), (other, 10)], 4, LEASE)
+    let second = claim::claim(&pool, &Wants::only(&[(full, 10), (other, 10)]), 4, LEASE)
         .await
         .unwrap();
     assert_eq!(second.len(), 4);
     assert_eq!(claimed_by(&second, full), 4);
 
     // Nothing to ask for, nothing claimed.
-    assert!(claim::claim(&pool, &[], 10, LEASE)
+    assert!(claim::claim(&pool, &Wants::only(&[]), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -352,10 +361,10 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
         .await,
         7
     );
-    let rest = claim::claim(&pool, &[(roomy, 10), (full, 10)], 10, LEASE)
+    let rest = claim::claim(&pool, &Wants::only(&[(roomy, 10), (full, 10)]), 10, LEASE)
         .await
         .unwrap();
     assert_eq!(rest.len(), 7);
     // The room stays taken until the deliverer says it arrived.
-    assert_eq!(room.in_transit(roomy), 3);
+    assert_eq!(room.in_transit()[&roomy], 3);
 }

@@ -61,7 +61,7 @@ async fn prepare(ctx: &Context, delivery: Claimed) -> Result<Prepared, AttemptRe
     let mut webhook = ctx.cache.get(delivery.webhook_id);
     if webhook.is_none() {
         // Disabled or deleted since fan-out, or the cache is behind: ask once.
-        let _ = ctx.cache.reload(&ctx.pool).await;
+        let _ = ctx.cache.refresh(&ctx.pool, &[delivery.webhook_id]).await;
         webhook = ctx.cache.get(delivery.webhook_id);
     }
     let Some(webhook) = webhook else {

@@ -5,7 +5,7 @@
 //! applies (the window of `outboxd_core::window`, the breaker's limits, the
 //! payload budget) are tested here as values.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use outboxd_core::breaker::State;
@@ -52,6 +52,8 @@ pub(crate) struct InFlight {
     pub gone: HashMap<i64, Instant>,
     /// Circuit breakers of the webhooks with recent failures.
     pub breakers: Breakers,
+    /// Webhooks whose room may have changed since the fan-out was told.
+    touched: HashSet<i64>,
 }
 
 impl InFlight {
@@ -66,7 +68,18 @@ impl InFlight {
             leases: HashMap::new(),
             gone: HashMap::new(),
             breakers: Breakers::default(),
+            touched: HashSet::new(),
         }
+    }
+
+    /// Notes that the webhook's room may have changed.
+    pub fn touch(&mut self, webhook_id: i64) {
+        self.touched.insert(webhook_id);
+    }
+
+    /// The webhooks touched since the last call.
+    pub fn take_touched(&mut self) -> HashSet<i64> {
+        std::mem::take(&mut self.touched)
     }
 
     /// Deliveries held, running and queued, all webhooks together.
@@ -81,6 +94,7 @@ impl InFlight {
     pub fn enqueue(&mut self, delivery: Claimed, claimed_at: Instant) {
         self.queued_total += 1;
         self.queued_bytes += delivery.payload.len();
+        self.touched.insert(delivery.webhook_id);
         self.queued
             .entry(delivery.webhook_id)
             .or_default()
@@ -98,6 +112,7 @@ impl InFlight {
             self.queued.remove(&webhook_id);
         }
         let next = next?;
+        self.touched.insert(webhook_id);
         self.queued_total -= 1;
         self.queued_bytes -= next.delivery.payload.len();
         Some(next)
@@ -106,6 +121,7 @@ impl InFlight {
     /// Removes the webhook's queue and returns what it held.
     pub fn take_queue(&mut self, webhook_id: i64) -> Vec<Claimed> {
         let queue = self.queued.remove(&webhook_id).unwrap_or_default();
+        self.touched.insert(webhook_id);
         self.queued_total -= queue.len();
         queue
             .into_iter()
@@ -124,6 +140,7 @@ impl InFlight {
     /// Books a started request.
     pub fn started(&mut self, task: tokio::task::Id, lease: Lease) {
         self.total += 1;
+        self.touched.insert(lease.webhook_id);
         *self.per_webhook.entry(lease.webhook_id).or_default() += 1;
         self.leases.insert(task, lease);
     }
@@ -131,6 +148,7 @@ impl InFlight {
     /// Books a finished request; returns its lease if it was known.
     pub fn finished(&mut self, task: tokio::task::Id) -> Option<Lease> {
         let lease = self.leases.remove(&task)?;
+        self.touched.insert(lease.webhook_id);
         self.total -= 1;
         if let Some(n) = self.per_webhook.get_mut(&lease.webhook_id) {
             *n -= 1;

@@ -12,7 +12,7 @@
 //! lets requests finish within the grace period, and hands back the leases
 //! of what it had to abandon or never started.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use outboxd_core::breaker::{BreakerPolicy, Transition};
 use outboxd_core::outcome::Outcome;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_core::Windows;
+use outboxd_db::claim::Wants;
 use outboxd_db::{claim, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
@@ -86,6 +87,10 @@ struct Loop {
     /// finishing requests meanwhile. One at a time, so claims never ask
     /// twice for the same room.
     claiming: Option<ClaimTask>,
+    /// The limit of the claim under way.
+    claim_limit: i64,
+    /// The webhook the next claim's walk starts at.
+    cursor: i64,
     /// Whether the queue may hold due rows we have not claimed.
     more: bool,
     db_failures: u32,
@@ -129,6 +134,8 @@ impl Loop {
             tasks: JoinSet::new(),
             results,
             claiming: None,
+            claim_limit: 0,
+            cursor: 0,
             more: true,
             db_failures: 0,
         }
@@ -237,14 +244,29 @@ impl Loop {
         }
         let lease = self.settings.lease;
         let cache = &self.cache;
-        self.in_flight
-            .gone
-            .retain(|&id, at| at.elapsed() < lease && cache.get(id).is_some());
+        let mut dropped = Vec::new();
+        self.in_flight.gone.retain(|&id, at| {
+            let keep = at.elapsed() < lease && cache.contains(id);
+            if !keep {
+                dropped.push(id);
+            }
+            keep
+        });
         // A disabled webhook's breaker goes, so its last deliveries are
         // claimed and cancelled rather than held back forever.
-        self.in_flight.breakers.retain(|id| cache.get(id).is_some());
+        self.in_flight.breakers.retain(|id| {
+            let keep = cache.contains(id);
+            if !keep {
+                dropped.push(id);
+            }
+            keep
+        });
+        for id in dropped {
+            self.in_flight.touch(id);
+        }
         let wants = self.wants();
         let limit = (room as i64).min(self.settings.batch_size);
+        self.claim_limit = limit;
         let pool = self.pool.clone();
         self.claiming = Some(tokio::spawn(async move {
             claim::claim(&pool, &wants, limit, lease).await
@@ -266,6 +288,16 @@ impl Loop {
                 // An empty claim means nothing is due for the webhooks with
                 // room.
                 let found = !batch.is_empty();
+                if batch.len() as i64 >= self.claim_limit {
+                    // Cut short: the next claim goes on from the last
+                    // webhook this one reached.
+                    self.cursor = batch.iter().map(|d| d.webhook_id).max().unwrap_or(0);
+                } else if self.cursor != 0 {
+                    // The walk reached the last webhook: start over, and
+                    // look at the webhooks before where this one began.
+                    self.cursor = 0;
+                    self.more = true;
+                }
                 let claimed_at = Instant::now();
                 for delivery in batch {
                     self.in_flight.enqueue(delivery, claimed_at);
@@ -285,30 +317,40 @@ impl Loop {
         }
     }
 
-    /// What each webhook may claim: its window, less what it holds (and
-    /// what the fan-out is handing over), asked only when that is worth a
-    /// claim. Shuffled, so that when the claim's limit cuts the list short
-    /// no webhook is always last.
-    fn wants(&self) -> Vec<(i64, i64)> {
+    /// What the claim may take: a full window of every webhook except
+    /// those listed, each with the rest of its window less what it holds
+    /// and what the fan-out is handing over, or nothing where that is not
+    /// worth a claim. Lists only the webhooks holding something, paused,
+    /// gone or in transit.
+    fn wants(&self) -> Wants {
         let now = Instant::now();
         let windows = self.in_flight.windows;
-        let mut wants: Vec<(i64, i64)> = self
-            .cache
-            .snapshot()
-            .keys()
-            .filter_map(|&id| {
+        let in_transit = self.room.in_transit();
+        let listed: HashSet<i64> = self
+            .in_flight
+            .not_at_default()
+            .chain(in_transit.keys().copied())
+            .collect();
+        let rooms = listed
+            .into_iter()
+            .map(|id| {
+                let transit = in_transit.get(&id).copied().unwrap_or(0);
                 let window = self.in_flight.window(id, now);
-                let in_transit = self.room.in_transit(id);
-                let room = self.in_flight.room(id, now).saturating_sub(in_transit);
-                let held = self.in_flight.held(id) + in_transit;
-                windows
-                    .worth_claiming(room, window, held)
-                    .then_some((id, room as i64))
+                let room = self.in_flight.room(id, now).saturating_sub(transit);
+                let held = self.in_flight.held(id) + transit;
+                let worth = windows.worth_claiming(room, window, held);
+                (id, if worth { room as i64 } else { 0 })
             })
             .collect();
-        use rand::seq::SliceRandom;
-        wants.shuffle(&mut rand::rng());
-        wants
+        Wants {
+            from_webhook: self.cursor,
+            default: if self.in_flight.over_budget() {
+                0
+            } else {
+                windows.full() as i64
+            },
+            rooms,
+        }
     }
 
     /// Queues what the fan-out claimed, and books the room it took.
@@ -327,21 +369,19 @@ impl Loop {
         }
     }
 
-    /// Tells the fan-out how much room each webhook has: those with
-    /// deliveries held, paused or gone are listed, all others have the
-    /// default window.
-    fn publish_room(&self) {
+    /// Tells the fan-out the room of the webhooks whose room changed
+    /// (every other has the default window), or that there is none while
+    /// the queued payloads fill their budget.
+    fn publish_room(&mut self) {
         if self.in_flight.over_budget() {
             self.room.publish_none();
             return;
         }
         let now = Instant::now();
-        let room = self
-            .in_flight
-            .not_at_default()
-            .map(|id| (id, self.in_flight.room(id, now)))
-            .collect();
-        self.room.publish(room);
+        let touched = self.in_flight.take_touched();
+        let in_flight = &self.in_flight;
+        self.room
+            .publish(touched.into_iter().map(|id| (id, in_flight.room(id, now))));
     }
 
     /// Starts queued deliveries while their webhooks (only `webhook` if
@@ -456,6 +496,10 @@ impl Loop {
                 .record(webhook_id, success, now, &self.settings.breaker);
         match transition {
             None => return,
+            Some(_) => self.in_flight.touch(webhook_id),
+        }
+        match transition {
+            None => {}
             Some(Transition::Opened { until, failures }) => {
                 let pause = until - now;
                 let reason = record
