@@ -111,7 +111,7 @@ pub async fn send(
         event_id: event.get(0),
         webhook_id: hook.id,
         event_type: event_type.to_owned(),
-        payload: event.get(1),
+        payload: event.get::<_, String>(1).into(),
         created_at: event.get(2),
     };
     let (started_at, exchange) = single::attempt_once(http, &webhook, &delivery, timeout).await;

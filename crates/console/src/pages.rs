@@ -769,7 +769,8 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
             .payload
             .as_ref()
             .map(|p| p.to_string())
-            .unwrap_or_else(|| "null".into()),
+            .unwrap_or_else(|| "null".into())
+            .into(),
         created_at: d.event_created_at.unwrap_or(d.created_at),
     };
     let ts = d

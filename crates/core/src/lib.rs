@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod matching;
 pub mod message;
 pub mod outcome;
+pub mod partitions;
 pub mod retry;
 pub mod signing;
 pub mod wakeup;

@@ -15,6 +15,7 @@
 //! the HTTP request: the lease is what reserves the row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -23,7 +24,12 @@ use crate::{Error, Pool};
 
 /// `$1` the webhook to start the walk at, `$2` a JSON object of the rooms
 /// that are not `$3` (keyed by webhook id: looked up by binary search),
-/// `$4` the most rows in all. The locked ids go through `= ANY
+/// `$4` the most rows in all, `$6` the most payload bytes (the rows taken
+/// in walk order while their payloads fit, the first one always), counted
+/// as stored: reading the size costs nothing, while printing a large jsonb
+/// to measure it costs as much as sending it. A compressed payload counts
+/// less than it takes in memory; the deliverer's row limit, from the sizes
+/// it has seen, bounds that. The locked ids go through `= ANY
 /// (ARRAY(...))` so that the update finds its rows by primary key: joined
 /// as a set, the planner (guessing a few hundred rows) chose a scan of the
 /// whole table.
@@ -46,7 +52,11 @@ UPDATE outbox.deliveries d
        updated_at = now()
   FROM outbox.events e
  WHERE d.id = ANY (ARRAY(
-           SELECT l.id
+    SELECT s.id FROM (
+        SELECT c.id, sum(pg_column_size(ce.payload)) OVER (ORDER BY c.n) AS upto,
+               pg_column_size(ce.payload) AS size
+          FROM (
+           SELECT l.id, row_number() OVER () AS n
              FROM walk w
             CROSS JOIN LATERAL (SELECT coalesce(($2::jsonb ->> w.webhook_id::text)::int8, $3)) AS r(room)
             CROSS JOIN LATERAL (
@@ -65,7 +75,10 @@ UPDATE outbox.deliveries d
               AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health h
                                WHERE h.webhook_id = w.webhook_id
                                  AND h.paused_until > now())
-            LIMIT $4))
+            LIMIT $4) c
+          JOIN outbox.deliveries cd ON cd.id = c.id
+          JOIN outbox.events ce ON ce.id = cd.event_id) s
+     WHERE s.upto - s.size < $6))
    AND e.id = d.event_id
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
           e.event_type, e.payload::text, e.created_at";
@@ -93,8 +106,9 @@ pub struct Claimed {
     pub event_id: i64,
     pub webhook_id: i64,
     pub event_type: String,
-    /// The payload as PostgreSQL prints jsonb: valid JSON, sent verbatim.
-    pub payload: String,
+    /// The payload as PostgreSQL prints jsonb: valid JSON, sent verbatim;
+    /// one copy shared by the deliveries of an event.
+    pub payload: Arc<str>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -108,6 +122,8 @@ pub struct Wants {
     pub default: i64,
     /// Webhooks whose room is not the default.
     pub rooms: HashMap<i64, i64>,
+    /// Payload bytes the claim may bring in.
+    pub bytes: i64,
 }
 
 impl Wants {
@@ -117,6 +133,7 @@ impl Wants {
             from_webhook: 0,
             default: 0,
             rooms: rooms.iter().copied().collect(),
+            bytes: i64::MAX,
         }
     }
 }
@@ -130,7 +147,8 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Claimed>, Error> {
-    if limit <= 0 || (wants.default <= 0 && wants.rooms.values().all(|&r| r <= 0)) {
+    let no_room = wants.default <= 0 && wants.rooms.values().all(|&r| r <= 0);
+    if limit <= 0 || wants.bytes <= 0 || no_room {
         return Ok(Vec::new());
     }
     let rooms: serde_json::Map<String, serde_json::Value> = wants
@@ -151,9 +169,11 @@ pub async fn claim(
                 &wants.default,
                 &limit,
                 &lease_ms,
+                &wants.bytes,
             ],
         )
         .await?;
+    let mut payloads: HashMap<i64, Arc<str>> = HashMap::new();
     Ok(rows
         .iter()
         .map(|r| Claimed {
@@ -163,7 +183,10 @@ pub async fn claim(
             event_id: r.get(3),
             webhook_id: r.get(4),
             event_type: r.get(5),
-            payload: r.get(6),
+            payload: payloads
+                .entry(r.get(3))
+                .or_insert_with(|| r.get::<_, &str>(6).into())
+                .clone(),
             created_at: r.get(7),
         })
         .collect())

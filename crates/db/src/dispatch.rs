@@ -26,9 +26,18 @@ use tokio_util::sync::CancellationToken;
 use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 
 /// In stream order: the room handed out goes to the first events'
-/// deliveries.
+/// deliveries. A payload larger than `$2` bytes stays in the database (its
+/// length is known without reading it): its deliveries go in `pending`
+/// and the deliverer claims them within its byte budget, so a batch of
+/// large events never has to fit in memory at once.
 const NEXT_EVENTS: &str = "
-SELECT id, event_type, target_webhook_id, payload, created_at FROM outbox.next_events($1)";
+SELECT id, event_type, target_webhook_id,
+       CASE WHEN octet_length(payload) <= $2 THEN payload END, created_at
+  FROM outbox.next_events($1)";
+
+/// The largest payload handed over at fan-out: a batch holds at most
+/// `batch_size` of them.
+pub const HANDOFF_PAYLOAD_BYTES: i32 = 64 << 10;
 
 /// A delivery the deliverer has room for goes in already claimed: attempt
 /// 1 under lease 1, as a claim would have made it; the others wait
@@ -213,7 +222,7 @@ impl Dispatcher {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let next = tx.prepare_cached(NEXT_EVENTS).await?;
-        let rows = tx.query(&next, &[&limit]).await?;
+        let rows = tx.query(&next, &[&limit, &HANDOFF_PAYLOAD_BYTES]).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
@@ -231,6 +240,13 @@ impl Dispatcher {
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
         let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+        // One copy of each payload, shared by the event's deliveries.
+        let payloads: Vec<Option<Arc<str>>> = rows
+            .iter()
+            .map(|r| r.get::<_, Option<&str>>(3).map(Arc::from))
+            .collect();
+        // Only deliveries whose payload came along can be handed over.
+        let mut offered = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let event_id: i64 = row.get(0);
             let event_type: &str = row.get(1);
@@ -239,6 +255,7 @@ impl Dispatcher {
             for webhook_id in self.cache.recipients(event_type, target) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
+                offered.push(payloads[i].is_some());
             }
         }
         if event_ids.is_empty() {
@@ -252,7 +269,21 @@ impl Dispatcher {
         let at = Instant::now();
         let (taken, claimed) = match &self.handoff {
             None => (HashMap::new(), vec![false; event_ids.len()]),
-            Some(handoff) => handoff.room.take_for(&webhook_ids),
+            Some(handoff) => {
+                let candidates: Vec<i64> = webhook_ids
+                    .iter()
+                    .zip(&offered)
+                    .filter(|(_, &o)| o)
+                    .map(|(&w, _)| w)
+                    .collect();
+                let (taken, got) = handoff.room.take_for(&candidates);
+                let mut got = got.into_iter();
+                let claimed = offered
+                    .iter()
+                    .map(|&o| o && got.next().unwrap_or(false))
+                    .collect();
+                (taken, claimed)
+            }
         };
         let written = async {
             let lease_ms = self
@@ -272,7 +303,11 @@ impl Dispatcher {
         let mut handed = Vec::new();
         for r in inserted.iter().filter(|r| r.get::<_, bool>(3)) {
             let event_id: i64 = r.get(1);
-            let event = &rows[row_of[&event_id]];
+            let row = row_of[&event_id];
+            let event = &rows[row];
+            let Some(payload) = payloads[row].clone() else {
+                continue;
+            };
             handed.push(Claimed {
                 delivery_id: r.get(0),
                 lease: 1,
@@ -280,7 +315,7 @@ impl Dispatcher {
                 event_id,
                 webhook_id: r.get(2),
                 event_type: event.get(1),
-                payload: event.get(3),
+                payload,
                 created_at: event.get(4),
             });
         }

@@ -5,7 +5,8 @@
 //! those it claims at once to the deliverer), `claim` leases due
 //! deliveries (`reaper` puts expired leases back), `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
-//! deletes what is older than the retention.
+//! deletes what is older than the retention (`partitions` retires the
+//! delivery log by whole partitions).
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod claim;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod janitor;
 pub mod listener;
 pub mod migrate;
+pub mod partitions;
 pub mod reaper;
 pub mod results;
 pub mod sampler;
@@ -29,6 +31,7 @@ pub use error::Error;
 pub use handoff::{Handed, Handoff, Room};
 pub use janitor::{Deleted, Janitor};
 pub use listener::Listener;
+pub use partitions::PartitionKeeper;
 pub use reaper::{Reaped, Reaper};
 pub use results::{AttemptRecord, Recorded};
 pub use sampler::Sampler;

@@ -14,10 +14,13 @@ use outboxd_db::Claimed;
 
 use crate::breakers::Breakers;
 
-/// The payload bytes queued deliveries may hold before claims stop: with
-/// large payloads the windows alone would let memory grow to gigabytes.
-/// At most one more batch comes on top.
-pub(crate) const QUEUE_BYTES: usize = 32 << 20;
+/// The payload bytes the deliveries held (queued and running) may take
+/// before claims and hand-overs stop: with large payloads the windows alone
+/// would let memory grow to gigabytes. Counted per delivery, though the
+/// deliveries of one event share one copy. A claim brings in at most the
+/// rest (and always one delivery); a hand-over at most one batch of small
+/// payloads (`outboxd_db::dispatch::HANDOFF_PAYLOAD_BYTES`).
+pub(crate) const BYTES_IN_FLIGHT: usize = 32 << 20;
 
 /// A running request's lease: the delivery, its fencing token, its webhook.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +28,8 @@ pub(crate) struct Lease {
     pub delivery_id: i64,
     pub lease: i64,
     pub webhook_id: i64,
+    /// Its payload's bytes, counted in the budget until it finishes.
+    pub bytes: usize,
 }
 
 pub(crate) struct Queued {
@@ -41,9 +46,9 @@ pub(crate) struct InFlight {
     /// Leased deliveries waiting for a slot of their webhook, oldest first.
     queued: HashMap<i64, VecDeque<Queued>>,
     pub queued_total: usize,
-    /// Payload bytes of the queued deliveries: past `QUEUE_BYTES` no more
-    /// are claimed, whatever room the windows have.
-    pub queued_bytes: usize,
+    /// Payload bytes of the deliveries held: past `BYTES_IN_FLIGHT` no
+    /// more are claimed, whatever room the windows have.
+    held_bytes: usize,
     leases: HashMap<tokio::task::Id, Lease>,
     /// Webhooks that just answered 410, and when: claimed no more until the
     /// cache shows them disabled (or a lease length passes, in case the
@@ -64,7 +69,7 @@ impl InFlight {
             per_webhook: HashMap::new(),
             queued: HashMap::new(),
             queued_total: 0,
-            queued_bytes: 0,
+            held_bytes: 0,
             leases: HashMap::new(),
             gone: HashMap::new(),
             breakers: Breakers::default(),
@@ -93,7 +98,7 @@ impl InFlight {
 
     pub fn enqueue(&mut self, delivery: Claimed, claimed_at: Instant) {
         self.queued_total += 1;
-        self.queued_bytes += delivery.payload.len();
+        self.held_bytes += delivery.payload.len();
         self.touched.insert(delivery.webhook_id);
         self.queued
             .entry(delivery.webhook_id)
@@ -114,8 +119,13 @@ impl InFlight {
         let next = next?;
         self.touched.insert(webhook_id);
         self.queued_total -= 1;
-        self.queued_bytes -= next.delivery.payload.len();
         Some(next)
+    }
+
+    /// A dequeued delivery that will not be started: its bytes leave the
+    /// budget.
+    pub fn unsent(&mut self, delivery: &Claimed) {
+        self.held_bytes -= delivery.payload.len();
     }
 
     /// Removes the webhook's queue and returns what it held.
@@ -126,7 +136,7 @@ impl InFlight {
         queue
             .into_iter()
             .map(|q| {
-                self.queued_bytes -= q.delivery.payload.len();
+                self.held_bytes -= q.delivery.payload.len();
                 q.delivery
             })
             .collect()
@@ -149,6 +159,7 @@ impl InFlight {
     pub fn finished(&mut self, task: tokio::task::Id) -> Option<Lease> {
         let lease = self.leases.remove(&task)?;
         self.touched.insert(lease.webhook_id);
+        self.held_bytes -= lease.bytes;
         self.total -= 1;
         if let Some(n) = self.per_webhook.get_mut(&lease.webhook_id) {
             *n -= 1;
@@ -193,7 +204,12 @@ impl InFlight {
     }
 
     pub fn over_budget(&self) -> bool {
-        self.queued_bytes >= QUEUE_BYTES
+        self.held_bytes >= BYTES_IN_FLIGHT
+    }
+
+    /// Payload bytes a claim may still bring in.
+    pub fn byte_room(&self) -> usize {
+        BYTES_IN_FLIGHT.saturating_sub(self.held_bytes)
     }
 
     /// Whether the webhook's breaker is open: its queue goes back unsent.
@@ -240,7 +256,7 @@ mod tests {
             event_id: id,
             webhook_id,
             event_type: "bench.event".into(),
-            payload: "x".repeat(payload_bytes),
+            payload: "x".repeat(payload_bytes).into(),
             created_at: Utc::now(),
         }
     }
@@ -260,12 +276,40 @@ mod tests {
         let now = Instant::now();
         let mut in_flight = InFlight::new(Windows::new(256, 4));
         let mib = 1 << 20;
-        for id in 0..(QUEUE_BYTES / mib) as i64 {
+        for id in 0..(BYTES_IN_FLIGHT / mib) as i64 {
             assert!(in_flight.room(7, now) > 0);
             in_flight.enqueue(delivery(id, 7 + id % 2, mib), now);
         }
         assert_eq!(in_flight.room(7, now), 0, "budget spent");
         assert_eq!(in_flight.room(9, now), 0, "for every webhook");
+        assert_eq!(in_flight.byte_room(), 0);
+        // A running request holds its bytes until it finishes; one
+        // dequeued and dropped gives them back at once.
+        let next = in_flight.dequeue(7).unwrap();
+        assert_eq!(
+            in_flight.byte_room(),
+            0,
+            "dequeued, not yet started or dropped"
+        );
+        in_flight.unsent(&next.delivery);
+        assert_eq!(in_flight.byte_room(), mib);
+        let next = in_flight.dequeue(8).unwrap();
+        let task = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::spawn(async {}).id() });
+        in_flight.started(
+            task,
+            Lease {
+                delivery_id: next.delivery.delivery_id,
+                lease: 1,
+                webhook_id: 8,
+                bytes: mib,
+            },
+        );
+        assert_eq!(in_flight.byte_room(), mib);
+        in_flight.finished(task);
+        assert_eq!(in_flight.byte_room(), 2 * mib);
     }
 
     #[test]

@@ -91,6 +91,10 @@ struct Loop {
     claim_limit: i64,
     /// The webhook the next claim's walk starts at.
     cursor: i64,
+    /// The payload size claims have been bringing in, decayed: a claim
+    /// asks for no more rows than the byte budget has room for at that
+    /// size.
+    payload_size: f64,
     /// Whether the queue may hold due rows we have not claimed.
     more: bool,
     db_failures: u32,
@@ -136,6 +140,7 @@ impl Loop {
             claiming: None,
             claim_limit: 0,
             cursor: 0,
+            payload_size: 1024.0,
             more: true,
             db_failures: 0,
         }
@@ -265,7 +270,10 @@ impl Loop {
             self.in_flight.touch(id);
         }
         let wants = self.wants();
-        let limit = (room as i64).min(self.settings.batch_size);
+        let by_bytes = (self.in_flight.byte_room() as f64 / self.payload_size).ceil() as i64;
+        let limit = (room as i64)
+            .min(self.settings.batch_size)
+            .min(by_bytes.max(1));
         self.claim_limit = limit;
         let pool = self.pool.clone();
         self.claiming = Some(tokio::spawn(async move {
@@ -297,6 +305,11 @@ impl Loop {
                     // look at the webhooks before where this one began.
                     self.cursor = 0;
                     self.more = true;
+                }
+                if !batch.is_empty() {
+                    let bytes: usize = batch.iter().map(|d| d.payload.len()).sum();
+                    let mean = bytes as f64 / batch.len() as f64;
+                    self.payload_size = (0.5 * self.payload_size + 0.5 * mean).max(64.0);
                 }
                 let claimed_at = Instant::now();
                 for delivery in batch {
@@ -350,6 +363,7 @@ impl Loop {
                 windows.full() as i64
             },
             rooms,
+            bytes: self.in_flight.byte_room() as i64,
         }
     }
 
@@ -407,6 +421,7 @@ impl Loop {
                 let stale = next.claimed_at.elapsed() + self.settings.request_timeout
                     >= self.settings.lease;
                 if paused || stale {
+                    self.in_flight.unsent(&next.delivery);
                     hand_back.push((next.delivery.delivery_id, next.delivery.lease));
                     continue;
                 }
@@ -432,6 +447,7 @@ impl Loop {
             delivery_id: delivery.delivery_id,
             lease: delivery.lease,
             webhook_id: delivery.webhook_id,
+            bytes: delivery.payload.len(),
         };
         let handle = self.tasks.spawn(attempt::run(self.ctx.clone(), delivery));
         self.in_flight.started(handle.id(), lease);

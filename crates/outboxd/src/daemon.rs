@@ -15,8 +15,8 @@ use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
-    connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Reaper, Room, Sampler,
-    WebhookCache,
+    connect, migrate, Dispatcher, Handoff, Janitor, Listener, PartitionKeeper, Pool, Reaper, Room,
+    Sampler, WebhookCache,
 };
 use outboxd_deliverer::{build_client, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
@@ -171,6 +171,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Sampler {
             pool: pool.clone(),
             interval: SAMPLE_EVERY,
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
+        PartitionKeeper {
+            pool: pool.clone(),
+            retention: args.retention,
+            // Half a partition, at most a minute: partitions are made well
+            // ahead of the attempts that need them.
+            interval: (outboxd_core::partitions::width(args.retention) / 2)
+                .min(Duration::from_secs(60)),
         }
         .run(shutdown.clone()),
     );
