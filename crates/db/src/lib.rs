@@ -13,6 +13,7 @@ pub mod claim;
 pub mod connect;
 pub mod dispatch;
 mod error;
+mod every;
 pub mod handoff;
 pub mod health;
 pub mod janitor;

@@ -38,23 +38,19 @@ impl PartitionKeeper {
     /// A round at start (so partitions exist before the first attempt),
     /// then every `interval`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.run_once().await {
-                Ok(k) if k.created + k.retired > 0 => tracing::info!(
-                    created = k.created,
-                    retired = k.retired,
-                    "delivery log partitions created ahead and retired"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, retry_in = ?self.interval,
-                    "keeping the delivery log's partitions failed"),
-            }
+        crate::every::every(self.interval, &shutdown, || self.round()).await;
+    }
+
+    async fn round(&self) {
+        match self.run_once().await {
+            Ok(k) if k.created + k.retired > 0 => tracing::info!(
+                created = k.created,
+                retired = k.retired,
+                "delivery log partitions created ahead and retired"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, retry_in = ?self.interval,
+                "keeping the delivery log's partitions failed"),
         }
     }
 

@@ -29,16 +29,33 @@ UPDATE outbox.deliveries
 /// triggers on `outbox.webhooks` do this when the change is made; this
 /// catches rows fanned out a moment later by a replica whose webhook cache
 /// was behind, which claims (made per enabled webhook) would never take.
+/// It walks the webhooks with waiting deliveries (a skip scan of
+/// `deliveries_due`, one probe each) rather than the waiting rows, so a
+/// large backlog of live webhooks costs nothing here.
 const CANCEL_ORPHANS: &str = "
+WITH RECURSIVE walk(webhook_id) AS (
+    (SELECT webhook_id FROM outbox.deliveries WHERE state = 'pending'
+      ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.webhook_id FROM outbox.deliveries p
+             WHERE p.state = 'pending' AND p.webhook_id > w.webhook_id
+             ORDER BY p.webhook_id LIMIT 1)
+      FROM walk w
+     WHERE w.webhook_id IS NOT NULL)
 UPDATE outbox.deliveries d
    SET state = 'cancelled', locked_until = NULL, updated_at = now(),
        last_error = coalesce(d.last_error, 'webhook disabled or deleted')
- WHERE d.id IN (SELECT p.id FROM outbox.deliveries p
-                 WHERE p.state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w
-                                    WHERE w.id = p.webhook_id AND w.enabled)
-                 LIMIT 1000
-                   FOR UPDATE SKIP LOCKED)";
+ WHERE d.id = ANY (ARRAY(
+           SELECT o.id
+             FROM walk w
+            CROSS JOIN LATERAL (SELECT p.id FROM outbox.deliveries p
+                                 WHERE p.state = 'pending' AND p.webhook_id = w.webhook_id
+                                 LIMIT 1000
+                                   FOR UPDATE SKIP LOCKED) o
+            WHERE w.webhook_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM outbox.webhooks wh
+                               WHERE wh.id = w.webhook_id AND wh.enabled)
+            LIMIT 1000))";
 
 /// How often the reaper looks.
 pub const INTERVAL: Duration = Duration::from_secs(5);
@@ -61,31 +78,27 @@ pub struct Reaper {
 
 impl Reaper {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match self.run_once().await {
-                Ok(r) => {
-                    if r.expired > 0 {
-                        tracing::info!(
-                            deliveries = r.expired,
-                            "expired leases put back in the queue"
-                        );
-                        self.deliveries_ready.notify_one();
-                    }
-                    if r.orphans > 0 {
-                        tracing::info!(
-                            deliveries = r.orphans,
-                            "waiting deliveries of disabled or deleted webhooks cancelled"
-                        );
-                    }
+        crate::every::every(self.interval, &shutdown, || self.round()).await;
+    }
+
+    async fn round(&self) {
+        match self.run_once().await {
+            Ok(r) => {
+                if r.expired > 0 {
+                    tracing::info!(
+                        deliveries = r.expired,
+                        "expired leases put back in the queue"
+                    );
+                    self.deliveries_ready.notify_one();
                 }
-                Err(e) => tracing::debug!(error = %e, "reaping expired leases failed"),
+                if r.orphans > 0 {
+                    tracing::info!(
+                        deliveries = r.orphans,
+                        "waiting deliveries of disabled or deleted webhooks cancelled"
+                    );
+                }
             }
+            Err(e) => tracing::debug!(error = %e, "reaping expired leases failed"),
         }
     }
 
