@@ -52,6 +52,7 @@ GRANT EXECUTE ON FUNCTION
     outbox.are_valid_patterns(text[]),
     outbox.are_valid_headers(jsonb),
     outbox.max_payload_bytes(),
+    outbox.payload_size(jsonb),
     outbox.payload_within_limit(jsonb),
     outbox.on_event_insert(),
     outbox.on_event_type_update(),
@@ -66,8 +67,9 @@ GRANT EXECUTE ON FUNCTION
 -- The application.
 GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
 GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
--- The insert trigger reads whether a daemon is asleep and wants a NOTIFY.
-GRANT SELECT ON outbox.wakeup TO outbox_publisher;
+-- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
+-- and the payload limit (which only the owner changes).
+GRANT SELECT ON outbox.wakeup, outbox.limits TO outbox_publisher, outbox_admin, outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
 
 -- Admins.

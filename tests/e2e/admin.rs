@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use outboxd_core::signing::{self, Secret};
 use outboxd_testkit::db::{add_webhook, count, publish_many};
-use outboxd_testkit::{free_port, wait_until, Daemon, Received, Receiver, Reply, TestDb};
+use outboxd_testkit::{
+    free_port, wait_for_count, wait_until, Daemon, Received, Receiver, Reply, TestDb,
+};
 
 use crate::support::BIN;
 
@@ -44,6 +46,11 @@ impl Run {
 
 /// Runs `outboxd <args>` against `db` with a clean environment.
 async fn cli(db: &TestDb, args: &[&str]) -> Run {
+    cli_env(db, args, &[]).await
+}
+
+/// `cli` with variables added or overridden.
+async fn cli_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out = tokio::process::Command::new(BIN)
         .args(args)
         .env_clear()
@@ -51,6 +58,7 @@ async fn cli(db: &TestDb, args: &[&str]) -> Run {
         .env("DATABASE_URL", &db.url)
         .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .await
         .expect("running outboxd");
@@ -307,11 +315,19 @@ async fn replay_puts_failed_deliveries_back_by_delivery_and_by_webhook() {
         .await,
         "the rest are delivered"
     );
-    // A fresh budget: the replayed attempt is attempt 1 again.
+    // A fresh budget, and the log numbers on: the replayed attempt is the second.
     assert_eq!(
         count(
             &client,
-            "SELECT count(*) FROM outbox.delivery_log WHERE outcome = 'delivered' AND attempt = 1"
+            "SELECT count(*) FROM outbox.delivery_log WHERE outcome = 'delivered' AND attempt = 2"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE attempts = 1 AND replays = 1"
         )
         .await,
         3
@@ -452,7 +468,7 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
         "NAME",
         "URL",
         "EVENTS",
-        "ENABLED",
+        "STATE",
         "LAST DELIVERY",
         "SUCCESS 1H",
         "PENDING",
@@ -484,7 +500,7 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
         hook["event_types"],
         serde_json::json!(["payment.*", "paymnt.refunded"])
     );
-    assert_eq!(hook["headers"]["x-tenant"], "acme");
+    assert_eq!(hook["headers"]["x-tenant"], "(hidden)");
     assert_eq!(hook["enabled"], false);
     assert_eq!(hook["disabled_reason"], "maintenance");
     assert_eq!(hook["pending"], 0);
@@ -760,4 +776,178 @@ async fn demo_runs_to_completion_and_shows_every_delivery() {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_target_the_ssrf_guard_refuses_is_explained_on_add_and_in_a_test_event() {
+    let db = TestDb::new().await;
+    let receiver = Receiver::start(|_| Reply::ok()).await;
+    let url = receiver.url("/hook");
+    let strict = [("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")];
+    let add = cli_env(
+        &db,
+        &["webhooks", "add", "--name", "local", "--url", &url],
+        &strict,
+    )
+    .await;
+    assert!(add.ok(), "{}", add.stderr);
+    assert!(add.stdout.contains("Added webhook"), "{}", add.stdout);
+    let hint = "to allow it, add 127.0.0.1/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS";
+    assert!(
+        add.stderr.contains(&format!(
+            "warning: deliveries to {url} would be blocked: 127.0.0.1 is loopback; {hint}"
+        )),
+        "{}",
+        add.stderr
+    );
+    let allowed = cli(
+        &db,
+        &["webhooks", "add", "--name", "allowed", "--url", &url],
+    )
+    .await;
+    assert!(allowed.ok(), "{}", allowed.stderr);
+    assert!(!allowed.stderr.contains("warning"), "{}", allowed.stderr);
+
+    let test = cli_env(&db, &["test-event", "--webhook", "local"], &strict).await;
+    assert!(!test.ok(), "{}", test.stdout);
+    assert!(test.stdout.contains(hint), "{}", test.stdout);
+    assert!(test.stderr.contains(hint), "{}", test.stderr);
+    let error: String = db
+        .client()
+        .await
+        .query_one("SELECT error FROM outbox.delivery_log", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        error.starts_with("blocked: 127.0.0.1 is loopback; ") && error.contains(hint),
+        "{error}"
+    );
+    assert_eq!(receiver.count(), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_replayed_delivery_numbers_its_attempts_on_and_logs_each_url_tried() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let down = Receiver::start(|_| Reply::status(500)).await;
+    let up = Receiver::start(|_| Reply::ok()).await;
+    let (hook, _) = add_webhook(&client, "moving", &down.url("/old"), &["*"]).await;
+    publish_many(&client, "order.created", 1).await;
+    let daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_MAX_ATTEMPTS", "1")]);
+    let state_is =
+        |state: &str| format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
+    wait_for_count(
+        &client,
+        &state_is("failed"),
+        1,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
+
+    // The receiver moved: the webhook is edited, then the delivery replayed.
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET url = $2 WHERE id = $1",
+            &[&hook, &up.url("/new")],
+        )
+        .await
+        .unwrap();
+    let delivery: i64 = client
+        .query_one("SELECT id FROM outbox.deliveries", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let replay = cli(&db, &["replay", "--delivery", &delivery.to_string()]).await;
+    assert!(replay.ok(), "{}", replay.stderr);
+    wait_for_count(
+        &client,
+        &state_is("delivered"),
+        1,
+        Duration::from_secs(30),
+        &[&daemon],
+    )
+    .await;
+
+    let log: Vec<(i32, String, String)> = client
+        .query(
+            "SELECT attempt, webhook_url, duration_ms::text FROM outbox.delivery_log ORDER BY attempt_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let numbered: Vec<(i32, &str)> = log.iter().map(|(n, url, _)| (*n, url.as_str())).collect();
+    assert_eq!(
+        numbered,
+        [(1, down.url("/old").as_str()), (2, up.url("/new").as_str())],
+        "numbered on across the replay, each with the URL it went to"
+    );
+    for (_, _, ms) in &log {
+        let decimals = ms.split('.').nth(1).map_or(0, str::len);
+        assert!(
+            decimals <= 3,
+            "duration_ms {ms} is rounded to the microsecond"
+        );
+    }
+
+    let show = cli(&db, &["deliveries", "show", &delivery.to_string()]).await;
+    assert!(show.ok(), "{}", show.stderr);
+    assert!(
+        show.stdout
+            .contains("delivered after 2 attempt(s) (replayed once)"),
+        "{}",
+        show.stdout
+    );
+    assert_eq!(
+        show.stdout.matches("\nAttempt 1 ").count(),
+        1,
+        "{}",
+        show.stdout
+    );
+    assert_eq!(
+        show.stdout.matches("\nAttempt 2 ").count(),
+        1,
+        "{}",
+        show.stdout
+    );
+}
+
+#[tokio::test]
+async fn replaying_what_does_not_exist_is_an_error_in_sql_too() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    for (sql, says) in [
+        ("SELECT outbox.replay(123)", "delivery 123 does not exist"),
+        (
+            "SELECT outbox.replay_failed(99, now() - interval '1 hour')",
+            "webhook 99 does not exist",
+        ),
+        (
+            "SELECT outbox.send_test_event(99)",
+            "webhook 99 does not exist",
+        ),
+        (
+            "SELECT outbox.rotate_secret(99)",
+            "webhook 99 does not exist",
+        ),
+    ] {
+        let e = client.query_one(sql, &[]).await.unwrap_err();
+        let db_error = e.as_db_error().expect("a server error");
+        assert_eq!(db_error.message(), says, "{sql}");
+        assert_eq!(db_error.code().code(), "P0002", "{sql}: no_data_found");
+    }
+    let (hook, _) = add_webhook(&client, "real", "http://127.0.0.1:9/hook", &["*"]).await;
+    let none: i32 = client
+        .query_one(
+            "SELECT outbox.replay_failed($1, now() - interval '1 hour')",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(none, 0, "a webhook with nothing failed replays nothing");
 }

@@ -46,6 +46,29 @@ impl Admin {
         .expect("the admin API answers")
     }
 
+    /// Posts the login form.
+    async fn login(&self, token: &str) -> HttpAnswer {
+        self.raw(
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("token={token}"),
+        )
+        .await
+    }
+
+    /// The CSRF token of the form at `path`, for the session of `cookie`.
+    async fn csrf(&self, cookie: &str, path: &str) -> String {
+        let page = self.raw("GET", path, &[("cookie", cookie)], "").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        page.body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("the form carries a CSRF token")
+            .to_owned()
+    }
+
     async fn raw(
         &self,
         method: &str,
@@ -140,7 +163,7 @@ async fn webhooks_are_added_edited_and_removed_over_the_api() {
     let c = created.json();
     let id = c["id"].as_i64().unwrap();
     assert!(c["secret"].as_str().unwrap().starts_with("whsec_"));
-    assert_eq!(c["headers"]["x-tenant"], "acme");
+    assert_eq!(c["headers"]["x-tenant"], "(hidden)");
 
     let list = admin.call("GET", "/api/webhooks", None).await.json();
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -263,7 +286,7 @@ async fn bad_input_is_answered_with_400_and_the_reason() {
     let r = add(json!({"name": "n"})).await;
     assert_error(&r, 400, "missing field");
     let r = admin.call("GET", "/api/deliveries?state=lost", None).await;
-    assert_error(&r, 400, "not a state");
+    assert_error(&r, 400, "not a delivery state; use one of pending");
     let r = admin
         .call("GET", "/api/deliveries?since=yesterday", None)
         .await;
@@ -539,24 +562,10 @@ async fn console_forms_need_a_session_and_its_csrf_token() {
     let r = admin.raw("GET", "/webhooks", &[], "").await;
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/login"));
-    let bad = admin
-        .raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            "token=wrong",
-        )
-        .await;
+    let bad = admin.login("wrong").await;
     assert_eq!(bad.status, 401);
     assert!(bad.body.contains("wrong token"), "{}", bad.body);
-    let login = admin
-        .raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("token={TOKEN}"),
-        )
-        .await;
+    let login = admin.login(TOKEN).await;
     assert_eq!(login.status, 303, "{}", login.body);
     let set_cookie = login.header("set-cookie").unwrap().to_owned();
     assert!(
@@ -565,17 +574,7 @@ async fn console_forms_need_a_session_and_its_csrf_token() {
     );
     let cookie = set_cookie.split(';').next().unwrap().to_owned();
 
-    let page = admin
-        .raw("GET", "/webhooks/new", &[("cookie", &cookie)], "")
-        .await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("the form carries a CSRF token")
-        .to_owned();
+    let csrf = admin.csrf(&cookie, "/webhooks/new").await;
     let form = "name=A&url=https%3A%2F%2Fa.example%2F&events=payment.received";
     let form_headers = |extra: Option<(&'static str, &'static str)>| {
         let mut h = vec![
@@ -658,4 +657,305 @@ async fn on_loopback_without_a_token_the_api_is_open_to_local_callers_only() {
         .raw("GET", "/api/webhooks", &[("host", "evil.example")], "")
         .await;
     assert_eq!(rebound.status, 403);
+}
+
+#[tokio::test]
+async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
+    let db = TestDb::new().await;
+    catalog(&db).await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")],
+    )
+    .await;
+    let admin = Admin { port, daemon };
+    let body =
+        |url: &str| json!({"name": "local", "url": url, "event_types": ["payment.received"]});
+
+    let local = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(body("http://127.0.0.1:9/hook")),
+        )
+        .await;
+    assert_eq!(local.status, 201, "{}", local.body);
+    let warnings = local.json()["warnings"].clone();
+    assert_eq!(
+        warnings,
+        json!(["deliveries to http://127.0.0.1:9/hook would be blocked: 127.0.0.1 is loopback; to allow it, add 127.0.0.1/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)"]),
+        "{}",
+        local.body
+    );
+    let id = local.json()["id"].as_i64().unwrap();
+    let edited = admin
+        .call(
+            "PUT",
+            &format!("/api/webhooks/{id}"),
+            Some(body("http://10.0.0.5/hook")),
+        )
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let warning = edited.json()["warnings"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        warning.contains("add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS"),
+        "{}",
+        edited.body
+    );
+    let public = admin
+        .call(
+            "PUT",
+            &format!("/api/webhooks/{id}"),
+            Some(body("http://93.184.215.14/hook")),
+        )
+        .await;
+    assert_eq!(public.json()["warnings"], json!([]), "{}", public.body);
+
+    // The console's form shows the same warning above the new secret.
+    let login = admin.login(TOKEN).await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = admin.csrf(&cookie, "/webhooks/new").await;
+    let saved = admin
+        .raw(
+            "POST",
+            "/webhooks/new",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &format!(
+                "name=B&url=http%3A%2F%2Flocalhost%3A9%2F&events=payment.received&csrf={csrf}"
+            ),
+        )
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert!(saved.body.contains("whsec_"), "{}", saved.body);
+    assert!(
+        saved.body.contains("class=\"warning\"")
+            && saved.body.contains("OUTBOXD_ALLOW_PRIVATE_TARGETS"),
+        "{}",
+        saved.body
+    );
+}
+
+#[tokio::test]
+async fn test_events_to_a_hanging_endpoint_hold_no_database_connection() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let hanging =
+        outboxd_testkit::raw::RawServer::start("127.0.0.1:0", |mut stream, _| async move {
+            let _ = outboxd_testkit::raw::read_request(&mut stream).await;
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            drop(stream);
+        })
+        .await;
+    let ok = Receiver::ok().await;
+    let (hang_id, _) =
+        outboxd_testkit::db::add_webhook(&client, "hangs", &hanging.url("/"), &["none.ever"]).await;
+    outboxd_testkit::db::add_webhook(&client, "ok", &ok.url("/ok"), &["order.created"]).await;
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        Some(TOKEN),
+        &[("OUTBOXD_REQUEST_TIMEOUT", "30s"), ("OUTBOXD_LEASE", "60s")],
+    )
+    .await;
+    let admin = Arc::new(Admin { port, daemon });
+
+    // 16 test events at once, twice the pool, all waiting on the endpoint.
+    let tests: Vec<_> = (0..16)
+        .map(|_| {
+            let admin = admin.clone();
+            tokio::spawn(async move {
+                admin
+                    .call("POST", &format!("/api/webhooks/{hang_id}/test"), None)
+                    .await
+            })
+        })
+        .collect();
+    // At least as many as the pool holds, whether or not each took one.
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            hanging.connections() >= 8
+        })
+        .await,
+        "the test events did not reach the endpoint ({} did)",
+        hanging.connections()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    outboxd_testkit::db::publish_many(&client, "order.created", 1).await;
+    for _ in 0..3 {
+        assert_eq!(
+            admin.daemon.get("/readyz").await.map(|r| r.0),
+            Some(200),
+            "/readyz while test events wait"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || async { ok.count() == 1 }).await,
+        "an ordinary event was not delivered while test events waited:\n{}",
+        admin.daemon.plain_log()
+    );
+    for t in tests {
+        t.abort();
+    }
+}
+
+const HEADER_VALUE: &str = "Bearer sekrit-header-value-5e1f";
+
+/// Adds a webhook with a credential in a custom header through the API,
+/// then edits it as a script would: sending back what it was shown.
+async fn webhook_with_a_credential(admin: &Admin, url: &str) -> i64 {
+    catalog_types(admin).await;
+    let created = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "with credential", "url": url,
+                        "event_types": ["payment.received"],
+                        "headers": {"x-pass": HEADER_VALUE, "x-tenant": "acme"}})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert!(!created.body.contains(HEADER_VALUE), "{}", created.body);
+    let id = created.json()["id"].as_i64().unwrap();
+    let shown = admin
+        .call("GET", &format!("/api/webhooks/{id}"), None)
+        .await;
+    let mut edited = shown.json();
+    edited["name"] = json!("renamed");
+    let put = admin
+        .call("PUT", &format!("/api/webhooks/{id}"), Some(edited))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    id
+}
+
+async fn catalog_types(admin: &Admin) {
+    let r = admin
+        .call(
+            "POST",
+            "/api/event-types",
+            Some(json!({"name": "payment.received", "description": "paid"})),
+        )
+        .await;
+    assert!(r.status == 201 || r.status == 409, "{}", r.body);
+}
+
+#[tokio::test]
+async fn the_api_shows_header_names_but_no_values_unless_asked() {
+    let db = TestDb::new().await;
+    let ok = Receiver::ok().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let id = webhook_with_a_credential(&admin, &ok.url("/hook")).await;
+
+    let list = admin.call("GET", "/api/webhooks", None).await;
+    assert!(!list.body.contains(HEADER_VALUE), "{}", list.body);
+    assert!(!list.body.contains("acme"), "{}", list.body);
+    let headers = &list.json()[0]["headers"];
+    assert_eq!(headers["x-pass"], "(hidden)", "{headers}");
+    assert_eq!(headers["x-tenant"], "(hidden)", "{headers}");
+    let one = admin
+        .call("GET", &format!("/api/webhooks/{id}"), None)
+        .await;
+    assert!(!one.body.contains(HEADER_VALUE), "{}", one.body);
+
+    let revealed = admin
+        .call("GET", &format!("/api/webhooks/{id}?reveal=headers"), None)
+        .await;
+    assert_eq!(revealed.json()["headers"]["x-pass"], HEADER_VALUE);
+    assert_eq!(revealed.json()["name"], "renamed");
+
+    // The edit kept the stored values: the receiver gets the real ones.
+    let test = admin
+        .call("POST", &format!("/api/webhooks/{id}/test"), None)
+        .await;
+    assert_eq!(test.json()["success"], true, "{}", test.body);
+    assert_eq!(ok.requests()[0].header("x-pass"), HEADER_VALUE);
+    assert_eq!(ok.requests()[0].header("x-tenant"), "acme");
+}
+
+#[tokio::test]
+async fn debug_logs_never_show_a_header_value() {
+    let db = TestDb::new().await;
+    let ok = Receiver::ok().await;
+    let (daemon, port) =
+        Daemon::start_with_console(BIN, &db.url, Some(TOKEN), &[("RUST_LOG", "debug")]).await;
+    let admin = Admin { port, daemon };
+    let id = webhook_with_a_credential(&admin, &ok.url("/hook")).await;
+    let test = admin
+        .call("POST", &format!("/api/webhooks/{id}/test"), None)
+        .await;
+    assert_eq!(test.json()["success"], true, "{}", test.body);
+    db.client()
+        .await
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload) VALUES ('payment.received', '{}')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || async { ok.count() == 2 }).await);
+    let log = admin.daemon.plain_log();
+    assert!(log.contains("DEBUG"), "RUST_LOG=debug took effect");
+    assert!(
+        !log.contains("sekrit-header-value"),
+        "a header value in the log:\n{}",
+        log.lines()
+            .filter(|l| l.contains("sekrit"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_admin_token_read_from_a_file_shows_neither_in_ps_nor_in_the_environment() {
+    let db = TestDb::new().await;
+    let dir = std::env::temp_dir().join(format!("outboxd-token-e2e-{}", free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("admin-token");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let (daemon, port) = Daemon::start_with_console(
+        BIN,
+        &db.url,
+        None,
+        &[("OUTBOXD_ADMIN_TOKEN_FILE", file.to_str().unwrap())],
+    )
+    .await;
+    let admin = Admin { port, daemon };
+    assert_eq!(admin.call("GET", "/api/webhooks", None).await.status, 200);
+    let none = admin.raw("GET", "/api/webhooks", &[], "").await;
+    assert_eq!(none.status, 401);
+    let pid = admin.daemon.pid();
+    for part in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{part}")).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(TOKEN),
+            "the token shows in /proc/{pid}/{part}"
+        );
+    }
+
+    std::fs::remove_file(&file).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--admin-token-file"])
+        .arg(&file)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("OUTBOXD_ADMIN_TOKEN_FILE"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@
 //! sees the failure, then replays it from the delivery page and watches it
 //! delivered. Screenshots of the main screens land in target/screenshots/.
 //!
-//! chromium and chromium-driver are installed by `.ci/run`; without them
+//! chromium and chromium-driver are installed by `scripts/test.sh`; without them
 //! this test fails (it does not skip), so a missing browser is noticed.
 
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ async fn start_driver() -> Driver {
         assert!(
             std::path::Path::new(path).exists(),
             "{path} is missing: the browser test needs Debian's chromium and chromium-driver \
-             (`apt-get install -y chromium chromium-driver`; .ci/run installs them); install {package}"
+             (`apt-get install -y chromium chromium-driver`; scripts/test.sh installs them); install {package}"
         );
     }
     let port = free_port();

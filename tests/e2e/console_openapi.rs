@@ -5,7 +5,7 @@
 //! content types and bodies match the document, that input the document
 //! rules out is refused, and that undocumented methods get 405.
 //!
-//! schemathesis comes from PyPI (`.ci/run` installs it); without it this
+//! schemathesis comes from PyPI (`scripts/test.sh` installs it); without it this
 //! test fails with a message saying so, rather than passing unchecked.
 
 use std::time::Duration;
@@ -22,7 +22,7 @@ async fn the_api_answers_as_its_openapi_document_says() {
         .output();
     assert!(
         version.as_ref().is_ok_and(|o| o.status.success()),
-        "schemathesis is not installed (`pip install schemathesis`; .ci/run installs it): {:?}",
+        "schemathesis is not installed (`pip install schemathesis`; scripts/test.sh installs it): {:?}",
         version.map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
     );
 

@@ -76,6 +76,26 @@ async fn run_until(
     daemon
 }
 
+/// One raw server per `(name, answer)` that answers every request with
+/// those bytes, each behind a webhook of that name for every event.
+async fn answering_webhooks(
+    client: &Client,
+    answers: Vec<(&'static str, Vec<u8>)>,
+) -> Vec<(&'static str, i64, RawServer)> {
+    let mut servers = Vec::new();
+    for (name, answer) in answers {
+        let answer: Arc<[u8]> = answer.into();
+        let server = RawServer::start("127.0.0.1:0", move |mut s, _| {
+            let answer = answer.clone();
+            async move { raw::answer(&mut s, &answer).await }
+        })
+        .await;
+        let (hook, _) = add_webhook(client, name, &server.url("/hook"), &["*"]).await;
+        servers.push((name, hook, server));
+    }
+    servers
+}
+
 /// The two attempts of a delivery retried once, then failed, both with `error`.
 fn assert_retried_with(rows: &[Attempt], status: Option<i32>, error: &str, what: &str) {
     let got: Vec<_> = rows
@@ -292,7 +312,7 @@ async fn broken_http_is_recorded_with_a_short_reason_and_retried() {
         h.resize(1024 * 1024, b'j');
         h
     };
-    let answers: Vec<(&str, Vec<u8>)> = vec![
+    let answers: Vec<(&'static str, Vec<u8>)> = vec![
         ("hello", b"HELLO\r\n\r\n".to_vec()),
         (
             "garbage",
@@ -300,17 +320,7 @@ async fn broken_http_is_recorded_with_a_short_reason_and_retried() {
         ),
         ("endless-head", endless_head),
     ];
-    let mut servers = Vec::new();
-    for (name, answer) in answers {
-        let answer: Arc<[u8]> = answer.into();
-        let server = RawServer::start("127.0.0.1:0", move |mut s, _| {
-            let answer = answer.clone();
-            async move { raw::answer(&mut s, &answer).await }
-        })
-        .await;
-        let (hook, _) = add_webhook(&client, name, &server.url("/hook"), &["*"]).await;
-        servers.push((name, hook, server));
-    }
+    let servers = answering_webhooks(&client, answers).await;
     publish_many(&client, "order.created", 1).await;
 
     let daemon = run_until(&db, &client, "failed", servers.len() as i64, &SHORT).await;
@@ -633,4 +643,57 @@ async fn a_webhook_at_its_slot_limit_is_served_again_as_slots_free_not_at_the_ne
         started.elapsed()
     );
     assert_eq!(receiver.count(), EVENTS as usize);
+}
+
+/// `"hello"` gzip-compressed: an ordinary compressed body, NUL bytes and all.
+const GZIP_HELLO: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07,
+    0x00, 0x86, 0xa6, 0x10, 0x36, 0x05, 0x00, 0x00, 0x00,
+];
+
+#[tokio::test]
+async fn a_body_with_nul_bytes_is_stored_safely_and_fails_no_other_webhooks_results() {
+    const EVENTS: i64 = 100;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let healthy = Receiver::ok().await;
+    let nul =
+        b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nok\0\0yes".to_vec();
+    let mut gzip = format!(
+        "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-type: text/plain\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        GZIP_HELLO.len()
+    )
+    .into_bytes();
+    gzip.extend_from_slice(GZIP_HELLO);
+    let servers = answering_webhooks(&client, vec![("nul", nul), ("gzip", gzip)]).await;
+    let (healthy_hook, _) = add_webhook(&client, "healthy", &healthy.url("/ok"), &["*"]).await;
+    publish_many(&client, "order.created", EVENTS).await;
+
+    let _daemon = run_until(&db, &client, "delivered", 3 * EVENTS, &[]).await;
+
+    assert_eq!(
+        healthy.count(),
+        EVENTS as usize,
+        "the healthy receiver got each event once"
+    );
+    let healthy_rows = attempts_of(&client, healthy_hook).await;
+    assert_eq!(healthy_rows.len(), EVENTS as usize);
+    for (name, hook, _) in &servers {
+        let rows = attempts_of(&client, *hook).await;
+        assert_eq!(rows.len(), EVENTS as usize, "{name}: one attempt per event");
+        for r in &rows {
+            assert_eq!(
+                (r.status_code, r.outcome.as_str()),
+                (Some(200), "delivered"),
+                "{name}"
+            );
+            let body = r.response_body.as_deref().unwrap_or_default();
+            assert!(!body.contains('\0'), "{name}: {body:?}");
+            match *name {
+                "nul" => assert_eq!(body, "[binary body, 7 bytes: not shown]", "{name}"),
+                _ => assert_eq!(body, "[gzip-encoded body, 25 bytes: not shown]", "{name}"),
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@ mod console_browser;
 mod console_openapi;
 mod faults;
 mod hostile;
+mod listeners;
 mod operations;
 mod pipeline;
 mod scale;

@@ -316,6 +316,15 @@ fn bad_values_stop_startup_naming_the_variable() {
         ("OUTBOXD_LISTEN", "nowhere", "IP:PORT"),
         ("OUTBOXD_ALLOW_PRIVATE_TARGETS", "10.0.0.0/33", "10.0.0.0/8"),
         ("OUTBOXD_RETENTION", "forever", "7d"),
+        ("OUTBOXD_LOG_FORMAT", "yaml", "use one of: text, json"),
+        ("OUTBOXD_NO_MIGRATE", "maybe", "yes/no"),
+        ("OUTBOXD_SYNCHRONOUS_COMMIT", "maybe", "on/off"),
+        ("OUTBOXD_ADMIN_LISTEN", "nowhere", "empty/off"),
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:port/x",
+            "postgres://user:password@host:5432/dbname",
+        ),
     ];
     for (var, value, accepted) in cases {
         let out = run_with_timeout(
@@ -352,18 +361,7 @@ fn run_help_lists_every_variable_and_its_default() {
     );
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    // Every variable declared in the configuration, with its default.
-    let config = include_str!("../../crates/outboxd/src/config.rs");
-    let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
-    let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
-    let mut seen = 0;
-    for arg in run_args.split("#[arg(").skip(1) {
-        let arg = &arg[..arg.find(")]").unwrap()];
-        let Some(at) = arg.find("env = \"OUTBOXD_") else {
-            continue;
-        };
-        let var = arg[at + 7..].split('"').next().unwrap();
-        seen += 1;
+    for (var, default) in run_variables() {
         // A secret's variable is listed without its value (hide_env_values).
         let Some(pos) = help
             .find(&format!("[env: {var}="))
@@ -371,8 +369,7 @@ fn run_help_lists_every_variable_and_its_default() {
         else {
             panic!("{var} is not in `run --help`:\n{help}");
         };
-        if let Some(d) = arg.find("default_value = \"") {
-            let default = arg[d + 17..].split('"').next().unwrap();
+        if let Some(default) = default {
             // Clap prints the default after the variable, before the next option.
             let rest = &help[pos..];
             let block = &rest[..rest.find("\n  -").unwrap_or(rest.len())];
@@ -382,8 +379,53 @@ fn run_help_lists_every_variable_and_its_default() {
             );
         }
     }
-    assert!(seen >= 15, "found {seen} OUTBOXD_ variables in config.rs");
     assert!(help.contains("[env: DATABASE_URL"));
+}
+
+/// Every `OUTBOXD_` variable of `outboxd run` declared in the configuration,
+/// with its default when it has one, read from the source so that a new
+/// setting is checked without editing the tests.
+fn run_variables() -> Vec<(&'static str, Option<&'static str>)> {
+    let config = include_str!("../../crates/outboxd/src/config.rs");
+    let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
+    let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
+    let vars: Vec<_> = run_args
+        .split("#[arg(")
+        .skip(1)
+        .filter_map(|arg| {
+            let arg = &arg[..arg.find(")]").unwrap()];
+            let at = arg.find("env = \"OUTBOXD_")?;
+            let var = arg[at + 7..].split('"').next().unwrap();
+            let default = arg
+                .find("default_value = \"")
+                .map(|d| arg[d + 17..].split('"').next().unwrap());
+            Some((var, default))
+        })
+        .collect();
+    assert!(
+        vars.len() >= 15,
+        "found {} OUTBOXD_ variables in config.rs",
+        vars.len()
+    );
+    vars
+}
+
+#[test]
+fn configuration_doc_lists_every_variable_with_its_default() {
+    let doc = include_str!("../../docs/configuration.md");
+    for (var, default) in run_variables() {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{var}` |")))
+            .unwrap_or_else(|| panic!("{var} has no row in docs/configuration.md"));
+        if let Some(default) = default {
+            let documented = row.split(" | ").nth(1).unwrap_or_default();
+            assert!(
+                documented.contains(&format!("`{default}`")),
+                "docs/configuration.md gives {var} the default {documented:?}, config.rs {default:?}"
+            );
+        }
+    }
 }
 
 /// Rows of the retention fixture: each event is named by its payload.
@@ -623,7 +665,7 @@ async fn retention_deletes_old_finished_rows_and_nothing_pending() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(exported, "retention counters in:\n{text}\n{}", daemon.log());
-    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=259200s"));
+    assert!(outboxd_testkit::daemon::strip_ansi(&daemon.log()).contains("retention=3days"));
 }
 
 #[test]
@@ -677,13 +719,10 @@ fn deploy_files_parse() {
     assert!(json["panels"].is_array(), "the dashboard has panels");
 }
 
-#[tokio::test]
-async fn json_logs_show_the_effective_configuration_without_the_password() {
-    let db = TestDb::new().await;
-    // Trust authentication ignores the password; the log must not show it.
-    let url = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
-    assert_ne!(url, db.url, "the test database URL has the expected shape");
-    let mut daemon = Daemon::start(BIN, &url, &[("OUTBOXD_LOG_FORMAT", "json")]);
+/// Runs the daemon with JSON logs until it is running, stops it, and
+/// returns its log and its "outboxd starting" line.
+async fn start_line(url: &str, env: &[(&str, &str)]) -> (String, serde_json::Value) {
+    let mut daemon = Daemon::start(BIN, url, env);
     assert!(
         wait_until(Duration::from_secs(20), || async {
             daemon.log().contains("outboxd running")
@@ -695,16 +734,26 @@ async fn json_logs_show_the_effective_configuration_without_the_password() {
     daemon.terminate();
     daemon.wait(Duration::from_secs(10)).await;
     let log = daemon.log();
-    assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
     let lines: Vec<serde_json::Value> = log
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     let start = lines
-        .iter()
+        .into_iter()
         .find(|l| l["message"] == "outboxd starting")
         .expect("a start line");
+    (log, start)
+}
+
+#[tokio::test]
+async fn json_logs_show_the_effective_configuration_without_the_password() {
+    let db = TestDb::new().await;
+    // Trust authentication ignores the password; the log must not show it.
+    let url = db.url.replacen("://postgres@", "://postgres:s3cret-pw@", 1);
+    assert_ne!(url, db.url, "the test database URL has the expected shape");
+    let (log, start) = start_line(&url, &[("OUTBOXD_LOG_FORMAT", "json")]).await;
+    assert!(!log.contains("s3cret-pw"), "the password leaked:\n{log}");
     assert!(
         start["database"]
             .as_str()
@@ -720,4 +769,38 @@ async fn json_logs_show_the_effective_configuration_without_the_password() {
     ] {
         assert!(start.get(key).is_some(), "{key} missing from {start}");
     }
+}
+
+#[tokio::test]
+async fn the_start_up_log_reads_as_people_write_settings_with_no_notice() {
+    let db = TestDb::new().await;
+    // A migrated database, so the migration runner finds its table there.
+    let (log, start) = start_line(
+        &db.url,
+        &[
+            ("OUTBOXD_LOG_FORMAT", "JSON"),
+            ("OUTBOXD_NO_MIGRATE", "no"),
+            ("OUTBOXD_ADMIN_LISTEN", ""),
+        ],
+    )
+    .await;
+    assert!(
+        !log.contains("NOTICE") && !log.contains("already exists"),
+        "a notice of the migration runner was logged:\n{log}"
+    );
+    for (key, want) in [
+        ("retention", "7days"),
+        ("request_timeout", "2s"),
+        ("poll_interval", "100ms"),
+        ("retry_max_delay", "1s"),
+        ("disable_failing_after", "5days"),
+        ("allow_private_targets", "127.0.0.0/8,::1/128"),
+        ("admin_listen", "off"),
+        ("admin_token", "none"),
+    ] {
+        assert_eq!(start[key], want, "{key} in {start}");
+    }
+    assert_eq!(start["migrate"], true, "{start}");
+    let text = start.to_string();
+    assert!(!text.contains("Some(") && !text.contains("None"), "{start}");
 }

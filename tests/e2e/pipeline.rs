@@ -844,7 +844,7 @@ async fn replay_puts_a_failed_delivery_back_with_a_fresh_budget() {
             outcome: "failed".into(),
         },
         Attempt {
-            attempt: 1,
+            attempt: 3,
             status_code: Some(200),
             error: None,
             outcome: "delivered".into(),
@@ -876,7 +876,22 @@ async fn replay_puts_a_failed_delivery_back_with_a_fresh_budget() {
             (first, "delivered".to_owned(), 1),
             (second, "delivered".to_owned(), 1)
         ],
-        "the replayed attempt is counted afresh"
+        "the replay's budget is counted afresh"
+    );
+    let counted: Vec<(i32, i32)> = client
+        .query(
+            "SELECT earlier_attempts, replays FROM outbox.deliveries WHERE webhook_id = $1 ORDER BY id",
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        counted,
+        [(2, 1), (2, 1)],
+        "the log numbers on across the replay"
     );
     assert_eq!(receiver.count(), 6);
     // Nothing failed is left to replay.

@@ -41,7 +41,7 @@ async fn a_payload_over_the_limit_is_refused_at_insert_with_its_size_and_the_lim
     assert!(err
         .hint()
         .unwrap_or("")
-        .contains("outbox.max_payload_bytes"));
+        .contains("UPDATE outbox.limits SET max_payload_bytes"));
     // publish goes through the same check.
     let err = refused(
         &client,
@@ -49,7 +49,7 @@ async fn a_payload_over_the_limit_is_refused_at_insert_with_its_size_and_the_lim
     )
     .await;
     assert_eq!(err.code(), &SqlState::CHECK_VIOLATION);
-    // Under the limit passes; the limit is a setting a database or role may change.
+    // Under the limit passes; the schema's owner changes the limit.
     client
         .batch_execute(
             "INSERT INTO outbox.events (event_type, payload)
@@ -58,7 +58,7 @@ async fn a_payload_over_the_limit_is_refused_at_insert_with_its_size_and_the_lim
         .await
         .unwrap();
     client
-        .batch_execute("SET outbox.max_payload_bytes = '1000'")
+        .batch_execute("UPDATE outbox.limits SET max_payload_bytes = 1000")
         .await
         .unwrap();
     let err = refused(
@@ -74,6 +74,65 @@ async fn a_payload_over_the_limit_is_refused_at_insert_with_its_size_and_the_lim
     assert_eq!(
         count(&client, "SELECT count(*) FROM outbox.events").await,
         1,
+        "nothing of the refused statements was written"
+    );
+}
+
+#[tokio::test]
+async fn the_publisher_can_neither_lift_nor_dodge_the_payload_limit() {
+    let db = TestDb::new().await;
+    let owner = db.client().await;
+    install_roles(&owner).await;
+    let over = "INSERT INTO outbox.events (event_type, payload)
+                VALUES ('file.uploaded', jsonb_build_object('blob', repeat('a', 2000000)))";
+
+    // A setting of the session, or of the connection (PGOPTIONS), is not the limit.
+    let app = as_role(&db, "outbox_publisher").await;
+    app.batch_execute("SET outbox.max_payload_bytes = '999999999999'")
+        .await
+        .unwrap();
+    let err = refused(&app, over).await;
+    assert_eq!(err.code(), &SqlState::CHECK_VIOLATION, "{}", err.message());
+    let mut config = db.config.clone();
+    config.options("-c outbox.max_payload_bytes=999999999999");
+    let (with_option, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    with_option
+        .batch_execute("SET ROLE outbox_publisher")
+        .await
+        .unwrap();
+    let err = refused(&with_option, over).await;
+    assert_eq!(err.code(), &SqlState::CHECK_VIOLATION, "{}", err.message());
+
+    // A payload that compresses well is measured uncompressed: stored in a
+    // table first, it arrives compressed (pg_column_size about 60 kB).
+    let err = refused(
+        &app,
+        "CREATE TEMP TABLE big AS SELECT jsonb_build_object('blob', repeat('a', 5000000)) AS p;
+         INSERT INTO outbox.events (event_type, payload) SELECT 'file.uploaded', p FROM big",
+    )
+    .await;
+    assert_eq!(err.code(), &SqlState::CHECK_VIOLATION, "{}", err.message());
+    assert!(
+        err.message().starts_with("outbox event payload is 5000"),
+        "{}",
+        err.message()
+    );
+
+    // The limit lives where only the schema's owner writes it.
+    denied(
+        &app,
+        "UPDATE outbox.limits SET max_payload_bytes = 999999999999",
+    )
+    .await;
+    denied(
+        &as_role(&db, "outbox_admin").await,
+        "UPDATE outbox.limits SET max_payload_bytes = 999999999999",
+    )
+    .await;
+    assert_eq!(
+        count(&owner, "SELECT count(*) FROM outbox.events").await,
+        0,
         "nothing of the refused statements was written"
     );
 }
@@ -127,6 +186,24 @@ async fn unsafe_webhook_headers_and_urls_are_refused_by_the_schema() {
         .expect("good headers pass");
 }
 
+/// Runs deploy/postgres/roles.sql as the owner; returns the script.
+async fn install_roles(owner: &Client) -> String {
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/postgres/roles.sql"
+    ))
+    .unwrap();
+    // Roles are cluster-wide and parallel test binaries may run the script
+    // at once: the lock keeps its CREATE ROLEs from racing.
+    owner
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock(4243); {script}; SELECT pg_advisory_unlock(4243);"
+        ))
+        .await
+        .expect("roles.sql runs");
+    script
+}
+
 /// A connection as `role` (a NOLOGIN group role), by SET ROLE from the
 /// superuser test connection.
 async fn as_role(db: &TestDb, role: &str) -> Client {
@@ -152,19 +229,7 @@ async fn denied(client: &Client, sql: &str) {
 async fn roles_let_each_user_do_its_job_and_nothing_more() {
     let db = TestDb::new().await;
     let owner = db.client().await;
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/postgres/roles.sql"
-    ))
-    .unwrap();
-    // Roles are cluster-wide and parallel test binaries may run the script
-    // at once: the lock keeps its CREATE ROLEs from racing.
-    owner
-        .batch_execute(&format!(
-            "SELECT pg_advisory_lock(4243); {script}; SELECT pg_advisory_unlock(4243);"
-        ))
-        .await
-        .expect("roles.sql runs");
+    let script = install_roles(&owner).await;
     // Twice is fine.
     owner.batch_execute(&script).await.expect("roles.sql again");
     let receiver = Receiver::ok().await;

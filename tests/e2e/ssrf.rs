@@ -1,10 +1,12 @@
 //! End-to-end tests of the SSRF guard: webhooks pointing at loopback,
 //! private and cloud-metadata addresses, as literals, IPv4-mapped IPv6 and a
 //! host name, are refused inside the connector before any connection, each
-//! attempt logged `blocked: <address> is <kind>` and its delivery failed at
-//! once; after the allowlist is widened, a replay delivers. The listeners are
-//! loopback ones that count connections, so "nothing was sent" is observed,
-//! not assumed; 10.0.0.5 and 169.254.169.254 are never actually contacted.
+//! attempt logged `blocked: <address> is <kind>` with the setting that
+//! allows it, and its delivery kept for a retry; a daemon started with the
+//! allowlist widened delivers them at once, without a replay. The listeners
+//! are loopback ones that count connections, so "nothing was sent" is
+//! observed, not assumed; 10.0.0.5 and 169.254.169.254 are never actually
+//! contacted.
 
 use std::time::Duration;
 
@@ -18,7 +20,14 @@ use crate::support::{attempts_of_webhook, Attempt, BIN};
 /// The daemon's allowlist as the tests' default sets it: loopback only.
 const LOOPBACK: &str = "127.0.0.0/8,::1/128";
 
-/// One row of the delivery log.
+/// A daemon that refuses every private target and, after one attempt,
+/// would not retry for an hour: what happens next is up to the test.
+const STRICT: &[(&str, &str)] = &[
+    ("OUTBOXD_ALLOW_PRIVATE_TARGETS", ""),
+    ("OUTBOXD_RETRY_BASE_DELAY", "1h"),
+    ("OUTBOXD_RETRY_MAX_DELAY", "2h"),
+];
+
 /// A loopback listener that answers 200 and counts connections.
 async fn counting_listener(addr: &str) -> RawServer {
     RawServer::start(addr, |mut s, _| async move {
@@ -84,23 +93,29 @@ async fn add_targets(client: &Client, targets: &[Target]) -> Vec<i64> {
     ids
 }
 
-/// Each target got exactly one attempt, refused with its reason and failed at
-/// once, and the daemon logged that reason.
+/// Each target got exactly one attempt, refused with its reason and the
+/// setting that allows it, and kept for a retry; the daemon logged the same.
 async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], log: &str) {
     for (t, &id) in targets.iter().zip(ids) {
         let rows = attempts_of_webhook(client, id).await;
-        assert_eq!(rows.len(), 1, "{}: one attempt, no retry: {rows:?}", t.name);
+        assert_eq!(rows.len(), 1, "{}: one attempt so far: {rows:?}", t.name);
         let row = &rows[0];
         let error = row.error.as_deref().unwrap_or("");
         assert!(
-            t.errors.contains(&error),
+            t.errors.iter().any(|e| error.starts_with(&format!("{e};"))),
             "{}: logged {error:?}, want one of {:?}",
             t.name,
             t.errors
         );
+        assert!(
+            error.contains("to allow it, add ")
+                && error.contains(" to OUTBOXD_ALLOW_PRIVATE_TARGETS"),
+            "{}: {error:?} does not say how to allow the target",
+            t.name
+        );
         assert_eq!(
             (row.attempt, row.status_code, row.outcome.as_str()),
-            (1, None, "failed"),
+            (1, None, "retry"),
             "{}",
             t.name
         );
@@ -112,7 +127,7 @@ async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], l
             )
             .await
             .unwrap();
-        assert_eq!(delivery.get::<_, String>(0), "failed", "{}", t.name);
+        assert_eq!(delivery.get::<_, String>(0), "pending", "{}", t.name);
         assert_eq!(delivery.get::<_, i32>(1), 1, "{}", t.name);
         assert_eq!(
             delivery.get::<_, Option<String>>(2).as_deref(),
@@ -127,6 +142,18 @@ async fn assert_blocked_once(client: &Client, targets: &[Target], ids: &[i64], l
             t.name
         );
     }
+}
+
+/// Waits until every target has had its one attempt.
+async fn wait_for_attempts(client: &Client, n: usize, daemon: &Daemon) {
+    wait_for_count(
+        client,
+        "SELECT count(*) FROM outbox.delivery_attempts",
+        n as i64,
+        Duration::from_secs(30),
+        &[daemon],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -150,17 +177,8 @@ async fn refuses_loopback_private_and_metadata_targets_before_connecting() {
     let ids = add_targets(&client, &targets).await;
     publish_many(&client, "order.created", 1).await;
 
-    let daemon = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")]);
-    wait_for_count(
-        &client,
-        "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
-        targets.len() as i64,
-        Duration::from_secs(30),
-        &[&daemon],
-    )
-    .await;
-    // Give a retry, were there one, the time to happen (retry base delay is 100 ms).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let daemon = Daemon::start(BIN, &db.url, STRICT);
+    wait_for_attempts(&client, targets.len(), &daemon).await;
 
     assert_blocked_once(&client, &targets, &ids, &daemon.log()).await;
     assert_eq!(
@@ -183,7 +201,7 @@ async fn refuses_loopback_private_and_metadata_targets_before_connecting() {
 }
 
 #[tokio::test]
-async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay() {
+async fn blocked_deliveries_go_out_when_a_daemon_starts_allowing_them_without_a_replay() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let v4 = counting_listener("127.0.0.1:0").await;
@@ -192,15 +210,8 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
     let ids = add_targets(&client, &targets).await;
     publish_many(&client, "order.created", 1).await;
 
-    let mut strict = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")]);
-    wait_for_count(
-        &client,
-        "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'",
-        targets.len() as i64,
-        Duration::from_secs(30),
-        &[&strict],
-    )
-    .await;
+    let mut strict = Daemon::start(BIN, &db.url, STRICT);
+    wait_for_attempts(&client, targets.len(), &strict).await;
     assert_blocked_once(&client, &targets, &ids, &strict.log()).await;
     strict.terminate();
     assert!(
@@ -210,19 +221,17 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
     );
     assert_eq!(v4.connections(), 0);
 
-    // The admin widens the allowlist and replays.
-    for &id in &ids {
-        let replayed: i32 = client
-            .query_one(
-                "SELECT outbox.replay(id) FROM outbox.deliveries WHERE webhook_id = $1",
-                &[&id],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(replayed, 1);
-    }
-    let allowing = Daemon::start(BIN, &db.url, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", LOOPBACK)]);
+    // The admin widens the allowlist and restarts; the next retry was an
+    // hour away, and no one replays.
+    let allowing = Daemon::start(
+        BIN,
+        &db.url,
+        &[
+            ("OUTBOXD_ALLOW_PRIVATE_TARGETS", LOOPBACK),
+            ("OUTBOXD_RETRY_BASE_DELAY", "1h"),
+            ("OUTBOXD_RETRY_MAX_DELAY", "2h"),
+        ],
+    );
     wait_for_count(
         &client,
         "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
@@ -237,12 +246,12 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
         assert_eq!(
             rows[1],
             Attempt {
-                attempt: 1,
+                attempt: 2,
                 status_code: Some(200),
                 error: None,
                 outcome: "delivered".into(),
             },
-            "{}: the replay is a fresh first attempt",
+            "{}: the retry is the second attempt",
             t.name
         );
     }
@@ -251,4 +260,11 @@ async fn blocked_loopback_deliveries_are_delivered_after_allowlisting_and_replay
     if let Some(v6) = &v6 {
         assert!(v6.connections() >= 1, "[::1] got no connection");
     }
+    assert!(
+        allowing
+            .log()
+            .contains("deliveries refused by the SSRF guard are retried now"),
+        "{}",
+        allowing.log()
+    );
 }

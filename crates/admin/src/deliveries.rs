@@ -6,17 +6,24 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use outboxd_core::DeliveryState;
+
 use crate::format::{ser_opt_time, ser_time};
 use crate::{Error, Result};
 
-/// Delivery states, as in outbox.deliveries.state.
-pub const STATES: [&str; 5] = ["pending", "in_flight", "delivered", "failed", "cancelled"];
+/// A state filter as a caller gives it, checked.
+pub fn state(given: &str) -> Result<DeliveryState> {
+    given
+        .trim()
+        .parse()
+        .map_err(|e: outboxd_core::state::UnknownState| Error::invalid("state", e.to_string()))
+}
 
 /// Unset filters are None.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
     pub webhook_id: Option<i64>,
-    pub state: Option<String>,
+    pub state: Option<DeliveryState>,
     pub event_type: Option<String>,
     pub since: Option<DateTime<Utc>>,
     pub limit: i64,
@@ -37,7 +44,7 @@ pub struct LogRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: f64,
-    pub delivery_state: Option<String>,
+    pub delivery_state: Option<DeliveryState>,
     pub is_test: bool,
 }
 
@@ -56,21 +63,19 @@ SELECT started_at, delivery_id, webhook_id, webhook_name, event_id, event_type, 
 
 /// The newest attempts that match, newest first.
 pub async fn log(client: &Client, f: &LogFilter) -> Result<Vec<LogRow>> {
-    if let Some(s) = &f.state {
-        if !STATES.contains(&s.as_str()) {
-            return Err(Error::invalid(
-                "state",
-                format!("{s:?} is not a state; use one of {}", STATES.join(", ")),
-            ));
-        }
-    }
     if let Some(t) = &f.event_type {
         crate::validate::event_type(t)?;
     }
     let rows = client
         .query(
             LOG,
-            &[&f.webhook_id, &f.state, &f.event_type, &f.since, &f.limit],
+            &[
+                &f.webhook_id,
+                &f.state.map(DeliveryState::as_str),
+                &f.event_type,
+                &f.since,
+                &f.limit,
+            ],
         )
         .await?;
     Ok(rows
@@ -106,8 +111,13 @@ pub struct Delivery {
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
-    pub state: String,
+    pub state: DeliveryState,
+    /// Attempts since the delivery was created or last replayed (the budget).
     pub attempts: i32,
+    /// Attempts in all, across replays.
+    pub total_attempts: i32,
+    /// How often it was replayed.
+    pub replays: i32,
     #[serde(serialize_with = "ser_time")]
     pub next_attempt_at: DateTime<Utc>,
     pub last_status: Option<i32>,
@@ -129,19 +139,22 @@ pub struct Attempt {
     pub error: Option<String>,
     pub outcome: String,
     pub response_body: Option<String>,
+    /// The URL the request went to (None for attempts logged before it was recorded).
+    pub url: Option<String>,
 }
 
 const DELIVERY: &str = "
 SELECT d.id, d.event_id, d.webhook_id, w.name, w.url, e.event_type, e.payload,
        e.created_at, coalesce(e.is_test, false), d.state, d.attempts, d.next_attempt_at,
-       d.last_status, d.last_error, d.created_at, d.delivered_at
+       d.last_status, d.last_error, d.created_at, d.delivered_at,
+       d.earlier_attempts + d.attempts, d.replays
   FROM outbox.deliveries d
   LEFT JOIN outbox.webhooks w ON w.id = d.webhook_id
   LEFT JOIN outbox.events e ON e.id = d.event_id
  WHERE d.id = $1";
 
 const ATTEMPTS: &str = "
-SELECT attempt, started_at, duration_ms, status_code, error, outcome, response_body
+SELECT attempt, started_at, duration_ms, status_code, error, outcome, response_body, url
   FROM outbox.delivery_attempts
  WHERE delivery_id = $1
  ORDER BY id";
@@ -163,6 +176,7 @@ pub async fn show(client: &Client, id: i64) -> Result<Delivery> {
             error: a.get(4),
             outcome: a.get(5),
             response_body: a.get(6),
+            url: a.get(7),
         })
         .collect();
     Ok(Delivery {
@@ -177,6 +191,8 @@ pub async fn show(client: &Client, id: i64) -> Result<Delivery> {
         is_test: d.get(8),
         state: d.get(9),
         attempts: d.get(10),
+        total_attempts: d.get(16),
+        replays: d.get(17),
         next_attempt_at: d.get(11),
         last_status: d.get(12),
         last_error: d.get(13),

@@ -1,5 +1,5 @@
 //! The admin operations of outboxd, one function each, over the SQL surface
-//! of DESIGN.md: webhooks, the event catalog, test events, the delivery log,
+//! of docs/architecture.md: webhooks, the event catalog, test events, the delivery log,
 //! replays and stats. The CLI prints what they return and the console renders
 //! it as HTML or JSON, so every operation has exactly one implementation.
 //!
@@ -38,6 +38,10 @@ pub enum Error {
     /// The database refused or could not be reached.
     #[error("{}", db_message(.0))]
     Database(#[from] tokio_postgres::Error),
+    /// No database connection could be had (the pool timed out or the
+    /// database is unreachable).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// Setting up the HTTP client for a test event failed.
     #[error("setting up the HTTP client: {0}")]
     Http(String),

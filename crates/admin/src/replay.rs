@@ -7,6 +7,7 @@
 //! the replayed deliveries again.
 
 use chrono::{DateTime, Utc};
+use outboxd_core::DeliveryState;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -23,7 +24,7 @@ SELECT d.state, d.webhook_id, w.name, w.enabled
 pub struct ReplayedOne {
     pub delivery_id: i64,
     /// The state before the replay.
-    pub previous_state: String,
+    pub previous_state: DeliveryState,
     /// 0 when the delivery was not finished (pending already).
     pub replayed: i32,
 }
@@ -33,7 +34,7 @@ pub async fn delivery(client: &Client, id: i64) -> Result<ReplayedOne> {
     let Some(row) = client.query_opt(DELIVERY, &[&id]).await? else {
         return Err(Error::NotFound(format!("no delivery with id {id}")));
     };
-    let state: String = row.get(0);
+    let state: DeliveryState = row.get(0);
     let webhook_id: i64 = row.get(1);
     match (row.get::<_, Option<String>>(2), row.get::<_, Option<bool>>(3)) {
         (None, _) => {
@@ -71,11 +72,20 @@ pub enum Which {
 
 impl Which {
     pub fn as_str(self) -> &'static str {
+        match self.states() {
+            [one] => one.as_str(),
+            _ => "finished",
+        }
+    }
+
+    /// The states it puts back.
+    pub fn states(self) -> &'static [DeliveryState] {
+        use DeliveryState as S;
         match self {
-            Which::Failed => "failed",
-            Which::Cancelled => "cancelled",
-            Which::Delivered => "delivered",
-            Which::Finished => "finished",
+            Which::Failed => &[S::Failed],
+            Which::Cancelled => &[S::Cancelled],
+            Which::Delivered => &[S::Delivered],
+            Which::Finished => &[S::Failed, S::Cancelled, S::Delivered],
         }
     }
 }
@@ -101,17 +111,13 @@ pub async fn webhook(
             "{hook} is disabled: enable it first, or the replayed deliveries would be cancelled again"
         )));
     }
-    let states: &[&str] = match which {
-        Which::Failed => {
-            return Ok(client
-                .query_one("SELECT outbox.replay_failed($1, $2)", &[&hook.id, &since])
-                .await?
-                .get(0))
-        }
-        Which::Cancelled => &["cancelled"],
-        Which::Delivered => &["delivered"],
-        Which::Finished => &["failed", "cancelled", "delivered"],
-    };
+    if which == Which::Failed {
+        return Ok(client
+            .query_one("SELECT outbox.replay_failed($1, $2)", &[&hook.id, &since])
+            .await?
+            .get(0));
+    }
+    let states: Vec<&str> = which.states().iter().map(|s| s.as_str()).collect();
     Ok(client
         .query_one(REPLAY_STATES, &[&hook.id, &states, &since])
         .await?

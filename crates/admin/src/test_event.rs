@@ -11,8 +11,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use outboxd_core::outcome::{describe_status, error_text, AttemptResult};
-use outboxd_db::Claimed;
+use outboxd_core::outcome::{describe_status, error_text, log_millis, AttemptResult};
+use outboxd_core::DeliveryState;
+use outboxd_db::{Claimed, Pool};
 use outboxd_deliverer::send::Exchange;
 use outboxd_deliverer::{single, HttpClient};
 use serde::Serialize;
@@ -42,8 +43,8 @@ WITH d AS (
     RETURNING id)
 INSERT INTO outbox.delivery_attempts
        (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
-        status_code, error, response_body, outcome)
-SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3 FROM d
+        status_code, error, response_body, outcome, url)
+SELECT d.id, $1, $2, 1, $6, $7, $4, $5, $8, $3, $9 FROM d
 RETURNING delivery_id";
 
 /// What a test event did.
@@ -77,13 +78,49 @@ pub struct TestResult {
 
 /// Sends one test event of `event_type` to the webhook now and records it.
 /// The payload is the catalog's example for the type, else `{"test": true}`.
+/// A pooled connection is taken for the preparation and again for the
+/// record, never held while the request is out: a hanging endpoint must not
+/// take the connections deliveries and `/readyz` need.
 pub async fn send(
-    client: &Client,
+    pool: &Pool,
     http: &HttpClient,
     webhook_id: i64,
     event_type: &str,
     timeout: Duration,
 ) -> Result<TestResult> {
+    let prepared = {
+        let client = connection(pool).await?;
+        prepare(&client, webhook_id, event_type).await?
+    };
+    let attempted = prepared.attempt(http, timeout).await;
+    Ok(match connection(pool).await {
+        Ok(client) => attempted.record(&client).await,
+        Err(e) => attempted.unrecorded(e.to_string()),
+    })
+}
+
+async fn connection(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get()
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))
+}
+
+/// A test event ready to send: the webhook loaded and the event inserted.
+pub struct Prepared {
+    hook: WebhookRef,
+    webhook: outboxd_db::Webhook,
+    delivery: Claimed,
+}
+
+/// A test event sent, not yet recorded.
+pub struct Attempted {
+    prepared: Prepared,
+    started_at: DateTime<Utc>,
+    exchange: Exchange,
+}
+
+/// Checks the webhook and inserts the test event (already dispatched).
+pub async fn prepare(client: &Client, webhook_id: i64, event_type: &str) -> Result<Prepared> {
     validate::event_type(event_type)?;
     let hook = webhook_by_id(client, webhook_id).await?;
     if !hook.enabled {
@@ -114,34 +151,85 @@ pub async fn send(
         payload: event.get::<_, String>(1).into(),
         created_at: event.get(2),
     };
-    let (started_at, exchange) = single::attempt_once(http, &webhook, &delivery, timeout).await;
-    let verdict = Verdict::of(&exchange);
-    let recorded = record(client, &delivery, started_at, &exchange, &verdict).await;
-    let (delivery_id, record_error) = match recorded {
-        Ok(id) => (Some(id), None),
-        Err(e) => (None, Some(e.to_string())),
-    };
-    let status = match exchange.result {
-        AttemptResult::Response { status, .. } => Some(status),
-        AttemptResult::Transport(_) => None,
-    };
-    Ok(TestResult {
-        webhook_id: hook.id,
-        webhook: hook,
-        url: webhook.url.clone(),
-        event_id: delivery.event_id,
-        event_type: event_type.to_owned(),
-        delivery_id,
-        record_error,
-        started_at,
-        latency_ms: exchange.elapsed.as_secs_f64() * 1000.0,
-        status,
-        status_line: status.map(status_line),
-        error: verdict.error,
-        response_body: exchange.response_body,
-        success: verdict.failure.is_none(),
-        failure: verdict.failure,
+    Ok(Prepared {
+        hook,
+        webhook,
+        delivery,
     })
+}
+
+impl Prepared {
+    /// The request itself; no database connection is needed for it.
+    pub async fn attempt(self, http: &HttpClient, timeout: Duration) -> Attempted {
+        let (started_at, exchange) =
+            single::attempt_once(http, &self.webhook, &self.delivery, timeout).await;
+        Attempted {
+            prepared: self,
+            started_at,
+            exchange,
+        }
+    }
+}
+
+impl Attempted {
+    /// Records the delivery and its attempt; a failure to record is part of
+    /// the result, since the request was made.
+    pub async fn record(self, client: &Client) -> TestResult {
+        let verdict = Verdict::of(&self.exchange);
+        let recorded = record(
+            client,
+            &self.prepared.delivery,
+            &self.prepared.webhook.url,
+            self.started_at,
+            &self.exchange,
+            &verdict,
+        )
+        .await;
+        match recorded {
+            Ok(id) => self.result(verdict, Some(id), None),
+            Err(e) => self.result(verdict, None, Some(e.to_string())),
+        }
+    }
+
+    /// The result when no connection could be had to record it.
+    pub fn unrecorded(self, why: String) -> TestResult {
+        let verdict = Verdict::of(&self.exchange);
+        self.result(verdict, None, Some(why))
+    }
+
+    fn result(
+        self,
+        verdict: Verdict,
+        delivery_id: Option<i64>,
+        record_error: Option<String>,
+    ) -> TestResult {
+        let Attempted {
+            prepared,
+            started_at,
+            exchange,
+        } = self;
+        let status = match exchange.result {
+            AttemptResult::Response { status, .. } => Some(status),
+            AttemptResult::Transport(_) => None,
+        };
+        TestResult {
+            webhook_id: prepared.hook.id,
+            webhook: prepared.hook,
+            url: prepared.webhook.url.clone(),
+            event_id: prepared.delivery.event_id,
+            event_type: prepared.delivery.event_type,
+            delivery_id,
+            record_error,
+            started_at,
+            latency_ms: log_millis(exchange.elapsed),
+            status,
+            status_line: status.map(status_line),
+            error: verdict.error,
+            response_body: exchange.response_body,
+            success: verdict.failure.is_none(),
+            failure: verdict.failure,
+        }
+    }
 }
 
 /// What the attempt means here: one attempt, no retries, so anything but
@@ -184,11 +272,11 @@ impl Verdict {
         }
     }
 
-    fn state(&self) -> &'static str {
+    fn state(&self) -> DeliveryState {
         if self.failure.is_none() {
-            "delivered"
+            DeliveryState::Delivered
         } else {
-            "failed"
+            DeliveryState::Failed
         }
     }
 }
@@ -207,23 +295,25 @@ pub fn status_line(status: u16) -> String {
 async fn record(
     client: &Client,
     delivery: &Claimed,
+    url: &str,
     started_at: DateTime<Utc>,
     exchange: &Exchange,
     verdict: &Verdict,
 ) -> Result<i64> {
-    let duration_ms = exchange.elapsed.as_secs_f64() * 1000.0;
+    let duration_ms = log_millis(exchange.elapsed);
     Ok(client
         .query_one(
             RECORD,
             &[
                 &delivery.event_id,
                 &delivery.webhook_id,
-                &verdict.state(),
+                &verdict.state().as_str(),
                 &verdict.status,
                 &verdict.error,
                 &started_at,
                 &duration_ms,
                 &exchange.response_body,
+                &url,
             ],
         )
         .await?

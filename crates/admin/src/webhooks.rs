@@ -2,15 +2,21 @@
 //! secret, remove. A secret leaves this module only when it is made (add,
 //! rotate); the list shows health from the delivery log rather than
 //! configuration alone, since "is this endpoint working" is asked first.
+//!
+//! Custom header values are credentials as often as not (`authorization`,
+//! an API key under any name), so every view shows their names with the
+//! value `HIDDEN`; `header_values` gives them on explicit request, and an
+//! update that sends `HIDDEN` back keeps the stored value.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::matching;
+use outboxd_deliverer::TargetPolicy;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-use crate::format::{ser_opt_time, ser_time};
+use crate::format::{ser_opt_time, ser_time, time};
 use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
 
 /// A webhook with its recent health: what the list screens show.
@@ -22,6 +28,7 @@ pub struct WebhookSummary {
     pub event_types: Vec<String>,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// Custom headers, each value `HIDDEN`.
     pub headers: serde_json::Value,
     #[serde(serialize_with = "ser_time")]
     pub created_at: DateTime<Utc>,
@@ -40,6 +47,65 @@ pub struct WebhookSummary {
     pub failing_since: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
     pub paused_until: Option<DateTime<Utc>>,
+}
+
+/// Whether a webhook is taking deliveries, as the CLI's list and the
+/// console show it: one reading of `enabled`, the breaker's pause and the
+/// failing streak, so both say the same thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Disabled by an admin, by a 410 Gone, or for failing too long.
+    Disabled {
+        reason: Option<String>,
+    },
+    /// The circuit breaker holds its deliveries back until then.
+    Paused {
+        until: DateTime<Utc>,
+    },
+    /// Enabled and delivering, but its attempts keep failing since then.
+    Failing {
+        since: DateTime<Utc>,
+    },
+    Enabled,
+}
+
+impl Health {
+    /// One word for it, e.g. a CSS class: disabled, paused, failing, enabled.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Health::Disabled { .. } => "disabled",
+            Health::Paused { .. } => "paused",
+            Health::Failing { .. } => "failing",
+            Health::Enabled => "enabled",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Disabled { reason: Some(r) } => write!(f, "disabled: {r}"),
+            Health::Disabled { reason: None } => f.write_str("disabled"),
+            Health::Paused { until } => write!(f, "paused until {} UTC", time(*until)),
+            Health::Failing { since } => {
+                write!(f, "enabled, failing since {} UTC", time(*since))
+            }
+            Health::Enabled => f.write_str("enabled"),
+        }
+    }
+}
+
+impl WebhookSummary {
+    pub fn health(&self) -> Health {
+        match (self.enabled, self.paused_until, self.failing_since) {
+            (false, _, _) => Health::Disabled {
+                reason: self.disabled_reason.clone(),
+            },
+            (true, Some(until), _) => Health::Paused { until },
+            (true, None, Some(since)) => Health::Failing { since },
+            (true, None, None) => Health::Enabled,
+        }
+    }
 }
 
 /// Each webhook with its last attempt, its attempts of the last hour and its
@@ -84,7 +150,7 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         pending: r.get(10),
         previous_secret_expires_at: r.get(11),
         last_attempt_age_seconds: r.get(12),
-        headers: r.get(13),
+        headers: hide_values(r.get(13)),
         created_at: r.get(14),
         failing_since: r.get(15),
         paused_until: r.get(16),
@@ -111,6 +177,37 @@ pub async fn get(client: &Client, id: i64) -> Result<WebhookSummary> {
         .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
 }
 
+/// What every view shows in place of a custom header's value.
+pub const HIDDEN: &str = "(hidden)";
+
+/// The headers with each value replaced by `HIDDEN`.
+pub fn hide_values(headers: serde_json::Value) -> serde_json::Value {
+    match headers {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.into_iter()
+                .map(|(name, _)| (name, HIDDEN.into()))
+                .collect(),
+        ),
+        _ => serde_json::Value::Object(Default::default()),
+    }
+}
+
+fn ser_hidden<S: serde::Serializer>(headers: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+    hide_values(headers.clone()).serialize(s)
+}
+
+const HEADER_VALUES: &str = "SELECT headers FROM outbox.webhooks WHERE id = $1";
+
+/// A webhook's custom headers with their values: only on explicit request
+/// (`GET /api/webhooks/{id}?reveal=headers`).
+pub async fn header_values(client: &Client, id: i64) -> Result<serde_json::Value> {
+    client
+        .query_opt(HEADER_VALUES, &[&id])
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| Error::NotFound(format!("no webhook with id {id}")))
+}
+
 /// What an admin gives for a new or edited webhook, unchecked.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookInput {
@@ -126,6 +223,8 @@ pub struct CheckedWebhook {
     pub name: String,
     pub url: String,
     pub event_types: Vec<String>,
+    /// Shown with its values hidden, like every view of a webhook.
+    #[serde(serialize_with = "ser_hidden")]
     pub headers: serde_json::Value,
 }
 
@@ -152,6 +251,22 @@ pub struct Created {
     #[serde(flatten)]
     pub webhook: CheckedWebhook,
     pub secret: String,
+    /// What the admin should know although the webhook was saved, e.g. that
+    /// the SSRF guard would refuse its URL.
+    pub warnings: Vec<String>,
+}
+
+/// What is worth a warning about a webhook being saved: a URL the SSRF
+/// guard of `targets` would refuse, with the setting that allows it. Saved
+/// anyway, since the daemon that delivers may be configured otherwise than
+/// the caller.
+pub async fn warnings(webhook: &CheckedWebhook, targets: &TargetPolicy) -> Vec<String> {
+    targets
+        .refusal_of(&webhook.url)
+        .await
+        .map(|blocked| format!("deliveries to {} would be blocked: {blocked}", webhook.url))
+        .into_iter()
+        .collect()
 }
 
 const ADD: &str = "
@@ -159,8 +274,14 @@ INSERT INTO outbox.webhooks (name, url, event_types, headers)
 VALUES ($1, $2, $3, $4)
 RETURNING id, secret";
 
-/// Adds a webhook; its secret is generated by the database.
-pub async fn create(client: &Client, webhook: CheckedWebhook) -> Result<Created> {
+/// Adds a webhook; its secret is generated by the database. `targets` is
+/// the SSRF policy its URL is judged by for the warnings.
+pub async fn create(
+    client: &Client,
+    webhook: CheckedWebhook,
+    targets: &TargetPolicy,
+) -> Result<Created> {
+    let warnings = warnings(&webhook, targets).await;
     let row = client
         .query_one(
             ADD,
@@ -176,16 +297,32 @@ pub async fn create(client: &Client, webhook: CheckedWebhook) -> Result<Created>
         id: row.get(0),
         secret: row.get(1),
         webhook,
+        warnings,
     })
 }
 
+/// A header given as `HIDDEN` keeps its stored value (a form or a script
+/// sends back what it was shown); one not stored is refused by the
+/// schema's header check as a null value.
 const UPDATE: &str = "
-UPDATE outbox.webhooks
-   SET name = $2, url = $3, event_types = $4, headers = $5, updated_at = now()
+UPDATE outbox.webhooks w
+   SET name = $2, url = $3, event_types = $4,
+       headers = coalesce(
+           (SELECT jsonb_object_agg(k, CASE WHEN v = to_jsonb($6::text) THEN w.headers -> k ELSE v END)
+              FROM jsonb_each($5::jsonb) AS given(k, v)),
+           '{}'::jsonb),
+       updated_at = now()
  WHERE id = $1";
 
-/// Replaces a webhook's name, URL, subscriptions and headers.
-pub async fn update(client: &Client, id: i64, webhook: &CheckedWebhook) -> Result<()> {
+/// Replaces a webhook's name, URL, subscriptions and headers (a header
+/// whose value is `HIDDEN` keeps the value it has); returns the warnings
+/// about it, as `create` does.
+pub async fn update(
+    client: &Client,
+    id: i64,
+    webhook: &CheckedWebhook,
+    targets: &TargetPolicy,
+) -> Result<Vec<String>> {
     let n = client
         .execute(
             UPDATE,
@@ -195,13 +332,14 @@ pub async fn update(client: &Client, id: i64, webhook: &CheckedWebhook) -> Resul
                 &webhook.url,
                 &webhook.event_types,
                 &webhook.headers,
+                &HIDDEN,
             ],
         )
         .await?;
     if n == 0 {
         return Err(Error::NotFound(format!("no webhook with id {id}")));
     }
-    Ok(())
+    Ok(warnings(webhook, targets).await)
 }
 
 /// Patterns that match no event type of the catalog: most often a typo, and
@@ -325,5 +463,67 @@ pub async fn require_catalogued(client: &Client, patterns: &[String]) -> Result<
             format!("{p:?} matches no event type in the catalog; check the spelling or add the type to the catalog first"),
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(enabled: bool, paused: bool, failing: bool) -> WebhookSummary {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T14:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        WebhookSummary {
+            id: 1,
+            name: "a".into(),
+            url: "https://a.example/".into(),
+            event_types: vec!["*".into()],
+            enabled,
+            disabled_reason: (!enabled).then(|| "the endpoint answered 410 Gone".into()),
+            headers: serde_json::json!({}),
+            created_at: at,
+            last_attempt_at: None,
+            last_outcome: None,
+            last_attempt_age_seconds: None,
+            attempts_last_hour: 0,
+            delivered_last_hour: 0,
+            success_rate_last_hour: None,
+            pending: 0,
+            previous_secret_expires_at: None,
+            failing_since: failing.then_some(at),
+            paused_until: paused.then_some(at),
+        }
+    }
+
+    #[test]
+    fn health_reads_enabled_then_the_pause_then_the_failing_streak() {
+        for (enabled, paused, failing, word, text) in [
+            (
+                false,
+                true,
+                true,
+                "disabled",
+                "disabled: the endpoint answered 410 Gone",
+            ),
+            (
+                true,
+                true,
+                true,
+                "paused",
+                "paused until 2026-11-22 14:00:00 UTC",
+            ),
+            (
+                true,
+                false,
+                true,
+                "failing",
+                "enabled, failing since 2026-11-22 14:00:00 UTC",
+            ),
+            (true, false, false, "enabled", "enabled"),
+        ] {
+            let health = summary(enabled, paused, failing).health();
+            assert_eq!((health.as_str(), health.to_string().as_str()), (word, text));
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `outboxd-bench`: the figures in the README, reproducible with one command.
+//! `outboxd-bench`: the figures in docs/performance.md, reproducible with one command.
 //!
 //! It creates its own database, starts its own fast receiver on loopback,
 //! runs the real `outboxd` binary (release build) as a child process, and

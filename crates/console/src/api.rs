@@ -105,6 +105,10 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    // A test event takes a connection only around its request, not for it.
+    if let (&Method::POST, ["webhooks", id, "test"]) = (&method, segments.as_slice()) {
+        return answer(test_event(state, id, &body).await);
+    }
     let client = match state.pool.get().await {
         Ok(c) => c,
         Err(e) => {
@@ -117,7 +121,11 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         }
     };
     let mut client = client;
-    match dispatch(state, &mut client, &method, &segments, &query, &body).await {
+    answer(dispatch(state, &mut client, &method, &segments, &query, &body).await)
+}
+
+fn answer(result: ApiResult) -> Response<Body> {
+    match result {
         Ok(r) => r,
         Err(e) => {
             let mut r = error_json(e.status, &e.message, e.field);
@@ -129,6 +137,22 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
             r
         }
     }
+}
+
+async fn test_event(state: &State, id: &str, body: &[u8]) -> ApiResult {
+    let b: TestBody = parse_or_default(body)?;
+    let event_type = b
+        .event_type
+        .unwrap_or_else(|| test_event::DEFAULT_EVENT_TYPE.into());
+    let r = test_event::send(
+        &state.pool,
+        &state.http,
+        id_of(id)?,
+        &event_type,
+        state.request_timeout,
+    )
+    .await?;
+    ok(&r)
 }
 
 async fn dispatch(
@@ -146,18 +170,38 @@ async fn dispatch(
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            let created = webhooks::create(client, checked).await?;
+            let created = webhooks::create(client, checked, &state.targets).await?;
             Ok(http::json(StatusCode::CREATED, &created))
         }
-        (&M::GET, ["webhooks", id]) => ok(&webhooks::get(client, id_of(id)?).await?),
+        (&M::GET, ["webhooks", id]) => {
+            let id = id_of(id)?;
+            let mut hook = webhooks::get(client, id).await?;
+            match http::first(query, "reveal") {
+                None => {}
+                Some("headers") => hook.headers = webhooks::header_values(client, id).await?,
+                Some(other) => {
+                    return Err(ApiError {
+                        field: Some("reveal"),
+                        ..ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("reveal={other:?}: the only value is headers"),
+                        )
+                    })
+                }
+            }
+            ok(&hook)
+        }
         (&M::PUT, ["webhooks", id]) => {
             let id = id_of(id)?;
             webhooks::get(client, id).await?;
             let input: WebhookBody = parse(body)?;
             let checked = input.into_input().check()?;
             webhooks::require_catalogued(client, &checked.event_types).await?;
-            webhooks::update(client, id, &checked).await?;
-            ok(&webhooks::get(client, id).await?)
+            let warnings = webhooks::update(client, id, &checked, &state.targets).await?;
+            let mut saved = serde_json::to_value(webhooks::get(client, id).await?)
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            saved["warnings"] = json!(warnings);
+            ok(&saved)
         }
         (&M::DELETE, ["webhooks", id]) => {
             let (hook, cancelled) = webhooks::remove(client, id_of(id)?).await?;
@@ -181,21 +225,7 @@ async fn dispatch(
             let overlap = overlap(b.overlap.as_deref())?;
             ok(&webhooks::rotate_secret(client, id_of(id)?, overlap).await?)
         }
-        (&M::POST, ["webhooks", id, "test"]) => {
-            let b: TestBody = parse_or_default(body)?;
-            let event_type = b
-                .event_type
-                .unwrap_or_else(|| test_event::DEFAULT_EVENT_TYPE.into());
-            let r = test_event::send(
-                client,
-                &state.http,
-                id_of(id)?,
-                &event_type,
-                state.request_timeout,
-            )
-            .await?;
-            ok(&r)
-        }
+        (&M::POST, ["webhooks", id, "test"]) => test_event(state, id, body).await,
         (&M::POST, ["webhooks", id, "replay-failed"]) => {
             let b: ReplayBody = parse(body)?;
             let since = validate::since(&b.since)?;
@@ -358,7 +388,9 @@ pub(crate) async fn log_filter(
     };
     Ok(deliveries::LogFilter {
         webhook_id,
-        state: http::non_blank(query, "state").map(str::to_owned),
+        state: http::non_blank(query, "state")
+            .map(deliveries::state)
+            .transpose()?,
         event_type: http::non_blank(query, "event_type").map(str::to_owned),
         since,
         limit,

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use outboxd_db::Pool;
 use outboxd_deliverer::{build_client, HttpClient, TargetPolicy};
 use thiserror::Error;
@@ -55,6 +54,8 @@ pub struct Settings {
     pub targets: TargetPolicy,
     /// Whole-request timeout of a test event.
     pub request_timeout: Duration,
+    /// What the listener allows its clients (connections, timeouts).
+    pub limits: outboxd_serve::Limits,
 }
 
 /// What every request handler shares.
@@ -63,12 +64,15 @@ pub(crate) struct State {
     pub http: HttpClient,
     pub auth: Auth,
     pub request_timeout: Duration,
+    /// The SSRF policy webhook URLs are judged by, for warnings on saving.
+    pub targets: TargetPolicy,
 }
 
 /// The console's listener, bound, ready to `run`.
 pub struct Console {
     listener: TcpListener,
     state: Arc<State>,
+    limits: outboxd_serve::Limits,
 }
 
 impl Console {
@@ -78,15 +82,17 @@ impl Console {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
-        let http = build_client(Duration::from_secs(5), 4, settings.targets)
+        let http = build_client(Duration::from_secs(5), 4, settings.targets.clone())
             .map_err(|e| Error::Client(e.to_string()))?;
         Ok(Console {
             listener,
+            limits: settings.limits,
             state: Arc::new(State {
                 pool,
                 http,
                 auth: Auth::new(settings.token),
                 request_timeout: settings.request_timeout,
+                targets: settings.targets,
             }),
         })
     }
@@ -95,30 +101,15 @@ impl Console {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown`; requests in progress finish on their own.
+    /// Serves until `shutdown`; requests in progress finish within the
+    /// listener's grace.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "admin console: accept failed");
-                        continue;
-                    }
-                },
-            };
-            let state = self.state.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(route(&state, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+        let state = self.state.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(&state, req).await) }
+        });
+        outboxd_serve::serve("admin", self.listener, service, self.limits, shutdown).await;
     }
 }
 
@@ -145,6 +136,7 @@ pub(crate) fn status_of(e: &outboxd_admin::Error) -> StatusCode {
         e if e.is_bad_input() => StatusCode::BAD_REQUEST,
         E::NotFound(_) => StatusCode::NOT_FOUND,
         E::Conflict(_) => StatusCode::CONFLICT,
+        E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

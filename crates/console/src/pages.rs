@@ -15,6 +15,7 @@ use outboxd_admin::deliveries::{self, Delivery};
 use outboxd_admin::format::{age, time};
 use outboxd_admin::webhooks::{self, WebhookInput, WebhookSummary};
 use outboxd_admin::{event_types, replay, stats, test_event, validate, Error};
+use outboxd_core::DeliveryState;
 use tokio_postgres::Client;
 
 use crate::auth::{self, Session};
@@ -28,6 +29,8 @@ pub(crate) struct Layout {
     csrf: String,
     logout: bool,
     notice: Option<String>,
+    /// Something saved that may not work as meant (a URL the SSRF guard refuses).
+    warning: Option<String>,
     error: Option<String>,
 }
 
@@ -109,17 +112,8 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         csrf: state.auth.csrf_token(&session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: None,
-    };
-    let mut client = match state.pool.get().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "admin console: database unavailable");
-            return http::text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable; try again shortly\n",
-            );
-        }
     };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let page = Page {
@@ -128,7 +122,23 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Bo
         query: &query,
         body: &body,
     };
-    let mut response = match page.route(&mut client, &method, &segments).await {
+    // A test event takes a connection only around its request, not for it.
+    let routed = if let (&Method::POST, ["webhooks", id, "test"]) = (&method, segments.as_slice()) {
+        page.test_event(id).await
+    } else {
+        let mut client = match state.pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin console: database unavailable");
+                return http::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database is unavailable; try again shortly\n",
+                );
+            }
+        };
+        page.route(&mut client, &method, &segments).await
+    };
+    let mut response = match routed {
         Ok(r) => r,
         Err(e) => {
             let status = status_of(&e);
@@ -158,6 +168,7 @@ fn error_layout(state: &State, session: &Session, error: String) -> Layout {
         csrf: state.auth.csrf_token(session),
         logout: state.auth.requires_login(),
         notice: None,
+        warning: None,
         error: Some(error),
     }
 }
@@ -322,7 +333,7 @@ impl Page<'_> {
                     .webhooks(client, StatusCode::OK)
                     .await
             }
-            (&M::POST, ["webhooks", id, "test"]) => self.test_event(client, id_of(id)?).await,
+            (&M::POST, ["webhooks", id, "test"]) => self.test_event(id).await,
             (&M::POST, ["webhooks", id, "replay-failed"]) => {
                 let id = id_of(id)?;
                 let since = validate::since(http::first(self.body, "since").unwrap_or(""))?;
@@ -372,6 +383,13 @@ impl Page<'_> {
 
     fn notice(mut self, note: String) -> Self {
         self.layout.notice = Some(note);
+        self
+    }
+
+    fn warn(mut self, warnings: &[String]) -> Self {
+        if !warnings.is_empty() {
+            self.layout.warning = Some(warnings.join(" "));
+        }
         self
     }
 
@@ -493,9 +511,9 @@ impl Page<'_> {
         };
         match id {
             None => {
-                let created = webhooks::create(client, checked).await?;
+                let created = webhooks::create(client, checked, &self.state.targets).await?;
                 Ok(render(StatusCode::OK, &Secret {
-                    l: self.layout,
+                    l: self.warn(&created.warnings).layout,
                     heading: "Webhook added".into(),
                     id: created.id,
                     name: created.webhook.name,
@@ -504,21 +522,22 @@ impl Page<'_> {
                 }))
             }
             Some(id) => {
-                webhooks::update(client, id, &checked).await?;
-                self.notice(format!("Webhook {id} saved."))
+                let warnings = webhooks::update(client, id, &checked, &self.state.targets).await?;
+                self.warn(&warnings)
+                    .notice(format!("Webhook {id} saved."))
                     .webhooks(client, StatusCode::OK)
                     .await
             }
         }
     }
 
-    async fn test_event(self, client: &Client, id: i64) -> PageResult {
+    async fn test_event(self, id: &str) -> PageResult {
         let event_type =
             http::non_blank(self.body, "event_type").unwrap_or(test_event::DEFAULT_EVENT_TYPE);
         let r = test_event::send(
-            client,
+            &self.state.pool,
             &self.state.http,
-            id,
+            id_of(id)?,
             event_type,
             self.state.request_timeout,
         )
@@ -593,12 +612,12 @@ impl Page<'_> {
                         selected: w.id.to_string() == chosen_hook,
                     })
                     .collect(),
-                states: deliveries::STATES
+                states: DeliveryState::ALL
                     .iter()
                     .map(|s| Choice {
-                        value: (*s).into(),
-                        label: (*s).into(),
-                        selected: *s == chosen_state,
+                        value: s.to_string(),
+                        label: s.to_string(),
+                        selected: s.as_str() == chosen_state,
                     })
                     .collect(),
                 event_type: q("event_type"),
@@ -753,7 +772,8 @@ fn is_sensitive(name: &str) -> bool {
 }
 
 /// The headers the next attempt of `d` sends, built by the deliverer's own
-/// request builder, with the signature and credentials redacted.
+/// request builder, with the signature, the webhook's custom headers and
+/// anything named like a credential redacted.
 async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)> {
     let Ok(Some(webhook)) = outboxd_db::webhooks::load_one(client, d.webhook_id).await else {
         return Vec::new();
@@ -785,7 +805,8 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
             .iter()
             .map(|(n, v)| {
                 let name = n.as_str().to_owned();
-                let value = if is_sensitive(&name) {
+                let custom = webhook.headers.iter().any(|(n, _)| *n == name);
+                let value = if custom || is_sensitive(&name) {
                     "(redacted)".to_owned()
                 } else {
                     v.to_str().unwrap_or("(binary)").to_owned()
@@ -839,21 +860,13 @@ struct WebhookRow {
 
 impl From<WebhookSummary> for WebhookRow {
     fn from(w: WebhookSummary) -> WebhookRow {
-        let (state, state_class) = match (w.enabled, w.paused_until, w.failing_since) {
-            (false, _, _) => (
-                match &w.disabled_reason {
-                    Some(r) => format!("disabled: {r}"),
-                    None => "disabled".into(),
-                },
-                "disabled",
-            ),
-            (true, Some(until), _) => (format!("paused until {} UTC", time(until)), "paused"),
-            (true, None, Some(since)) => (
-                format!("enabled, failing since {} UTC", time(since)),
-                "paused",
-            ),
-            (true, None, None) => ("enabled".into(), "enabled"),
+        let health = w.health();
+        // The stylesheet colours a failing webhook as a paused one.
+        let state_class = match health {
+            webhooks::Health::Failing { .. } => "paused",
+            _ => health.as_str(),
         };
+        let state = health.to_string();
         WebhookRow {
             id: w.id,
             events: w.event_types.join(", "),
@@ -1038,7 +1051,9 @@ impl From<deliveries::LogRow> for LogLine {
             status: status_or_error(r.status_code, r.error.as_deref()),
             ms: format!("{:.1}", r.duration_ms),
             outcome: r.outcome,
-            state: r.delivery_state.unwrap_or_else(|| "-".into()),
+            state: r
+                .delivery_state
+                .map_or_else(|| "-".into(), |s| s.to_string()),
         }
     }
 }
@@ -1084,8 +1099,8 @@ impl DeliveryPage {
                 if d.is_test { " (test)" } else { "" },
                 d.event_created_at.map(time).unwrap_or_else(|| "?".into())
             ),
-            attempts: d.attempts,
-            next_attempt: if d.state == "pending" {
+            attempts: d.total_attempts,
+            next_attempt: if d.state == DeliveryState::Pending {
                 format!("{} UTC", time(d.next_attempt_at))
             } else {
                 "-".into()
@@ -1112,7 +1127,7 @@ impl DeliveryPage {
                         .unwrap_or_else(|| "(no response body)".into()),
                 })
                 .collect(),
-            state: d.state,
+            state: d.state.to_string(),
         }
     }
 }

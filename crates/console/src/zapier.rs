@@ -8,6 +8,7 @@
 use hyper::StatusCode;
 use outboxd_admin::webhooks::{self, WebhookInput};
 use outboxd_admin::{event_types, validate};
+use outboxd_deliverer::TargetPolicy;
 use serde::Deserialize;
 use serde_json::json;
 use tokio_postgres::Client;
@@ -30,7 +31,8 @@ pub(crate) async fn subscribe(client: &Client, s: Subscribe) -> ApiResult {
     }
     .check()?;
     webhooks::require_catalogued(client, &checked.event_types).await?;
-    let created = webhooks::create(client, checked).await?;
+    // A REST Hook subscription has no one to show a warning to.
+    let created = webhooks::create(client, checked, &TargetPolicy::default()).await?;
     Ok(http::json(
         StatusCode::CREATED,
         &json!({"id": created.id, "target_url": created.webhook.url,

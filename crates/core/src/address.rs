@@ -24,6 +24,13 @@ pub fn refusal(addr: IpAddr, allowed: &[IpNet]) -> Option<&'static str> {
     Some(kind)
 }
 
+/// The narrowest allowlist entry that lets `addr` through: the address
+/// itself (an IPv4-mapped one as its IPv4, which `refusal` also accepts),
+/// so a refusal can say exactly what to allow.
+pub fn allowing_net(addr: IpAddr) -> IpNet {
+    IpNet::from(addr.to_canonical())
+}
+
 /// The kind of a non-public address, or `None` for a public one.
 pub fn kind(addr: IpAddr) -> Option<&'static str> {
     match addr {
@@ -165,6 +172,22 @@ mod tests {
         assert_eq!(refusal(ip("10.1.2.3"), &allow), None);
         assert_eq!(refusal(ip("10.2.0.1"), &allow), Some("private"));
         assert_eq!(refusal(ip("::1"), &allow), Some("loopback"));
+    }
+
+    #[test]
+    fn the_allowing_net_lets_exactly_that_address_through() {
+        for (addr, net) in [
+            ("127.0.0.1", "127.0.0.1/32"),
+            ("::ffff:127.0.0.1", "127.0.0.1/32"),
+            ("::1", "::1/128"),
+            ("10.0.0.5", "10.0.0.5/32"),
+            ("fd00::1", "fd00::1/128"),
+            ("64:ff9b::a00:1", "64:ff9b::a00:1/128"),
+        ] {
+            let allowed = allowing_net(ip(addr));
+            assert_eq!(allowed.to_string(), net, "{addr}");
+            assert_eq!(refusal(ip(addr), &[allowed]), None, "{addr}");
+        }
     }
 
     proptest! {

@@ -5,12 +5,15 @@
 
 pub mod address;
 pub mod breaker;
+pub mod descriptors;
 pub mod matching;
 pub mod message;
 pub mod outcome;
 pub mod partitions;
 pub mod retry;
 pub mod signing;
+pub mod state;
+pub mod stored;
 pub mod wakeup;
 pub mod window;
 
@@ -22,5 +25,6 @@ pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
+pub use state::DeliveryState;
 pub use wakeup::{Activity, Wait, WakePolicy};
 pub use window::Windows;

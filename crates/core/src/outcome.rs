@@ -12,6 +12,15 @@ use crate::retry::RetryPolicy;
 /// short enough that a flapping endpoint cannot bloat the log.
 pub const MAX_ERROR_CHARS: usize = 200;
 
+/// How the `error` of an attempt refused by the SSRF guard begins; the
+/// daemon finds such deliveries by it when it starts.
+pub const BLOCKED_PREFIX: &str = "blocked: ";
+
+/// Whether an attempt's `error` says the SSRF guard refused the target.
+pub fn is_blocked(error: &str) -> bool {
+    error.starts_with(BLOCKED_PREFIX)
+}
+
 /// Why an attempt got no HTTP response.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TransportError {
@@ -37,7 +46,7 @@ impl fmt::Display for TransportError {
             TransportError::Dns(msg) => ("dns: ", Some(msg)),
             TransportError::Tls(msg) => ("tls: ", Some(msg)),
             TransportError::Protocol(msg) => ("protocol: ", Some(msg)),
-            TransportError::Blocked(msg) => ("blocked: ", Some(msg)),
+            TransportError::Blocked(msg) => (BLOCKED_PREFIX, Some(msg)),
             TransportError::BodyTooLarge => ("response too large", None),
             TransportError::Other(msg) => ("", Some(msg)),
         };
@@ -117,11 +126,12 @@ impl Verdict {
 
 /// Decides what attempt number `attempt` (1-based) means for its delivery.
 ///
-/// 2xx is delivered and 410 is gone. A target refused by the SSRF guard
-/// fails at once: retrying cannot change where a URL points except by an
-/// admin's hand, and the admin then replays the delivery. Everything else, redirects included (they are not
-/// followed, so a receiver cannot bounce us to another host), is retried until the policy
-/// is exhausted. `Retry-After` is honoured only on 429 and 503, where HTTP gives it the
+/// 2xx is delivered and 410 is gone. Everything else is retried until the
+/// policy is exhausted: redirects included (they are not followed, so a
+/// receiver cannot bounce us to another host), and a target refused by the
+/// SSRF guard too, since what allows it is a setting an admin changes with
+/// a restart, after which the delivery should go without a replay by hand
+/// (the daemon makes such deliveries due at once when it starts). `Retry-After` is honoured only on 429 and 503, where HTTP gives it the
 /// meaning "come back later"; `unit` is the jitter draw in [0, 1).
 pub fn classify(result: &AttemptResult, attempt: u32, policy: &RetryPolicy, unit: f64) -> Verdict {
     let retry_after = match result {
@@ -131,7 +141,6 @@ pub fn classify(result: &AttemptResult, attempt: u32, policy: &RetryPolicy, unit
             status: 429 | 503,
             retry_after,
         } => *retry_after,
-        AttemptResult::Transport(TransportError::Blocked(_)) => return Verdict::Failed,
         AttemptResult::Response { .. } | AttemptResult::Transport(_) => None,
     };
     if policy.is_exhausted(attempt) {
@@ -152,8 +161,17 @@ fn is_success(status: u16) -> bool {
 pub fn error_text(result: &AttemptResult) -> Option<String> {
     match result {
         AttemptResult::Response { .. } => None,
-        AttemptResult::Transport(err) => Some(err.to_string()),
+        // The reason may quote what a peer sent (a DNS or TLS message).
+        AttemptResult::Transport(err) => Some(crate::stored::into_storable(err.to_string())),
     }
+}
+
+/// An attempt's duration as the delivery log keeps it (`duration_ms`):
+/// milliseconds rounded to the microsecond, which a clock of a network
+/// round trip resolves and which reads `0.94`, not `0.9404119999999999`.
+pub fn log_millis(d: Duration) -> f64 {
+    let micros = (d.as_nanos() + 500) / 1000;
+    micros as f64 / 1000.0
 }
 
 /// A note for statuses whose meaning differs from a plain failure: a 3xx was not
@@ -240,9 +258,10 @@ mod tests {
             (response_after(429, 600), 17, Verdict::Failed),
             (response_after(200, 600), 1, Verdict::Delivered),
             (transport(TransportError::Timeout), 1, retry(10)),
+            (transport(TransportError::Blocked("x".into())), 1, retry(10)),
             (
                 transport(TransportError::Blocked("x".into())),
-                1,
+                17,
                 Verdict::Failed,
             ),
             (
@@ -380,6 +399,24 @@ mod tests {
                 "{value:?} at {now}"
             );
         }
+    }
+
+    #[test]
+    fn logged_durations_are_rounded_to_the_microsecond() {
+        assert_eq!(log_millis(Duration::from_nanos(940_411_999)), 940.412);
+        assert_eq!(
+            log_millis(Duration::from_nanos(940_412)).to_string(),
+            "0.94"
+        );
+        assert_eq!(log_millis(Duration::from_nanos(499)), 0.0);
+        assert_eq!(log_millis(Duration::from_millis(1500)), 1500.0);
+    }
+
+    #[test]
+    fn blocked_errors_are_recognised_by_their_text() {
+        let text = TransportError::Blocked("127.0.0.1 is loopback".into()).to_string();
+        assert!(is_blocked(&text), "{text}");
+        assert!(!is_blocked(&TransportError::Timeout.to_string()));
     }
 
     fn any_result() -> impl Strategy<Value = AttemptResult> {

@@ -23,7 +23,7 @@ pub fn database_backoff(failures: u32) -> Duration {
 /// attempts 1..=16: 10 s, 20 s, 40 s, ... 10 s * 2^11 = 20 480 s for attempts 1..=12,
 /// which sums to 10 s * (2^12 - 1) = 40 950 s; attempts 13..=16 are capped at 6 h each,
 /// 4 * 21 600 s = 86 400 s. In total 127 350 s, about 35 h 23 min before jitter: the
-/// "day and a half" the README promises before a delivery is marked failed.
+/// "day and a half" docs/guarantees.md promises before a delivery is marked failed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first one included; after this many the delivery fails.

@@ -80,7 +80,7 @@ BEGIN
 
     EXECUTE format('CREATE SEQUENCE outbox.delivery_attempts_id START WITH %s', next_id);
     CREATE TABLE outbox.delivery_attempts
-        (LIKE outbox.delivery_attempts_before_v14 INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
+        (LIKE outbox.delivery_attempts_before_v14 INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS)
         PARTITION BY RANGE (started_at);
     ALTER TABLE outbox.delivery_attempts DROP CONSTRAINT IF EXISTS delivery_attempts_before_v14_bound;
     ALTER TABLE outbox.delivery_attempts

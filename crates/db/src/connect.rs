@@ -14,14 +14,22 @@ use crate::Error;
 
 pub const DEFAULT_URL: &str = "postgres://postgres@localhost:5432/postgres";
 
+/// Valid connection strings of both forms, for the error about an invalid
+/// one (which is not repeated: it may hold a password).
+const EXAMPLE_URL: &str = "postgres://user:password@host:5432/dbname";
+const EXAMPLE_KEY_VALUE: &str = "'host=localhost port=5432 user=postgres dbname=app'";
+
 /// Builds the connection settings from a URL or, when there is none, from the
 /// libpq environment variables.
 pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let mut config = match url {
-        Some(url) => url
-            .parse::<tokio_postgres::Config>()
-            .map_err(|e| Error::Config(format!("cannot parse the connection string: {e}")))?,
+        Some(url) => url.parse::<tokio_postgres::Config>().map_err(|e| {
+            Error::Config(format!(
+                "cannot parse the connection string ({e}); use a URL such as {EXAMPLE_URL} \
+                     or key=value pairs such as {EXAMPLE_KEY_VALUE}"
+            ))
+        })?,
         None if ["PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD"]
             .iter()
             .any(|k| env(k).is_some()) =>
@@ -68,15 +76,15 @@ pub fn pg_config(url: Option<&str>) -> Result<tokio_postgres::Config, Error> {
 ///   other plans look expensive: a query with no usable index still runs.
 /// - `jit = off`: those "expensive" plans would otherwise cross the JIT
 ///   thresholds, and a one-row read of `outbox.wakeup` or of the fan-out's
-///   progress row took 50-90 ms to compile, per statement (and per event
-///   in the insert trigger of a test event). No statement of the daemon is
+///   progress row would be JIT-compiled, at a cost far above the query's,
+///   per statement (and per event in the insert trigger of a test event). No statement of the daemon is
 ///   long enough to gain from JIT.
 /// - unless `synchronous_commit` is asked for, `synchronous_commit = off`: a
 ///   commit returns before its WAL is flushed to disk. Every write of the
 ///   daemon can be redone (a lost fan-out is fanned out again, a lost result
 ///   makes the lease expire and the delivery is sent again), so a crash of
-///   PostgreSQL can cost a duplicate, never an event; and the daemon no
-///   longer waits for a disk flush per statement.
+///   PostgreSQL can cost a duplicate, never an event; and the daemon does
+///   not wait for a disk flush per statement.
 pub fn daemon_session(
     mut config: tokio_postgres::Config,
     synchronous_commit: bool,
@@ -133,4 +141,28 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
         port,
         config.get_dbname().unwrap_or("?")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_connection_string_is_answered_with_examples_of_good_ones() {
+        let e = pg_config(Some("postgres://user:secret@host:notaport/db"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("postgres://user:password@host:5432/dbname"),
+            "{e}"
+        );
+        assert!(e.contains("host=localhost port=5432"), "{e}");
+        assert!(!e.contains("secret"), "the password is not repeated: {e}");
+        for good in [
+            EXAMPLE_URL,
+            "host=localhost port=5432 user=postgres dbname=app",
+        ] {
+            assert!(pg_config(Some(good)).is_ok(), "{good}");
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Fan-out: new events become one delivery per matching webhook.
 //!
 //! The daemon reads `outbox.events` as a stream and never writes it:
-//! `outbox.next_events` (sql/V8) returns the next events in the order their
+//! `outbox.next_events` (migrations/V8) returns the next events in the order their
 //! transactions made them visible and moves the progress row past them, under
 //! that row's lock, so replicas take turns and each event is fanned out once.
 //! One transaction per batch: take the next events, match them against the
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
+use outboxd_metrics as names;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -118,7 +119,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     failures += 1;
-                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    metrics::counter!(names::DATABASE_ERRORS).increment(1);
                     let delay = outboxd_core::retry::database_backoff(failures);
                     tracing::warn!(error = %e, retry_in = ?delay, "dispatching events failed");
                     tokio::select! {
@@ -128,7 +129,7 @@ impl Dispatcher {
                 }
             };
             if round.events > 0 {
-                metrics::counter!("outboxd_events_dispatched_total").increment(round.events as u64);
+                metrics::counter!(names::EVENTS_DISPATCHED).increment(round.events as u64);
                 if round.deliveries > round.handed {
                     self.deliveries_ready.notify_one();
                 }

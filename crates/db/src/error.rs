@@ -60,6 +60,19 @@ impl Error {
             Error::Config(_) => false,
         }
     }
+
+    /// The SQLSTATE when the server refused the statement for the values in
+    /// it: a data exception (class 22, such as a NUL in text), an integrity
+    /// constraint (23) or a value too large (54). Sending the same values
+    /// again fails again; other rows sent with them need not.
+    pub fn data_error_code(&self) -> Option<&str> {
+        let Error::Db(e) = self else { return None };
+        let code = e.as_db_error()?.code().code();
+        ["22", "23", "54"]
+            .iter()
+            .any(|class| code.starts_with(class))
+            .then_some(code)
+    }
 }
 
 /// SQLSTATEs a server sends when it cannot serve now but will later.

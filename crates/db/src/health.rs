@@ -12,7 +12,7 @@ use crate::{Error, Pool};
 
 /// Records the pause and moves the waiting deliveries to its end. `$2` is the
 /// pause in milliseconds, measured on the database's clock. Served by
-/// `delivery_attempts_webhook_time` (sql/V3) and `deliveries_due` (sql/V7).
+/// `delivery_attempts_webhook_time` (migrations/V3) and `deliveries_due` (migrations/V7).
 const PAUSE: &str = "
 WITH h AS (
     INSERT INTO outbox.webhook_health AS h (webhook_id, failing_since, paused_until, last_error)

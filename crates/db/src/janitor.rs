@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use outboxd_metrics as names;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Pool};
@@ -36,7 +37,7 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 /// take a request's duration, so the oldest are the first by id: each batch
 /// looks at the first `$2` rows of the primary key and deletes those old
 /// enough; the sweep goes on until a batch deletes nothing. So no index on
-/// `started_at` is kept up on every attempt (sql/V7), and a sweep with
+/// `started_at` is kept up on every attempt (migrations/V7), and a sweep with
 /// nothing to do reads one batch. `= ANY
 /// (ARRAY(...))` rather than `IN (...)`, which the planner may turn into a
 /// hash join over the whole table.
@@ -48,7 +49,7 @@ DELETE FROM outbox.delivery_attempts_default
 /// Events are written in `created_at` order, give or take a transaction's
 /// length, so the sweep walks them by id from the oldest on, `$2` at a time
 /// after id `$3`, and stops at the first batch with nothing old in it. An
-/// event goes once it is old, fanned out (`outbox.is_dispatched`, sql/V8)
+/// event goes once it is old, fanned out (`outbox.is_dispatched`, migrations/V8)
 /// and all its deliveries reached a final state and last changed before
 /// the cutoff too (a delivery replayed or retried recently keeps its
 /// event). The second column says whether to delete it, the third whether
@@ -129,8 +130,7 @@ impl Janitor {
     pub async fn run(self, shutdown: CancellationToken) {
         for table in ["events", "deliveries", "delivery_attempts"] {
             // Registered at zero so dashboards see the series from the start.
-            metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table)
-                .increment(0);
+            metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(0);
         }
         let mut next = tokio::time::Instant::now() + FIRST_RUN_AFTER.min(self.interval);
         loop {
@@ -148,13 +148,13 @@ impl Janitor {
                     events = d.events,
                     deliveries = d.deliveries,
                     delivery_attempts = d.delivery_attempts,
-                    retention = ?self.retention,
+                    retention = %humantime::format_duration(self.retention),
                     "retention: old rows deleted"
                 ),
                 Ok(d) if d.busy => tracing::debug!("retention: another replica is sweeping"),
                 Ok(_) => {}
                 Err(e) => {
-                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    metrics::counter!(names::DATABASE_ERRORS).increment(1);
                     tracing::warn!(error = %e, retry_in = ?self.interval, "retention sweep failed");
                 }
             }
@@ -237,6 +237,6 @@ impl Janitor {
 
 fn count(table: &'static str, n: u64) {
     if n > 0 {
-        metrics::counter!("outboxd_retention_deleted_rows_total", "table" => table).increment(n);
+        metrics::counter!(names::RETENTION_DELETED, "table" => table).increment(n);
     }
 }

@@ -6,9 +6,11 @@
 //! deliveries (`reaper` puts expired leases back), `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
 //! deletes what is older than the retention (`partitions` retires the
-//! delivery log by whole partitions).
+//! delivery log by whole partitions), `blocked` retries what the SSRF guard
+//! refused when a daemon starts.
 //! Each query is a `const` next to the one function that runs it.
 
+pub mod blocked;
 pub mod claim;
 pub mod connect;
 pub mod dispatch;

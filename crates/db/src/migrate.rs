@@ -28,7 +28,7 @@ pub fn latest_version() -> i32 {
 
 /// Applies every migration not applied yet; returns how many were applied.
 pub async fn run(config: &tokio_postgres::Config) -> Result<usize, Error> {
-    let (mut client, connection) = config.connect(NoTls).await?;
+    let (mut client, connection) = quiet(config).connect(NoTls).await?;
     let conn = tokio::spawn(connection);
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -44,6 +44,20 @@ pub async fn run(config: &tokio_postgres::Config) -> Result<usize, Error> {
     drop(client);
     let _ = conn.await;
     Ok(report?.applied_migrations().len())
+}
+
+/// The session for migrating, with notices off: refinery creates its
+/// history table with `CREATE TABLE IF NOT EXISTS`, and PostgreSQL's NOTICE
+/// that it exists would otherwise be logged at every start. Warnings and
+/// errors still come through.
+fn quiet(config: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut config = config.clone();
+    let options = match config.get_options() {
+        Some(o) if !o.trim().is_empty() => format!("{o} -c client_min_messages=warning"),
+        _ => "-c client_min_messages=warning".to_owned(),
+    };
+    config.options(options);
+    config
 }
 
 /// The version the database is at, or 0 when it was never migrated.

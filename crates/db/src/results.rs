@@ -4,9 +4,15 @@
 //! `unnest` of the batch's columns. A row is updated only while it is still
 //! `in_flight` under the same lease token, and only those attempts are
 //! logged: a late answer from a worker whose lease expired changes nothing.
+//! The attempt numbers of the log go on across replays: the claim counts
+//! the attempts of the current budget, and the delivery's
+//! `earlier_attempts` (those before its last replay) are added here.
+//! A row the server refuses for its values is isolated and written without
+//! them, so one receiver's answer cannot fail the results of others.
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
+use outboxd_core::DeliveryState;
 
 use crate::{Error, Pool};
 
@@ -14,9 +20,9 @@ const RECORD: &str = "
 WITH r AS (
     SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::int4[],
                          $6::timestamptz[], $7::float8[], $8::int4[], $9::text[],
-                         $10::text[], $11::text[], $12::text[], $13::float8[])
+                         $10::text[], $11::text[], $12::text[], $13::float8[], $14::text[])
         AS r(delivery_id, lease, event_id, webhook_id, attempt, started_at, duration_ms,
-             status_code, error, response_body, outcome, state, delay_ms)),
+             status_code, error, response_body, outcome, state, delay_ms, url)),
 done AS (
     UPDATE outbox.deliveries d
        SET state = r.state,
@@ -30,13 +36,14 @@ done AS (
            updated_at = now()
       FROM r
      WHERE d.id = r.delivery_id AND d.lease = r.lease AND d.state = 'in_flight'
-    RETURNING d.id),
+    RETURNING d.id, d.earlier_attempts),
 ins AS (
     INSERT INTO outbox.delivery_attempts
            (delivery_id, event_id, webhook_id, attempt, started_at, duration_ms,
-            status_code, error, response_body, outcome)
-    SELECT r.delivery_id, r.event_id, r.webhook_id, r.attempt, r.started_at, r.duration_ms,
-           r.status_code, r.error, r.response_body, r.outcome
+            status_code, error, response_body, outcome, url)
+    SELECT r.delivery_id, r.event_id, r.webhook_id, done.earlier_attempts + r.attempt,
+           r.started_at, r.duration_ms, r.status_code, r.error, r.response_body, r.outcome,
+           r.url
       FROM r JOIN done ON done.id = r.delivery_id
      WHERE r.state <> 'cancelled')
 SELECT id FROM done";
@@ -56,9 +63,12 @@ pub struct AttemptRecord {
     pub lease: i64,
     pub event_id: i64,
     pub webhook_id: i64,
+    /// The attempt's number within the current budget (`Claimed::attempt`).
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
     pub duration_ms: f64,
+    /// The URL the request went to; None when none was sent.
+    pub url: Option<String>,
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_body: Option<String>,
@@ -73,14 +83,22 @@ pub struct AttemptRecord {
 }
 
 impl AttemptRecord {
-    fn state(&self) -> &'static str {
-        if self.cancelled {
-            return "cancelled";
+    /// This result with the body and error the server refused replaced by
+    /// a note naming the SQLSTATE: status, outcome and timing are kept.
+    pub fn refused(&self, sqlstate: &str) -> AttemptRecord {
+        let note = format!("[not stored: the database refused it (SQLSTATE {sqlstate})]");
+        AttemptRecord {
+            response_body: self.response_body.as_ref().map(|_| note.clone()),
+            error: self.error.as_ref().map(|_| note),
+            ..self.clone()
         }
-        match self.outcome {
-            Outcome::Delivered => "delivered",
-            Outcome::Retry => "pending",
-            Outcome::Failed => "failed",
+    }
+
+    fn state(&self) -> DeliveryState {
+        if self.cancelled {
+            DeliveryState::Cancelled
+        } else {
+            self.outcome.into()
         }
     }
 }
@@ -94,7 +112,36 @@ pub struct Recorded {
     pub disabled: Vec<i64>,
 }
 
+/// Writes a batch. When the server refuses it for its values (a data error,
+/// not a lost connection), the batch is halved until the refused rows are
+/// alone; the rest is written, and each refused row is written again with
+/// what came from the receiver replaced by a note
+/// ([`AttemptRecord::refused`]), so it is not sent again and again.
 pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
+    let mut recorded = Recorded::default();
+    let mut todo = vec![batch];
+    while let Some(part) = todo.pop() {
+        let written = match write(pool, part).await {
+            Err(e) if e.data_error_code().is_some() && part.len() > 1 => {
+                let (a, b) = part.split_at(part.len() / 2);
+                todo.extend([b, a]);
+                continue;
+            }
+            Err(e) if e.data_error_code().is_some() => {
+                let code = e.data_error_code().unwrap_or_default().to_owned();
+                tracing::warn!(delivery_id = part[0].delivery_id, error = %e,
+                    "the database refused a delivery result; writing it without the receiver's answer");
+                write(pool, &[part[0].refused(&code)]).await?
+            }
+            other => other?,
+        };
+        recorded.accepted.extend(written.accepted);
+        recorded.disabled.extend(written.disabled);
+    }
+    Ok(recorded)
+}
+
+async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
     if batch.is_empty() {
         return Ok(Recorded::default());
     }
@@ -110,15 +157,16 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
     let errors: Vec<Option<&str>> = batch.iter().map(|r| r.error.as_deref()).collect();
     let bodies: Vec<Option<&str>> = batch.iter().map(|r| r.response_body.as_deref()).collect();
     let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
-    let states: Vec<&str> = batch.iter().map(AttemptRecord::state).collect();
+    let states: Vec<&str> = batch.iter().map(|r| r.state().as_str()).collect();
     let delays: Vec<Option<f64>> = batch.iter().map(|r| r.retry_in_ms).collect();
+    let urls: Vec<Option<&str>> = batch.iter().map(|r| r.url.as_deref()).collect();
     let gone: Vec<i64> = batch
         .iter()
         .filter(|r| r.gone)
         .map(|r| r.webhook_id)
         .collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 13] = [
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
         &delivery_ids,
         &leases,
         &event_ids,
@@ -132,6 +180,7 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
         &outcomes,
         &states,
         &delays,
+        &urls,
     ];
     let mut client = pool.get().await?;
     if gone.is_empty() {

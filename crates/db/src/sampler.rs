@@ -1,10 +1,11 @@
 //! Gauges that need a query, sampled on an interval rather than per scrape,
 //! each answered from an index that skips the history (the backlog of events
-//! from `outbox.undispatched_events`, sql/V8), so the cost follows the
+//! from `outbox.undispatched_events`, migrations/V8), so the cost follows the
 //! backlog, not the tables' size.
 
 use std::time::Duration;
 
+use outboxd_metrics as names;
 use tokio_util::sync::CancellationToken;
 
 use crate::Pool;
@@ -45,17 +46,17 @@ impl Sampler {
         .await;
         match row {
             Ok(row) => {
-                metrics::gauge!("outboxd_database_up").set(1.0);
-                metrics::gauge!("outboxd_events_pending").set(row.get::<_, i64>(0) as f64);
-                metrics::gauge!("outboxd_oldest_pending_event_age_seconds")
+                metrics::gauge!(names::DATABASE_UP).set(1.0);
+                metrics::gauge!(names::EVENTS_PENDING).set(row.get::<_, i64>(0) as f64);
+                metrics::gauge!(names::OLDEST_PENDING_EVENT_AGE)
                     .set(row.get::<_, Option<f64>>(1).unwrap_or(0.0).max(0.0));
-                metrics::gauge!("outboxd_deliveries_pending").set(row.get::<_, i64>(2) as f64);
-                metrics::gauge!("outboxd_oldest_pending_delivery_age_seconds")
+                metrics::gauge!(names::DELIVERIES_PENDING).set(row.get::<_, i64>(2) as f64);
+                metrics::gauge!(names::OLDEST_PENDING_DELIVERY_AGE)
                     .set(row.get::<_, Option<f64>>(3).unwrap_or(0.0).max(0.0));
-                metrics::gauge!("outboxd_webhooks_disabled").set(row.get::<_, i64>(4) as f64);
+                metrics::gauge!(names::WEBHOOKS_DISABLED).set(row.get::<_, i64>(4) as f64);
             }
             Err(e) => {
-                metrics::gauge!("outboxd_database_up").set(0.0);
+                metrics::gauge!(names::DATABASE_UP).set(0.0);
                 tracing::debug!(error = %e, "sampling gauges failed");
             }
         }

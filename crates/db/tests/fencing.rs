@@ -2,7 +2,8 @@
 //! only under the lease it was claimed with, an expired lease is reaped and
 //! re-claimed under a new token, a handed-back lease costs no attempt, a
 //! claim takes at most the room it was given for each webhook, and fan-out
-//! claims what the deliverer has room for as it inserts it.
+//! claims what the deliverer has room for as it inserts it, and a result the
+//! server refuses for its values fails only itself.
 
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ fn delivered(c: &Claimed) -> AttemptRecord {
         attempt: c.attempt,
         started_at: Utc::now(),
         duration_ms: 12.5,
+        url: Some("http://127.0.0.1:9/hook".into()),
         status_code: Some(200),
         error: None,
         response_body: Some("ok".into()),
@@ -367,4 +369,50 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
     assert_eq!(rest.len(), 7);
     // The room stays taken until the deliverer says it arrived.
     assert_eq!(room.in_transit()[&roomy], 3);
+}
+
+#[tokio::test]
+async fn a_result_the_database_refuses_is_written_without_the_refused_text_beside_the_rest() {
+    let (_db, client, pool) = setup().await;
+    let hook = webhook_with_deliveries(&client, "hook", 5).await;
+    let claimed = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let mut batch: Vec<AttemptRecord> = claimed.iter().map(delivered).collect();
+    // PostgreSQL text cannot hold NUL: as one statement, this row fails all five.
+    batch[1].response_body = Some("ok\0binary".into());
+    batch[3].error = Some("reason\0with nul".into());
+    batch[3].outcome = Outcome::Retry;
+    batch[3].retry_in_ms = Some(1000.0);
+
+    let recorded = results::record(&pool, &batch).await.unwrap();
+    let mut accepted = recorded.accepted.clone();
+    accepted.sort_unstable();
+    let mut all: Vec<i64> = claimed.iter().map(|c| c.delivery_id).collect();
+    all.sort_unstable();
+    assert_eq!(accepted, all, "every result was written");
+
+    let logged = client
+        .query(
+            "SELECT d.id, d.state, a.response_body, a.error, d.last_error
+               FROM outbox.deliveries d JOIN outbox.delivery_attempts a ON a.delivery_id = d.id
+              ORDER BY d.id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(logged.len(), 5, "each attempt logged once");
+    let note = Some("[not stored: the database refused it (SQLSTATE 22021)]");
+    for (i, row) in logged.iter().enumerate() {
+        let got: (String, Option<&str>, Option<&str>, Option<&str>) =
+            (row.get(1), row.get(2), row.get(3), row.get(4));
+        let want = match i {
+            1 => ("delivered".into(), note, None, None),
+            // Which field was refused is not known: both are replaced.
+            3 => ("pending".into(), note, note, note),
+            _ => ("delivered".into(), Some("ok"), None, None),
+        };
+        assert_eq!(got, want, "delivery {i}");
+    }
 }

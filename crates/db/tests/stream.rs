@@ -1,4 +1,4 @@
-//! The event stream of sql/V8 against a real database, step by step:
+//! The event stream of migrations/V8 against a real database, step by step:
 //! `outbox.next_events` returns each committed event once, in passes of
 //! bounded size, whatever order transactions commit in, and
 //! `outbox.undispatched_events` agrees with it at every step (late commits
@@ -143,7 +143,7 @@ async fn a_pass_over_test_events_alone_moves_past_them() {
     );
 }
 
-/// A round with nothing to do takes no lock and writes nothing (sql/V9),
+/// A round with nothing to do takes no lock and writes nothing (migrations/V9),
 /// also while a transaction that was running at the last pass is still
 /// open, and what comes next is still found.
 #[tokio::test]

@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use http::Request;
 use http_body_util::Full;
 use outboxd_core::outcome::{
-    classify, describe_status, error_text, AttemptResult, TransportError, Verdict,
+    classify, describe_status, error_text, log_millis, AttemptResult, TransportError, Verdict,
 };
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{AttemptRecord, Claimed, Pool, WebhookCache};
+use outboxd_metrics as names;
 
 use crate::send::{self, Exchange};
 use crate::{request, HttpClient};
@@ -36,6 +37,8 @@ pub(crate) struct Context {
 pub(crate) struct Prepared {
     delivery: Claimed,
     started_at: DateTime<Utc>,
+    /// The URL tried, as the delivery log records it.
+    url: String,
     request: Result<Request<Full<Bytes>>, request::BuildError>,
 }
 
@@ -43,6 +46,7 @@ pub(crate) struct Prepared {
 pub(crate) struct Called {
     delivery: Claimed,
     started_at: DateTime<Utc>,
+    url: String,
     exchange: Exchange,
 }
 
@@ -71,6 +75,7 @@ async fn prepare(ctx: &Context, delivery: Claimed) -> Result<Prepared, AttemptRe
     Ok(Prepared {
         delivery,
         started_at,
+        url: webhook.url.clone(),
         request,
     })
 }
@@ -84,10 +89,11 @@ async fn call(ctx: &Context, prepared: Prepared) -> Called {
             elapsed: Duration::ZERO,
         },
     };
-    metrics::histogram!("outboxd_attempt_duration_seconds").record(exchange.elapsed.as_secs_f64());
+    metrics::histogram!(names::ATTEMPT_DURATION).record(exchange.elapsed.as_secs_f64());
     Called {
         delivery: prepared.delivery,
         started_at: prepared.started_at,
+        url: prepared.url,
         exchange,
     }
 }
@@ -98,6 +104,7 @@ fn handle(called: Called, retry: &RetryPolicy) -> AttemptRecord {
     let Called {
         delivery,
         started_at,
+        url,
         exchange,
     } = called;
     let verdict = classify(
@@ -110,7 +117,7 @@ fn handle(called: Called, retry: &RetryPolicy) -> AttemptRecord {
         let latency = (Utc::now() - delivery.created_at)
             .to_std()
             .unwrap_or_default();
-        metrics::histogram!("outboxd_delivery_latency_seconds").record(latency.as_secs_f64());
+        metrics::histogram!(names::DELIVERY_LATENCY).record(latency.as_secs_f64());
     } else {
         let reason = error_text(&exchange.result).unwrap_or_else(|| match &exchange.result {
             AttemptResult::Response { status, .. } => format!("HTTP {status}"),
@@ -130,7 +137,8 @@ fn handle(called: Called, retry: &RetryPolicy) -> AttemptRecord {
             .map(str::to_owned)
     });
     AttemptRecord {
-        duration_ms: exchange.elapsed.as_secs_f64() * 1000.0,
+        duration_ms: log_millis(exchange.elapsed),
+        url: Some(url),
         status_code,
         error,
         response_body: exchange.response_body,
@@ -164,6 +172,7 @@ fn base(delivery: &Claimed, started_at: DateTime<Utc>) -> AttemptRecord {
         attempt: delivery.attempt,
         started_at,
         duration_ms: 0.0,
+        url: None,
         status_code: None,
         error: None,
         response_body: None,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
 use outboxd_db::{claim, health, Pool};
+use outboxd_metrics as names;
 
 #[derive(Default)]
 pub(crate) struct Breakers {
@@ -91,7 +92,7 @@ impl Opened {
             }
             match paused {
                 Ok(p) if p.disabled => {
-                    metrics::counter!("outboxd_webhooks_disabled_total").increment(1);
+                    metrics::counter!(names::WEBHOOKS_DISABLED_TOTAL).increment(1);
                     tracing::warn!(webhook_id, failing_for_more_than = %humantime::format_duration(disable_after),
                         "webhook disabled: it kept failing with no successful delivery");
                 }

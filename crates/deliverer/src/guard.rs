@@ -19,8 +19,15 @@ use ipnet::IpNet;
 use outboxd_core::address;
 use tower_service::Service;
 
+/// The setting that widens the guard. Its name is part of every refusal:
+/// the first webhook a newcomer tries is often on 127.0.0.1, and the
+/// delivery log, the daemon's log and `outboxd test-event` should each say
+/// how to allow it.
+pub const ALLOW_SETTING: &str = "OUTBOXD_ALLOW_PRIVATE_TARGETS";
+
 /// A refused address; the deliverer finds it in the error chain and logs
-/// `blocked: <address> is <kind>`.
+/// `blocked: <address> is <kind>; to allow it, add <cidr> to
+/// OUTBOXD_ALLOW_PRIVATE_TARGETS ...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
     pub addr: IpAddr,
@@ -29,7 +36,13 @@ pub struct Blocked {
 
 impl std::fmt::Display for Blocked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} is {}", self.addr, self.kind)
+        write!(
+            f,
+            "{} is {}; to allow it, add {} to {ALLOW_SETTING} (comma-separated CIDRs)",
+            self.addr,
+            self.kind,
+            address::allowing_net(self.addr)
+        )
     }
 }
 
@@ -52,7 +65,54 @@ impl Policy {
             None => Ok(()),
         }
     }
+
+    /// The addresses that may be connected to; when there are none because
+    /// the guard refused them, the first refusal.
+    fn permitted(&self, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Blocked> {
+        let mut refused = None;
+        let permitted: Vec<SocketAddr> = resolved
+            .into_iter()
+            .filter(|a| match self.judge(a.ip()) {
+                Ok(()) => true,
+                Err(b) => {
+                    refused.get_or_insert(b);
+                    false
+                }
+            })
+            .collect();
+        match (permitted.is_empty(), refused) {
+            (true, Some(blocked)) => Err(blocked),
+            _ => Ok(permitted),
+        }
+    }
+
+    /// Whether deliveries to `url` would be refused, judged as the connector
+    /// judges them (a host name by the addresses it resolves to here and
+    /// now), for warning an admin who adds such a webhook. A URL that does
+    /// not parse or a name that does not resolve is not refused by the
+    /// guard, so it gives `None`.
+    pub async fn refusal_of(&self, url: &str) -> Option<Blocked> {
+        if !self.enabled {
+            return None;
+        }
+        let uri: Uri = url.parse().ok()?;
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(addr) = host.parse::<IpAddr>() {
+            return self.judge(addr).err();
+        }
+        let lookup = tokio::net::lookup_host((host, 0));
+        let resolved: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_FOR_WARNING, lookup)
+            .await
+            .ok()?
+            .ok()?
+            .collect();
+        self.permitted(resolved).err()
+    }
 }
+
+/// How long a warning may wait for DNS: a slow resolver should not hold up
+/// adding a webhook.
+const RESOLVE_FOR_WARNING: std::time::Duration = std::time::Duration::from_secs(2);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -76,21 +136,10 @@ impl Service<Name> for GuardedResolver {
         Box::pin(async move {
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let mut refused = None;
-            let permitted: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.judge(a.ip()) {
-                    Ok(()) => true,
-                    Err(b) => {
-                        refused.get_or_insert(b);
-                        false
-                    }
-                })
-                .collect();
-            match (permitted.is_empty(), refused) {
-                (true, Some(blocked)) => Err(std::io::Error::other(blocked)),
-                _ => Ok(permitted.into_iter()),
-            }
+            policy
+                .permitted(resolved)
+                .map(Vec::into_iter)
+                .map_err(std::io::Error::other)
         })
     }
 }
@@ -138,5 +187,46 @@ impl Service<Uri> for GuardedConnector {
         }
         let fut = self.inner.call(uri);
         Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allowed: &[&str]) -> Policy {
+        Policy {
+            enabled: true,
+            allowed: allowed.iter().map(|n| n.parse().unwrap()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_names_the_setting_that_allows_the_target() {
+        let refused = policy(&[])
+            .refusal_of("http://127.0.0.1:8080/hook")
+            .await
+            .expect("loopback is refused");
+        assert_eq!(
+            refused.to_string(),
+            "127.0.0.1 is loopback; to allow it, add 127.0.0.1/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)"
+        );
+        let mapped = policy(&[]).refusal_of("http://[::ffff:10.0.0.5]/").await;
+        assert!(mapped.unwrap().to_string().contains("add 10.0.0.5/32 to"));
+    }
+
+    #[tokio::test]
+    async fn urls_are_judged_as_the_connector_judges_them() {
+        let strict = policy(&[]);
+        assert!(strict.refusal_of("http://localhost:9/").await.is_some());
+        assert!(strict.refusal_of("http://[::1]:9/").await.is_some());
+        assert!(strict.refusal_of("http://8.8.8.8/").await.is_none());
+        assert!(strict.refusal_of("not a url").await.is_none());
+        let loopback = policy(&["127.0.0.0/8", "::1/128"]);
+        assert!(loopback.refusal_of("http://localhost:9/").await.is_none());
+        assert!(loopback.refusal_of("http://127.0.0.1:9/").await.is_none());
+        assert!(loopback.refusal_of("http://10.0.0.5/").await.is_some());
+        let off = Policy::default();
+        assert!(off.refusal_of("http://127.0.0.1/").await.is_none());
     }
 }

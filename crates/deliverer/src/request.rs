@@ -1,4 +1,4 @@
-//! The request a receiver sees, exactly as DESIGN.md describes it.
+//! The request a receiver sees, exactly as docs/architecture.md describes it.
 //!
 //! Standard Webhooks headers (`webhook-id` stable per event, the attempt's
 //! `webhook-timestamp`, `webhook-signature` with one entry per live secret),
@@ -16,7 +16,7 @@ pub const USER_AGENT_VALUE: &str = concat!("outboxd/", env!("CARGO_PKG_VERSION")
 
 /// Headers a webhook's `headers` column may not set: outboxd owns them, or
 /// they are hop-by-hop and would change how the request is framed (public so
-/// the admin CLI refuses them up front; sql/V5 refuses the same list).
+/// the admin CLI refuses them up front; crates/db/migrations/V5 refuses the same list).
 pub const RESERVED: [&str; 14] = [
     "content-type",
     "content-length",

@@ -3,8 +3,10 @@
 //! The timeout covers the whole exchange, body included, so a receiver that
 //! trickles its answer cannot hold a slot. At most 64 KiB of the body is
 //! read (so the connection can be reused) and 4 KiB kept for the log; a
-//! larger body is abandoned with its connection. Transport failures become
-//! the short reasons the delivery log shows (`timeout`, `tls: ...`).
+//! larger body is abandoned with its connection. What is kept is text the
+//! database stores (`outboxd_core::stored`): a compressed or binary body is
+//! described, not copied. Transport failures become the short reasons the
+//! delivery log shows (`timeout`, `tls: ...`).
 
 use std::error::Error as StdError;
 use std::time::{Duration, Instant};
@@ -12,8 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
-use outboxd_core::message::{truncate_utf8, MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
+use outboxd_core::message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 use outboxd_core::outcome::{parse_retry_after, AttemptResult, TransportError};
+use outboxd_core::stored;
 
 use crate::guard::Blocked;
 use crate::HttpClient;
@@ -58,6 +61,10 @@ async fn exchange(
         .get(http::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, unix_now()));
+    let encoding = response
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let mut body = response.into_body();
     let mut kept = Vec::new();
     let mut read = 0usize;
@@ -75,7 +82,7 @@ async fn exchange(
             Some(Err(_)) | None => break,
         }
     }
-    let text = (!kept.is_empty()).then(|| truncate_utf8(&kept, MAX_RESPONSE_BODY_KEPT));
+    let text = stored::response_body(&kept, read, encoding.as_deref());
     (
         AttemptResult::Response {
             status,
@@ -181,11 +188,15 @@ mod tests {
             // The guard's refusal from the resolver, and from the connector.
             (
                 Box::new(io::Error::other(blocked())),
-                TransportError::Blocked("10.0.0.5 is private".into()),
+                TransportError::Blocked(
+                    "10.0.0.5 is private; to allow it, add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)".into(),
+                ),
             ),
             (
                 Box::new(blocked()),
-                TransportError::Blocked("10.0.0.5 is private".into()),
+                TransportError::Blocked(
+                    "10.0.0.5 is private; to allow it, add 10.0.0.5/32 to OUTBOXD_ALLOW_PRIVATE_TARGETS (comma-separated CIDRs)".into(),
+                ),
             ),
             (
                 Box::new(io::Error::from(io::ErrorKind::ConnectionReset)),

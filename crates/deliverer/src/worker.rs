@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use outboxd_core::breaker::{BreakerPolicy, Transition};
-use outboxd_core::outcome::Outcome;
+use outboxd_core::outcome::{is_blocked, Outcome};
 use outboxd_core::retry::RetryPolicy;
 use outboxd_core::Windows;
 use outboxd_db::claim::Wants;
 use outboxd_db::{claim, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
+use outboxd_metrics as names;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -186,7 +187,7 @@ impl Loop {
                 _ = self.ready.notified() => self.more = true,
                 _ = tokio::time::sleep(backoff) => self.more = true,
             }
-            metrics::gauge!("outboxd_requests_in_flight").set(self.in_flight.total as f64);
+            metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(self.in_flight.total as f64);
         }
     }
 
@@ -234,7 +235,7 @@ impl Loop {
                     "could not hand back unfinished deliveries; their leases will expire and they will be retried"),
             }
         }
-        metrics::gauge!("outboxd_requests_in_flight").set(0.0);
+        metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(0.0);
     }
 
     /// Starts a claim when none is under way, more may be due, and enough
@@ -319,7 +320,7 @@ impl Loop {
             }
             Ok(Err(e)) => {
                 self.db_failures += 1;
-                metrics::counter!("outboxd_database_errors_total").increment(1);
+                metrics::counter!(names::DATABASE_ERRORS).increment(1);
                 tracing::warn!(error = %e, "claiming deliveries failed");
                 false
             }
@@ -478,7 +479,10 @@ impl Loop {
                         .iter()
                         .map(|delivery| attempt::cancelled(delivery, now)),
                 );
-            } else if !record.cancelled {
+            } else if !record.cancelled && !record.error.as_deref().is_some_and(is_blocked) {
+                // A target refused by the SSRF guard was never contacted:
+                // there is no failing receiver to protect, and a pause would
+                // hold its deliveries back after the admin allows it.
                 self.observe(record);
             }
         }
@@ -528,7 +532,7 @@ impl Loop {
                 tracing::warn!(webhook_id, failures, pause = %humantime::format_duration(pause),
                     last_error = %reason,
                     "webhook paused after failures in a row; its waiting deliveries keep their attempts");
-                metrics::counter!("outboxd_webhook_pauses_total").increment(1);
+                metrics::counter!(names::WEBHOOK_PAUSES).increment(1);
                 let queued = self
                     .in_flight
                     .take_queue(webhook_id)
@@ -546,8 +550,7 @@ impl Loop {
             }
             Some(Transition::Closed) => breakers::closed(self.pool.clone(), webhook_id),
         }
-        metrics::gauge!("outboxd_webhooks_paused")
-            .set(self.in_flight.breakers.not_closed(now) as f64);
+        metrics::gauge!(names::WEBHOOKS_PAUSED).set(self.in_flight.breakers.not_closed(now) as f64);
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use outboxd_core::outcome::Outcome;
 use outboxd_db::{results, AttemptRecord, Pool};
+use outboxd_metrics as names;
 use tokio::sync::mpsc;
 
 /// The most results written in one statement.
@@ -49,7 +50,7 @@ impl ResultWriter {
                     return;
                 }
                 Err(e) => {
-                    metrics::counter!("outboxd_database_errors_total").increment(1);
+                    metrics::counter!(names::DATABASE_ERRORS).increment(1);
                     // The last try comes at the deadline, not a backoff step
                     // before it: every result written is a request not sent
                     // again.
@@ -74,7 +75,7 @@ impl ResultWriter {
 fn observe(batch: &[AttemptRecord], recorded: &results::Recorded) {
     let fenced = batch.len() - recorded.accepted.len();
     if fenced > 0 {
-        metrics::counter!("outboxd_results_fenced_total").increment(fenced as u64);
+        metrics::counter!(names::RESULTS_FENCED).increment(fenced as u64);
         tracing::info!(
             results = fenced,
             "results arrived after their lease expired and were ignored"
@@ -90,16 +91,16 @@ fn observe(batch: &[AttemptRecord], recorded: &results::Recorded) {
         }
     }
     for (outcome, n) in [
-        ("delivered", delivered),
-        ("retry", retry),
-        ("failed", failed),
+        (Outcome::Delivered, delivered),
+        (Outcome::Retry, retry),
+        (Outcome::Failed, failed),
     ] {
         if n > 0 {
-            metrics::counter!("outboxd_deliveries_total", "outcome" => outcome).increment(n);
+            metrics::counter!(names::DELIVERIES, "outcome" => outcome.as_str()).increment(n);
         }
     }
     for id in &recorded.disabled {
-        metrics::counter!("outboxd_webhooks_disabled_total").increment(1);
+        metrics::counter!(names::WEBHOOKS_DISABLED_TOTAL).increment(1);
         tracing::warn!(
             webhook_id = id,
             "webhook disabled: the endpoint answered 410 Gone"

@@ -1,9 +1,9 @@
 //! Metrics and probes: the metric names outboxd exports, the Prometheus
 //! recorder, and the one listener serving `/metrics`, `/healthz`, `/readyz`.
 //!
-//! Names and their help texts are declared here once, so the exposition and
-//! the README table come from one list. Stages record through the `metrics`
-//! facade; this crate owns only the exporter side.
+//! Names and their help texts are declared here once; docs/metrics.md lists
+//! the same names. Stages record through the `metrics` facade; this crate
+//! owns only the exporter side.
 
 mod names;
 mod server;

@@ -22,6 +22,28 @@ pub const RESULTS_FENCED: &str = "outboxd_results_fenced_total";
 pub const RETENTION_DELETED: &str = "outboxd_retention_deleted_rows_total";
 pub const BUILD_INFO: &str = "outboxd_build_info";
 
+/// Every name above, for checks that a list of them is complete.
+pub const ALL: [&str; 18] = [
+    EVENTS_DISPATCHED,
+    DELIVERIES,
+    ATTEMPT_DURATION,
+    DELIVERY_LATENCY,
+    EVENTS_PENDING,
+    DELIVERIES_PENDING,
+    OLDEST_PENDING_EVENT_AGE,
+    OLDEST_PENDING_DELIVERY_AGE,
+    REQUESTS_IN_FLIGHT,
+    WEBHOOKS_DISABLED,
+    WEBHOOKS_DISABLED_TOTAL,
+    WEBHOOK_PAUSES,
+    WEBHOOKS_PAUSED,
+    DATABASE_UP,
+    DATABASE_ERRORS,
+    RESULTS_FENCED,
+    RETENTION_DELETED,
+    BUILD_INFO,
+];
+
 pub(crate) fn describe() {
     describe_counter!(EVENTS_DISPATCHED, "Events fanned out into deliveries.");
     describe_counter!(
@@ -87,4 +109,95 @@ pub(crate) fn describe() {
         "Rows deleted by the retention job, by table."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label says which build.");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The metric named in the first cell of each row of the tables of
+    /// docs/metrics.md: `outboxd_name` or `outboxd_name{labels}`.
+    fn documented(doc: &str) -> Vec<String> {
+        doc.lines()
+            .filter_map(|line| line.trim().strip_prefix('|'))
+            .filter_map(|row| row.split('|').next())
+            .filter_map(|cell| cell.trim().strip_prefix('`'))
+            .filter_map(|code| {
+                let name: String = code
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                name.starts_with("outboxd_").then_some(name)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_metrics_document_lists_exactly_the_declared_names() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+        let doc = std::fs::read_to_string(path).expect("reading docs/metrics.md");
+        let listed = documented(&doc);
+        let declared: BTreeSet<String> = ALL.iter().map(|n| n.to_string()).collect();
+        let unique: BTreeSet<String> = listed.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            listed.len(),
+            "a metric is listed twice: {listed:?}"
+        );
+        let missing: Vec<_> = declared.difference(&unique).collect();
+        let unknown: Vec<_> = unique.difference(&declared).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "docs/metrics.md misses {missing:?} and lists undeclared {unknown:?}"
+        );
+    }
+
+    fn rust_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir)
+            .expect("reading the sources")
+            .flatten()
+        {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_are_recorded_by_the_declared_constants() {
+        let crates = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+        let mut files = Vec::new();
+        rust_files(crates, &mut files);
+        let literal = literal_recordings();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for pattern in &literal {
+                assert!(
+                    !text.contains(pattern),
+                    "{} records a metric by a literal name ({pattern}…): use the constant from outboxd_metrics",
+                    file.display()
+                );
+            }
+        }
+    }
+
+    /// A recording macro called with a string literal for its name, the
+    /// text built at run time so this file does not contain it.
+    fn literal_recordings() -> Vec<String> {
+        ["counter", "gauge", "histogram"]
+            .iter()
+            .map(|kind| format!("{kind}!(\"{}", "outboxd_"))
+            .collect()
+    }
+
+    #[test]
+    fn every_declared_name_is_distinct() {
+        let names: BTreeSet<&str> = ALL.into_iter().collect();
+        assert_eq!(names.len(), ALL.len());
+    }
 }

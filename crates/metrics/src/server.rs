@@ -3,7 +3,9 @@
 //! `/healthz` answers as long as the process serves HTTP; `/readyz` runs the
 //! caller's check (database reachable, schema current) with a short timeout
 //! and answers 503 with the reason when it fails. Plain hyper, one small
-//! service, HTTP/1.1: probes and scrapers need nothing more.
+//! service, HTTP/1.1: probes and scrapers need nothing more. Connections are
+//! accepted by `outboxd_serve`, so no client can hold the listener or the
+//! process's descriptors.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,8 +18,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
+use outboxd_serve::Limits;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,37 +44,18 @@ pub async fn serve(
     addr: SocketAddr,
     handle: PrometheusHandle,
     ready: ReadinessCheck,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, impl Future<Output = ()>), ServerError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
-    let run = async move {
-        loop {
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-            };
-            let handle = handle.clone();
-            let ready = ready.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    route(req, handle.clone(), ready.clone())
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    };
-    Ok((local, run))
+    let service = hyper::service::service_fn(move |req| route(req, handle.clone(), ready.clone()));
+    Ok((
+        local,
+        outboxd_serve::serve("operations", listener, service, limits, shutdown),
+    ))
 }
 
 async fn route(

@@ -1,5 +1,5 @@
 //! Command line and configuration: every option is a flag mirrored by an
-//! environment variable, with the defaults of DESIGN.md.
+//! environment variable, with the defaults docs/configuration.md lists.
 //!
 //! Values are parsed by small functions whose errors say what is accepted;
 //! `main` prefixes them with the variable's name, so a bad value stops
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
+use outboxd_core::DeliveryState;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,11 +117,12 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub allow_private_targets: AllowList,
 
-    /// Log format
+    /// Log format: text or json
     #[arg(
         long,
         env = "OUTBOXD_LOG_FORMAT",
         default_value = "text",
+        ignore_case = true,
         value_name = "FORMAT"
     )]
     pub log_format: LogFormat,
@@ -145,8 +147,9 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Duration,
 
-    /// Do not apply migrations at start
-    #[arg(long, env = "OUTBOXD_NO_MIGRATE")]
+    /// Do not apply migrations at start (true/false, yes/no, on/off, 1/0)
+    #[arg(long, env = "OUTBOXD_NO_MIGRATE", value_parser = parse_bool, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_value = "false", default_missing_value = "true", value_name = "BOOL")]
     pub no_migrate: bool,
 
     /// Whether the daemon's own writes (fan-out, claims, results) wait for
@@ -154,16 +157,25 @@ pub struct RunArgs {
     /// of PostgreSQL itself the last fraction of a second of that
     /// bookkeeping may be lost, and those deliveries are sent again (never
     /// lost). The application's inserts are not affected.
-    #[arg(long, env = "OUTBOXD_SYNCHRONOUS_COMMIT", default_value = "off", value_parser = parse_on_off, action = clap::ArgAction::Set, value_name = "on|off")]
+    #[arg(long, env = "OUTBOXD_SYNCHRONOUS_COMMIT", default_value = "off", value_parser = parse_bool, action = clap::ArgAction::Set, value_name = "on|off")]
     pub synchronous_commit: bool,
 
-    /// Address of the admin console and JSON API (off unless set)
-    #[arg(long, env = "OUTBOXD_ADMIN_LISTEN", value_parser = parse_addr, value_name = "ADDR")]
-    pub admin_listen: Option<SocketAddr>,
+    /// Address of the admin console and JSON API (off unless set; empty or `off` is off too)
+    #[arg(long, env = "OUTBOXD_ADMIN_LISTEN", value_parser = parse_optional_addr, default_value_t, hide_default_value = true, value_name = "ADDR")]
+    pub admin_listen: OptionalAddr,
 
     /// Token for the admin console and API; required unless OUTBOXD_ADMIN_LISTEN is a loopback address
     #[arg(long, env = "OUTBOXD_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token, value_name = "TOKEN")]
     pub admin_token: Option<Token>,
+
+    /// File holding the admin token (read at start; a trailing newline is ignored), so it shows neither in `ps` nor in the environment
+    #[arg(
+        long,
+        env = "OUTBOXD_ADMIN_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "admin_token"
+    )]
+    pub admin_token_file: Option<std::path::PathBuf>,
 }
 
 /// A secret given on the command line or in the environment; its Debug
@@ -191,12 +203,26 @@ fn parse_token(s: &str) -> Result<Token, String> {
 }
 
 impl RunArgs {
+    /// Reads `OUTBOXD_ADMIN_TOKEN_FILE` into `admin_token`, if set.
+    pub fn read_admin_token_file(&mut self) -> Result<(), String> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(());
+        };
+        let setting = format!("OUTBOXD_ADMIN_TOKEN_FILE ({})", path.display());
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{setting}: cannot read the token: {e}"))?;
+        let token = parse_token(text.trim_end_matches(['\n', '\r']))
+            .map_err(|reason| format!("{setting}: the token {reason}"))?;
+        self.admin_token = Some(token);
+        Ok(())
+    }
+
     /// The admin listener's rule: without a token only loopback may be used,
     /// since anyone who reaches the listener could otherwise add webhooks.
     pub fn check_admin(&self) -> Result<(), String> {
-        match (self.admin_listen, &self.admin_token) {
+        match (self.admin_listen.0, &self.admin_token) {
             (Some(addr), None) if !addr.ip().is_loopback() => Err(format!(
-                "OUTBOXD_ADMIN_TOKEN must be set when OUTBOXD_ADMIN_LISTEN ({addr}) is not a loopback address: the admin console and API would be open to anyone who reaches it"
+                "OUTBOXD_ADMIN_TOKEN (or OUTBOXD_ADMIN_TOKEN_FILE) must be set when OUTBOXD_ADMIN_LISTEN ({addr}) is not a loopback address: the admin console and API would be open to anyone who reaches it"
             )),
             _ => Ok(()),
         }
@@ -295,6 +321,21 @@ pub struct WebhookAddArgs {
     /// Print the new webhook as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// The daemon's allowlist of private targets (as for `run`), to warn
+    /// when the URL would be refused
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    pub allow_private_targets: AllowList,
+}
+
+impl AllowList {
+    /// The SSRF guard's policy with this allowlist.
+    pub fn policy(&self) -> outboxd_deliverer::TargetPolicy {
+        outboxd_deliverer::TargetPolicy {
+            enabled: true,
+            allowed: self.0.clone(),
+        }
+    }
 }
 
 /// A webhook by id or by name.
@@ -406,28 +447,6 @@ pub struct TestEventArgs {
     pub allow_private_targets: AllowList,
 }
 
-/// Delivery states, as in outbox.deliveries.state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeliveryState {
-    Pending,
-    InFlight,
-    Delivered,
-    Failed,
-    Cancelled,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::InFlight => "in_flight",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Failed => "failed",
-            DeliveryState::Cancelled => "cancelled",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct DeliveriesArgs {
@@ -453,8 +472,8 @@ pub struct DeliveriesFilter {
     #[arg(long, value_name = "WEBHOOK")]
     pub webhook: Option<String>,
 
-    /// Only deliveries now in this state
-    #[arg(long, value_name = "STATE")]
+    /// Only deliveries now in this state: pending, in_flight, delivered, failed or cancelled
+    #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub state: Option<DeliveryState>,
 
     /// Only this event type
@@ -551,12 +570,21 @@ pub fn parse_duration_or_off(s: &str) -> Result<Duration, String> {
     }
 }
 
-fn parse_on_off(s: &str) -> Result<bool, String> {
+/// A boolean as people write them in environment files, any case.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is neither on nor off")),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{s:?} is not a boolean; use true or false (also 1/0, yes/no, on/off)"
+        )),
     }
+}
+
+fn parse_state(s: &str) -> Result<DeliveryState, String> {
+    s.trim()
+        .parse()
+        .map_err(|e: outboxd_core::state::UnknownState| e.to_string())
 }
 
 fn count(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone {
@@ -570,6 +598,57 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.trim().parse().map_err(|_| {
         format!("{s:?} is not an address; use IP:PORT, such as 0.0.0.0:9187 or [::1]:9187")
     })
+}
+
+/// An address that may be left out: empty (so `VAR=` in an environment file
+/// turns the listener off, as leaving the variable out does) or `off`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::fmt::Display for OptionalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_optional_addr(s: &str) -> Result<OptionalAddr, String> {
+    match s.trim() {
+        "" | "off" => Ok(OptionalAddr(None)),
+        _ => parse_addr(s)
+            .map(|a| OptionalAddr(Some(a)))
+            .map_err(|e| format!("{e}, or empty/off for none")),
+    }
+}
+
+/// A duration as a person writes it: `7days`, `30s`, `1s 500ms`.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A duration, or `off` for zero (the settings where zero turns a feature off).
+pub fn human_or_off(d: Duration) -> String {
+    if d.is_zero() {
+        "off".into()
+    } else {
+        human(d)
+    }
+}
+
+/// An optional value for the log: the value, or `off`.
+pub fn or_off(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "off".into(), |v| v.to_string())
+}
+
+/// A list for the log: its items, or `none`.
+pub fn or_none(list: &AllowList) -> String {
+    if list.0.is_empty() {
+        "none".into()
+    } else {
+        list.to_string()
+    }
 }
 
 /// The SSRF allowlist: CIDRs (or bare addresses) that may be delivered to
@@ -691,6 +770,184 @@ mod tests {
         assert!(args.check_admin().is_ok());
         assert!(!format!("{args:?}").contains("0123456789abcdef0"));
         assert!(parse_token("short").is_err());
+    }
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, String> {
+        match Cli::try_parse_from([&["outboxd", "run"], args].concat()) {
+            Ok(Cli {
+                command: Command::Run(args),
+            }) => Ok(*args),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn booleans_take_the_usual_spellings() {
+        for (value, want) in [
+            ("true", true),
+            ("TRUE", true),
+            ("1", true),
+            ("yes", true),
+            ("On", true),
+            ("false", false),
+            ("0", false),
+            ("no", false),
+            ("OFF", false),
+        ] {
+            assert_eq!(parse_bool(value), Ok(want), "{value}");
+            let flag = format!("--no-migrate={value}");
+            assert_eq!(run_args(&[&flag]).unwrap().no_migrate, want, "{flag}");
+            let flag = format!("--synchronous-commit={value}");
+            assert_eq!(
+                run_args(&[&flag]).unwrap().synchronous_commit,
+                want,
+                "{flag}"
+            );
+        }
+        assert!(run_args(&["--no-migrate"]).unwrap().no_migrate);
+        assert!(!run_args(&[]).unwrap().no_migrate);
+        let refused = parse_bool("maybe").unwrap_err();
+        assert!(
+            refused.contains("true or false") && refused.contains("yes/no"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_case_insensitive() {
+        assert_eq!(
+            run_args(&["--log-format", "JSON"]).unwrap().log_format,
+            LogFormat::Json
+        );
+        assert_eq!(
+            run_args(&["--log-format", "Text"]).unwrap().log_format,
+            LogFormat::Text
+        );
+        let refused = run_args(&["--log-format", "yaml"]).unwrap_err();
+        assert!(
+            refused.contains("text") && refused.contains("json"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn an_empty_admin_listen_means_off() {
+        assert_eq!(
+            run_args(&["--admin-listen", ""]).unwrap().admin_listen.0,
+            None
+        );
+        assert_eq!(
+            run_args(&["--admin-listen", "off"]).unwrap().admin_listen.0,
+            None
+        );
+        assert_eq!(run_args(&[]).unwrap().admin_listen.0, None);
+        assert_eq!(
+            run_args(&["--admin-listen", "127.0.0.1:9188"])
+                .unwrap()
+                .admin_listen
+                .0,
+            Some("127.0.0.1:9188".parse().unwrap())
+        );
+        let refused = parse_optional_addr("nope").unwrap_err();
+        assert!(
+            refused.contains("IP:PORT") && refused.contains("off"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn settings_are_logged_as_people_write_them() {
+        assert_eq!(human(Duration::from_secs(7 * 86400)), "7days");
+        assert_eq!(human(Duration::from_secs(30)), "30s");
+        assert_eq!(human(Duration::from_millis(1500)), "1s 500ms");
+        assert_eq!(human_or_off(Duration::ZERO), "off");
+        assert_eq!(human_or_off(Duration::from_secs(5 * 86400)), "5days");
+        assert_eq!(or_off(None::<SocketAddr>), "off");
+        assert_eq!(
+            or_off(Some("127.0.0.1:9188".parse::<SocketAddr>().unwrap())),
+            "127.0.0.1:9188"
+        );
+        assert_eq!(or_none(&AllowList::default()), "none");
+        assert_eq!(
+            or_none(&parse_allow_list("127.0.0.0/8,::1").unwrap()),
+            "127.0.0.0/8,::1/128"
+        );
+    }
+
+    #[test]
+    fn every_refusal_says_what_is_accepted() {
+        for (args, accepted) in [
+            (&["--batch-size", "0"][..], "from 1 to 10000"),
+            (&["--lease", "soon"][..], "30s"),
+            (&["--disable-failing-after", "never"][..], "or off"),
+            (&["--listen", "9187"][..], "IP:PORT"),
+            (&["--allow-private-targets", "localhost"][..], "10.0.0.0/8"),
+            (&["--admin-token", "short"][..], "16 characters"),
+            (&["--no-migrate=maybe"][..], "true or false"),
+            (&["--log-format", "JSON5"][..], "json"),
+        ] {
+            let refused = run_args(args).unwrap_err();
+            assert!(refused.contains(accepted), "{args:?}: {refused}");
+        }
+    }
+
+    #[test]
+    fn a_state_filter_is_one_of_the_delivery_states() {
+        let parse =
+            |state: &str| match Cli::try_parse_from(["outboxd", "deliveries", "--state", state]) {
+                Ok(Cli {
+                    command: Command::Deliveries(args),
+                }) => Ok(args.filter.state),
+                Ok(other) => panic!("parsed as {other:?}"),
+                Err(e) => Err(e.to_string()),
+            };
+        assert_eq!(parse("in_flight"), Ok(Some(DeliveryState::InFlight)));
+        let refused = parse("done").unwrap_err();
+        assert!(
+            refused.contains("pending, in_flight, delivered, failed, cancelled"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn the_admin_token_can_come_from_a_file() {
+        let run = |args: &[&str]| {
+            Cli::try_parse_from([&["outboxd", "run"], args].concat()).map(|c| match c.command {
+                Command::Run(args) => *args,
+                other => panic!("parsed as {other:?}"),
+            })
+        };
+        let dir = std::env::temp_dir().join(format!("outboxd-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "0123456789abcdef0123\n").unwrap();
+        let path = file.to_str().unwrap();
+        let mut args = run(&["--admin-token-file", path]).unwrap();
+        args.read_admin_token_file().unwrap();
+        assert_eq!(args.admin_token, Some(Token("0123456789abcdef0123".into())));
+
+        let both = run(&[
+            "--admin-token-file",
+            path,
+            "--admin-token",
+            "0123456789abcdef0",
+        ]);
+        assert!(both.is_err(), "the token and its file are exclusive");
+
+        let missing = dir.join("missing");
+        let mut args = run(&["--admin-token-file", missing.to_str().unwrap()]).unwrap();
+        let e = args.read_admin_token_file().unwrap_err();
+        assert!(e.starts_with("OUTBOXD_ADMIN_TOKEN_FILE ("), "{e}");
+
+        std::fs::write(&file, "short\n").unwrap();
+        let mut args = run(&["--admin-token-file", path]).unwrap();
+        let e = args.read_admin_token_file().unwrap_err();
+        assert!(
+            e.contains("OUTBOXD_ADMIN_TOKEN_FILE") && e.contains("too short"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use backon::{ExponentialBuilder, Retryable};
 use outboxd_core::breaker::BreakerPolicy;
+use outboxd_core::descriptors::Needs;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
     connect, migrate, Dispatcher, Handoff, Janitor, Listener, PartitionKeeper, Pool, Reaper, Room,
@@ -23,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RunArgs;
+use crate::config::{human, human_or_off, or_none, or_off, RunArgs};
 
 /// How often the pending gauges are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -31,7 +32,7 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How often the retention job sweeps (the first sweep comes sooner).
 const RETENTION_EVERY: Duration = Duration::from_secs(5 * 60);
 
-pub async fn run(args: RunArgs) -> Result<()> {
+pub async fn run(mut args: RunArgs) -> Result<()> {
     let handle = outboxd_metrics::install().context("setting up metrics")?;
     let pg = connect::pg_config(args.db.database_url.as_deref())
         .context("reading DATABASE_URL / PG* variables")?;
@@ -53,11 +54,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
     }
     if args.lease <= args.request_timeout {
         anyhow::bail!(
-            "OUTBOXD_LEASE ({:?}) must be longer than OUTBOXD_REQUEST_TIMEOUT ({:?}), or deliveries would be claimed twice while still in flight",
-            args.lease,
-            args.request_timeout
+            "OUTBOXD_LEASE ({}) must be longer than OUTBOXD_REQUEST_TIMEOUT ({}), or deliveries would be claimed twice while still in flight",
+            human(args.lease),
+            human(args.request_timeout)
         );
     }
+    args.read_admin_token_file().map_err(anyhow::Error::msg)?;
     args.check_admin().map_err(anyhow::Error::msg)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -66,24 +68,25 @@ pub async fn run(args: RunArgs) -> Result<()> {
         batch_size = args.batch_size,
         concurrency = args.concurrency,
         webhook_concurrency = args.webhook_concurrency,
-        poll_interval = ?args.poll_interval,
-        lease = ?args.lease,
-        request_timeout = ?args.request_timeout,
+        poll_interval = %human(args.poll_interval),
+        lease = %human(args.lease),
+        request_timeout = %human(args.request_timeout),
         max_attempts = args.max_attempts,
-        retry_base_delay = ?args.retry_base_delay,
-        retry_max_delay = ?args.retry_max_delay,
-        retries_span = %humantime::format_duration(retry.total_span()),
-        retention = ?args.retention,
-        allow_private_targets = ?args.allow_private_targets.0,
+        retry_base_delay = %human(args.retry_base_delay),
+        retry_max_delay = %human(args.retry_max_delay),
+        retries_span = %human(retry.total_span()),
+        retention = %human(args.retention),
+        allow_private_targets = %or_none(&args.allow_private_targets),
         db_pool_size = args.db_pool_size,
-        shutdown_grace = ?args.shutdown_grace,
+        shutdown_grace = %human(args.shutdown_grace),
         breaker_threshold = args.breaker_threshold,
-        breaker_cooldown = ?args.breaker_cooldown,
-        disable_failing_after = ?args.disable_failing_after,
+        breaker_cooldown = %human(args.breaker_cooldown),
+        disable_failing_after = %human_or_off(args.disable_failing_after),
         migrate = !args.no_migrate,
         synchronous_commit = args.synchronous_commit,
-        admin_listen = ?args.admin_listen,
-        admin_token = ?args.admin_token,
+        admin_listen = %or_off(args.admin_listen.0),
+        admin_token = %if args.admin_token.is_some() { "[redacted]" } else { "none" },
+        admin_token_file = %args.admin_token_file.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
         "outboxd starting"
     );
 
@@ -95,10 +98,12 @@ pub async fn run(args: RunArgs) -> Result<()> {
         args.db_pool_size as usize,
     )
     .context("setting up the connection pool")?;
+    let limits = listener_limits(&args);
     let (addr, server) = outboxd_metrics::serve(
         args.listen,
         handle,
         readiness(pool.clone()),
+        limits,
         shutdown.clone(),
     )
     .await
@@ -106,17 +111,15 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let server = tokio::spawn(server);
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
 
-    let console = match args.admin_listen {
+    let console = match args.admin_listen.0 {
         Some(listen) => {
             let console = outboxd_console::Console::bind(
                 outboxd_console::Settings {
                     listen,
                     token: args.admin_token.clone().map(|t| t.0),
-                    targets: TargetPolicy {
-                        enabled: true,
-                        allowed: args.allow_private_targets.0.clone(),
-                    },
+                    targets: args.allow_private_targets.policy(),
                     request_timeout: args.request_timeout,
+                    limits,
                 },
                 pool.clone(),
             )
@@ -141,6 +144,17 @@ pub async fn run(args: RunArgs) -> Result<()> {
         Err(e) => return Err(e),
     }
 
+    match outboxd_db::blocked::retry_now(&pool).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            deliveries = n,
+            allow_private_targets = %or_none(&args.allow_private_targets),
+            "deliveries refused by the SSRF guard are retried now, under this start's OUTBOXD_ALLOW_PRIVATE_TARGETS"
+        ),
+        Err(e) => tracing::warn!(error = %e,
+            "could not make the deliveries refused by the SSRF guard due now; they wait for their next retry"),
+    }
+
     let mut tasks = start_pipeline(Pipeline {
         pg,
         pool: pool.clone(),
@@ -161,10 +175,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             },
             disable_failing_after: args.disable_failing_after,
         },
-        targets: TargetPolicy {
-            enabled: true,
-            allowed: args.allow_private_targets.0.clone(),
-        },
+        targets: args.allow_private_targets.policy(),
         shutdown: shutdown.clone(),
     })?;
     tasks.spawn(
@@ -232,7 +243,7 @@ async fn prepare(
         )
         .when(|e: &outboxd_db::Error| e.is_connection())
         .notify(|e, after| {
-            tracing::warn!(database = %where_, error = %e, retry_in = ?after,
+            tracing::warn!(database = %where_, error = %e, retry_in = %human(after),
                 "database unreachable; /readyz reports not ready until it is");
         });
     tokio::select! {
@@ -315,6 +326,53 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         .run(p.shutdown),
     );
     Ok(tasks)
+}
+
+/// Raises the descriptor limit and caps the listeners' connections so that
+/// what is left after them covers every delivery and pooled connection.
+fn listener_limits(args: &RunArgs) -> outboxd_serve::Limits {
+    let needs = Needs {
+        deliveries: args.concurrency,
+        database: args.db_pool_size,
+    };
+    let limit = match outboxd_serve::raise_nofile_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the descriptor limit (RLIMIT_NOFILE); assuming 1024");
+            outboxd_serve::NofileLimit {
+                soft: 1024,
+                hard: 1024,
+            }
+        }
+    };
+    // An admin connection may hold a test event's connection too.
+    let costs: &[u64] = if args.admin_listen.0.is_some() {
+        &[1, 2]
+    } else {
+        &[1]
+    };
+    let preferred = outboxd_serve::Limits::default().max_connections as u64;
+    let plan = needs.plan(limit.soft, costs, preferred);
+    if plan.enough {
+        tracing::info!(
+            nofile = limit.soft,
+            nofile_hard = limit.hard,
+            reserved = plan.reserved,
+            listener_connections = plan.per_listener,
+            "descriptors: reserved for deliveries and the pool, the rest capped per listener"
+        );
+    } else {
+        tracing::warn!(
+            nofile = limit.soft,
+            nofile_hard = limit.hard,
+            needed = plan.reserved,
+            "the descriptor limit is below what OUTBOXD_CONCURRENCY and OUTBOXD_DB_POOL_SIZE need: raise it (ulimit -n, LimitNOFILE= in systemd) or lower them; deliveries may fail with \"Too many open files\""
+        );
+    }
+    outboxd_serve::Limits {
+        max_connections: plan.per_listener as usize,
+        ..Default::default()
+    }
 }
 
 fn readiness(pool: Pool) -> outboxd_metrics::ReadinessCheck {

@@ -17,10 +17,9 @@ use config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Every delivery allocates and frees its request, response and rows on
-/// whichever worker thread polls it; glibc's allocator spent about 14% of
-/// the daemon's CPU on that in a drain (`perf`), mimalloc's thread-local
-/// free lists much less (README, Performance). Built without transparent
-/// huge pages (`no_thp`): with them its peak RSS was 55-72 MB instead of 40.
+/// whichever worker thread polls it; mimalloc's thread-local free lists
+/// make that much cheaper than glibc's allocator. Built without transparent
+/// huge pages (`no_thp`), which would inflate the peak RSS for no speed.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -109,7 +108,7 @@ fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
             let reason = e
                 .source()
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| format!("{value:?} is not accepted"));
+                .unwrap_or_else(|| not_one_of(&value, e.get(ContextKind::ValidValue)));
             eprintln!("outboxd: {env} (--{long}): {reason}");
             return ExitCode::from(2);
         }
@@ -119,9 +118,43 @@ fn report_clap(e: clap::Error, command: &clap::Command) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Libraries that log every statement's parameters at debug level, webhook
+/// header values and payloads among them: kept at info unless `RUST_LOG`
+/// names them, so `RUST_LOG=debug` shows no credential.
+const QUIET_UNLESS_NAMED: &[&str] = &["tokio_postgres", "postgres_protocol", "deadpool"];
+
+fn log_filter(given: Option<&str>, default_level: &str) -> EnvFilter {
+    let mut filter = given
+        .and_then(|g| EnvFilter::try_new(g).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_level));
+    let named = given.unwrap_or("");
+    for target in QUIET_UNLESS_NAMED {
+        if !named.contains(target) {
+            if let Ok(directive) = format!("{target}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
+}
+
+/// "\"JSON\" is not accepted; use one of: text, json" for a value outside a
+/// fixed set, which clap reports with the set but no message of ours.
+fn not_one_of(value: &str, valid: Option<&clap::error::ContextValue>) -> String {
+    match valid {
+        Some(clap::error::ContextValue::Strings(valid)) => {
+            format!(
+                "{value:?} is not accepted; use one of: {}",
+                valid.join(", ")
+            )
+        }
+        _ => format!("{value:?} is not accepted"),
+    }
+}
+
 fn init_logs(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let given = std::env::var(EnvFilter::DEFAULT_ENV).ok();
+    let filter = log_filter(given.as_deref(), default_level);
     // Colours only for a person at a terminal, not in files or journald.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

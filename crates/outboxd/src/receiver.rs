@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use outboxd_core::signing::{self, Secret};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,24 +57,15 @@ pub async fn run(args: ReceiverArgs) -> Result<()> {
 pub async fn serve(listener: TcpListener, secret: Option<Secret>, shutdown: CancellationToken) {
     let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
     let secret = Arc::new(secret);
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(_) => continue,
-            },
-        };
-        let (secret, seen) = (secret.clone(), seen.clone());
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| handle(req, secret.clone(), seen.clone()));
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-        });
-    }
+    let service = hyper::service::service_fn(move |req| handle(req, secret.clone(), seen.clone()));
+    outboxd_serve::serve(
+        "receiver",
+        listener,
+        service,
+        outboxd_serve::Limits::default(),
+        shutdown,
+    )
+    .await;
 }
 
 async fn handle(

@@ -17,6 +17,17 @@ impl Daemon {
     /// Starts `outboxd run` (`bin` is `env!("CARGO_BIN_EXE_outboxd")`) with
     /// test-friendly settings; `env` adds or overrides variables.
     pub fn start(bin: &str, database_url: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_nofile(bin, database_url, env, None)
+    }
+
+    /// As `start`, with the descriptor limit (soft and hard) set to `nofile`
+    /// when given, as `ulimit -n` would before starting it.
+    pub fn start_with_nofile(
+        bin: &str,
+        database_url: &str,
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Daemon {
         let metrics_port = crate::free_port();
         let log_path = std::env::temp_dir().join(format!(
             "outboxd-test-{}-{}.log",
@@ -42,6 +53,23 @@ impl Daemon {
             .env("RUST_LOG", "info");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(n) = nofile {
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: between fork and exec only setrlimit runs, which is
+            // async-signal-safe and reads the struct copied into the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
         }
         let child = cmd
             .stdin(Stdio::null())

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod db;
+pub mod process;
 pub mod raw;
 pub mod receiver;
 

@@ -5,6 +5,7 @@
 
 use anyhow::{anyhow, Result};
 use outboxd_admin::deliveries::{self as ops, LogFilter};
+use outboxd_core::DeliveryState;
 
 use super::table::{self, Table};
 use super::{connect, parse, resolve_webhook, since_time};
@@ -38,7 +39,7 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
     };
     let filter = LogFilter {
         webhook_id,
-        state: f.state.map(|s| s.as_str().to_owned()),
+        state: f.state,
         event_type: f.event_type.clone(),
         since,
         limit: f.limit as i64,
@@ -77,7 +78,8 @@ async fn list(f: DeliveriesFilter) -> Result<()> {
             status_or_error(r.status_code, r.error),
             format!("{:.1}", r.duration_ms),
             r.outcome,
-            r.delivery_state.unwrap_or_else(|| "-".into()),
+            r.delivery_state
+                .map_or_else(|| "-".into(), |s| s.to_string()),
         ]);
     }
     if t.is_empty() {
@@ -110,9 +112,14 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
     }
+    let replays = match d.replays {
+        0 => String::new(),
+        1 => " (replayed once)".into(),
+        n => format!(" (replayed {n} times)"),
+    };
     println!(
-        "Delivery {}: {} after {} attempt(s)",
-        args.id, d.state, d.attempts
+        "Delivery {}: {} after {} attempt(s){replays}",
+        args.id, d.state, d.total_attempts
     );
     let webhook = match (&d.webhook_name, &d.webhook_url) {
         (Some(name), Some(url)) => format!("{} {name:?} {url}", d.webhook_id),
@@ -131,9 +138,11 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
     if let Some(p) = &d.payload {
         println!("  payload       {}", table::cut(&p.to_string(), 200));
     }
-    match d.state.as_str() {
-        "pending" => println!("  next attempt  {} UTC", table::time(d.next_attempt_at)),
-        "delivered" => {
+    match d.state {
+        DeliveryState::Pending => {
+            println!("  next attempt  {} UTC", table::time(d.next_attempt_at))
+        }
+        DeliveryState::Delivered => {
             if let Some(t) = d.delivered_at {
                 println!("  delivered at  {} UTC", table::time(t));
             }
@@ -156,6 +165,9 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
             status_or_error(a.status_code, a.error),
             a.outcome
         );
+        if let Some(url) = &a.url {
+            println!("  url {url}");
+        }
         match a.response_body {
             Some(body) => {
                 println!("  response body:");

@@ -1,6 +1,6 @@
 //! The admin CLI: webhooks, the event catalog, test events, the delivery
 //! log, replays and stats, each a thin layer over the SQL surface of
-//! DESIGN.md so that what the CLI does, an admin can also do in psql.
+//! docs/architecture.md so that what the CLI does, an admin can also do in psql.
 //!
 //! Every command connects once, checks that the schema is current (a clear
 //! "run `outboxd migrate`" beats a missing-column error), and reports a

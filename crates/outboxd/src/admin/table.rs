@@ -66,7 +66,7 @@ pub fn cut(s: &str, max: usize) -> String {
     out
 }
 
-pub use outboxd_admin::format::{age, rfc3339, time};
+pub use outboxd_admin::format::{age, time};
 
 #[cfg(test)]
 mod tests {

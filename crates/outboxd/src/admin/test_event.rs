@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use outboxd_admin::test_event::TestResult;
-use outboxd_deliverer::{build_client, TargetPolicy};
+use outboxd_deliverer::build_client;
 
 use super::{connect, parse, resolve_webhook};
 use crate::config::TestEventArgs;
@@ -23,14 +23,12 @@ pub async fn run(args: TestEventArgs) -> Result<()> {
     let http = build_client(
         Duration::from_secs(5),
         1,
-        TargetPolicy {
-            enabled: true,
-            allowed: args.allow_private_targets.0.clone(),
-        },
+        args.allow_private_targets.policy(),
     )
     .context("setting up the HTTP client")?;
-    let r =
-        outboxd_admin::test_event::send(&client, &http, hook.id, &args.event_type, timeout).await?;
+    // This process's own connection, idle while the request is out.
+    let prepared = outboxd_admin::test_event::prepare(&client, hook.id, &args.event_type).await?;
+    let r = prepared.attempt(&http, timeout).await.record(&client).await;
     println!(
         "POST {} ({}, event {} {}, test)",
         r.url, r.webhook, r.event_id, r.event_type

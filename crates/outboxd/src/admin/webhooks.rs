@@ -38,24 +38,13 @@ async fn list(args: ListArgs) -> Result<()> {
         "NAME",
         "URL",
         "EVENTS",
-        "ENABLED",
+        "STATE",
         "LAST DELIVERY",
         "SUCCESS 1H",
         "PENDING",
     ]);
     for w in hooks {
-        let enabled = if w.enabled {
-            match (w.paused_until, w.failing_since) {
-                (Some(until), _) => format!("paused until {}", table::rfc3339(until)),
-                (None, Some(since)) => format!("yes (failing since {})", table::rfc3339(since)),
-                (None, None) => "yes".to_owned(),
-            }
-        } else {
-            match &w.disabled_reason {
-                Some(reason) => format!("no ({reason})"),
-                None => "no".to_owned(),
-            }
-        };
+        let health = w.health().to_string();
         let last = match (w.last_attempt_age_seconds, &w.last_outcome) {
             (Some(ago), Some(outcome)) => format!("{} ago, {outcome}", table::age(ago)),
             _ => "never".to_owned(),
@@ -69,7 +58,7 @@ async fn list(args: ListArgs) -> Result<()> {
             w.name,
             w.url,
             w.event_types.join(","),
-            enabled,
+            health,
             last,
             success,
             w.pending.to_string(),
@@ -104,7 +93,10 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
             "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
         );
     }
-    let created = ops::create(&client, checked).await?;
+    let created = ops::create(&client, checked, &args.allow_private_targets.policy()).await?;
+    for warning in &created.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&created)?);
         return Ok(());
