@@ -106,9 +106,9 @@ $$;
 -- Creates the partitions that will be needed and drops those older than
 -- the retention, one replica at a time (a transaction-scoped advisory
 -- lock; another caller returns at once). A new partition starts where the
--- last one ended, or now if that is later (what came between went into the
--- default partition), and ends at the next multiple of the width, so it
--- never overlaps rows already written. Each new partition is created on its own and then
+-- last one ended, or a few seconds from now if that is later (what comes
+-- between goes into the default partition), and ends at the next multiple
+-- of the width, so it never overlaps rows written or being written. Each new partition is created on its own and then
 -- attached, which locks the parent only SHARE UPDATE EXCLUSIVE; a detach
 -- locks it ACCESS EXCLUSIVE for a moment, under a lock timeout: when
 -- something holds it longer, the partition is retired at the next call.
@@ -133,9 +133,11 @@ BEGIN
     PERFORM set_config('lock_timeout', '2s', true);
     LOOP
         SELECT max(a.upper) INTO lo FROM outbox.attempt_partitions a;
-        -- Past anything the default partition holds: a new partition may
-        -- not take rows already written there.
-        lo := greatest(coalesce(lo, '-infinity'), now(),
+        -- Past anything the default partition holds (a new partition may
+        -- not take rows already written there), and a little ahead of now:
+        -- an insert routed to the default partition while a partition is
+        -- attached fails if its row falls in the new range.
+        lo := greatest(coalesce(lo, '-infinity'), now() + interval '5 seconds',
                        (SELECT max(t.started_at) + interval '1 microsecond'
                           FROM outbox.delivery_attempts_default t));
         EXIT WHEN lo > now() + ahead;
