@@ -58,6 +58,8 @@ GRANT EXECUTE ON FUNCTION
     outbox.on_event_type_update(),
     outbox.refuse_event_type(text),
     outbox.check_webhook(),
+    outbox.check_webhook_rate_limit(),
+    outbox.check_webhook_ordering(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -65,12 +67,12 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_publisher, outbox_admin, outbox_daemon;
 
 -- The application.
-GRANT INSERT (event_type, payload, idempotency_key) ON outbox.events TO outbox_publisher;
+GRANT INSERT (event_type, payload, idempotency_key, ordering_key) ON outbox.events TO outbox_publisher;
 GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
 -- and the payload limit (which only the owner changes).
 GRANT SELECT ON outbox.wakeup, outbox.limits TO outbox_publisher, outbox_admin, outbox_daemon;
-GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text) TO outbox_publisher;
+GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, text) TO outbox_publisher;
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
@@ -82,7 +84,7 @@ GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, o
 GRANT INSERT ON outbox.events TO outbox_admin;
 GRANT UPDATE ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
-    outbox.publish(text, jsonb, text),
+    outbox.publish(text, jsonb, text, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
@@ -105,5 +107,15 @@ GRANT EXECUTE ON FUNCTION outbox.next_events(bigint), outbox.restart_stream() TO
 -- The delivery log's ids, and its partitions made ahead and retired (sql/V14).
 GRANT USAGE ON SEQUENCE outbox.delivery_attempts_id TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.keep_attempt_partitions(interval, interval, interval) TO outbox_daemon;
+-- Rate limits: every replica takes tokens of the shared buckets, and slows a
+-- webhook down after a 429 with Retry-After.
+GRANT SELECT, INSERT, UPDATE ON outbox.rate_buckets TO outbox_daemon;
+GRANT SELECT ON outbox.rate_buckets TO outbox_admin;
+GRANT EXECUTE ON FUNCTION
+    outbox.take_rate_tokens(bigint, integer),
+    outbox.slow_rate(bigint, interval),
+    outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz),
+    outbox.is_next_of_key(outbox.deliveries, boolean, text)
+  TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

@@ -779,6 +779,66 @@ async fn demo_runs_to_completion_and_shows_every_delivery() {
 }
 
 #[tokio::test]
+async fn webhooks_add_takes_a_rate_limit_and_list_shows_it() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let run = cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "Slow partner",
+            "--url",
+            "https://partner.example.com/hook",
+            "--rate-limit",
+            "50",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("at most 50 requests/s"),
+        "{}",
+        run.stdout
+    );
+    let limit: Option<i32> = client
+        .query_one("SELECT rate_limit FROM outbox.webhooks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(limit, Some(50));
+
+    let run = cli(&db, &["webhooks", "list"]).await;
+    assert!(run.ok());
+    assert!(
+        run.stdout.lines().next().unwrap().contains("RATE LIMIT"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("50/s"), "{}", run.stdout);
+    let run = cli(&db, &["webhooks", "list", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(json[0]["rate_limit"], 50);
+
+    let run = cli(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--name",
+            "Nothing at all",
+            "--url",
+            "https://partner.example.com/hook",
+            "--rate-limit",
+            "0",
+        ],
+    )
+    .await;
+    run.assert_one_line_error("--rate-limit: 0 is not a rate limit");
+}
+
+#[tokio::test]
 async fn a_target_the_ssrf_guard_refuses_is_explained_on_add_and_in_a_test_event() {
     let db = TestDb::new().await;
     let receiver = Receiver::start(|_| Reply::ok()).await;

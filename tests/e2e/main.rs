@@ -15,6 +15,7 @@ mod hostile;
 mod listeners;
 mod operations;
 mod pipeline;
+mod rate;
 mod scale;
 mod security;
 mod ssrf;

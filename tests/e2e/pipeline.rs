@@ -13,7 +13,7 @@ use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestD
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::support::{attempts_of_delivery, Attempt, BIN};
+use crate::support::{attempts_of_delivery, delivered_counter, Attempt, BIN};
 
 #[tokio::test]
 async fn fans_out_each_event_to_exactly_the_matching_webhooks_signed() {
@@ -344,16 +344,6 @@ async fn sigkill_with_requests_in_flight_loses_nothing_and_duplicates_are_bounde
         EVENTS as i64,
         "one delivered attempt per delivery"
     );
-}
-
-/// The `outboxd_deliveries_total{outcome="delivered"}` counter of one daemon.
-async fn delivered_counter(daemon: &Daemon) -> u64 {
-    let (_, body) = daemon.get("/metrics").await.unwrap_or_default();
-    body.lines()
-        .find(|l| l.starts_with("outboxd_deliveries_total{outcome=\"delivered\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 #[tokio::test]

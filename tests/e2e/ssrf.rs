@@ -10,12 +10,13 @@
 
 use std::time::Duration;
 
+use outboxd_core::DeliveryState;
 use outboxd_testkit::db::{add_webhook, count, publish_many};
 use outboxd_testkit::raw::{self, RawServer};
 use outboxd_testkit::{wait_for_count, Daemon, TestDb};
 use tokio_postgres::Client;
 
-use crate::support::{attempts_of_webhook, Attempt, BIN};
+use crate::support::{attempts_of_webhook, wait_for_deliveries_in, Attempt, BIN};
 
 /// The daemon's allowlist as the tests' default sets it: loopback only.
 const LOOPBACK: &str = "127.0.0.0/8,::1/128";
@@ -232,11 +233,10 @@ async fn blocked_deliveries_go_out_when_a_daemon_starts_allowing_them_without_a_
             ("OUTBOXD_RETRY_MAX_DELAY", "2h"),
         ],
     );
-    wait_for_count(
+    wait_for_deliveries_in(
         &client,
-        "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
+        DeliveryState::Delivered,
         targets.len() as i64,
-        Duration::from_secs(30),
         &[&allowing],
     )
     .await;
@@ -267,4 +267,41 @@ async fn blocked_deliveries_go_out_when_a_daemon_starts_allowing_them_without_a_
         "{}",
         allowing.log()
     );
+}
+
+#[tokio::test]
+async fn refused_attempts_do_not_trip_the_circuit_breaker() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let v4 = counting_listener("127.0.0.1:0").await;
+    let url = format!("http://127.0.0.1:{}/hook", v4.addr.port());
+    let (hook, _) = add_webhook(&client, "local", &url, &["*"]).await;
+    publish_many(&client, "order.created", 3).await;
+
+    // Two failures in a row would pause a webhook whose receiver fails.
+    let daemon = Daemon::start(
+        BIN,
+        &db.url,
+        &[
+            ("OUTBOXD_ALLOW_PRIVATE_TARGETS", ""),
+            ("OUTBOXD_BREAKER_THRESHOLD", "2"),
+            ("OUTBOXD_MAX_ATTEMPTS", "3"),
+        ],
+    );
+    wait_for_deliveries_in(&client, DeliveryState::Failed, 3, &[&daemon]).await;
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.delivery_attempts").await,
+        9,
+        "every attempt of the budget was made: none was held back by a pause"
+    );
+    let paused = count(
+        &client,
+        &format!(
+            "SELECT count(*) FROM outbox.webhook_health WHERE webhook_id = {hook} AND paused_until IS NOT NULL"
+        ),
+    )
+    .await;
+    assert_eq!(paused, 0, "the webhook was paused:\n{}", daemon.log());
+    assert!(!daemon.log().contains("webhook paused"), "{}", daemon.log());
+    assert_eq!(v4.connections(), 0);
 }

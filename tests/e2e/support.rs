@@ -1,6 +1,7 @@
 //! What the end-to-end tests share: the binary under test and the delivery
 //! log as the tests compare it.
 
+use outboxd_testkit::Daemon;
 use tokio_postgres::Client;
 
 /// The `outboxd` binary cargo built for these tests.
@@ -42,4 +43,27 @@ pub async fn attempts_of_delivery(client: &Client, delivery_id: i64) -> Vec<Atte
 /// The attempt rows of a webhook's deliveries, in the order written.
 pub async fn attempts_of_webhook(client: &Client, webhook_id: i64) -> Vec<Attempt> {
     attempts_where(client, "webhook_id", webhook_id, "id").await
+}
+
+/// The `outboxd_deliveries_total{outcome="delivered"}` counter of one daemon.
+pub async fn delivered_counter(daemon: &Daemon) -> u64 {
+    let (_, body) = daemon.get("/metrics").await.unwrap_or_default();
+    body.lines()
+        .find(|l| l.starts_with("outboxd_deliveries_total{outcome=\"delivered\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Waits until `n` deliveries are in `state` (failing with the daemons'
+/// logs after `timeout`).
+pub async fn wait_for_deliveries_in(
+    client: &Client,
+    state: outboxd_core::DeliveryState,
+    n: i64,
+    daemons: &[&outboxd_testkit::Daemon],
+) {
+    let sql = format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
+    outboxd_testkit::wait_for_count(client, &sql, n, std::time::Duration::from_secs(30), daemons)
+        .await;
 }

@@ -34,6 +34,18 @@ pub fn since(s: &str) -> Result<Since> {
     ))
 }
 
+/// A rate limit in requests per second, as the `rate_limit_positive` rule
+/// of V19 takes it: at least 1, and an integer column's worth at most.
+pub fn rate_limit(n: i64) -> Result<i32> {
+    match i32::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::invalid(
+            "rate_limit",
+            format!("{n} is not a rate limit: give requests per second, at least 1 (or no limit)"),
+        )),
+    }
+}
+
 /// The URL rules of the `url_scheme` CHECK, with a reason for each.
 pub fn url(s: &str) -> Result<()> {
     let bad = |m: String| Err(Error::invalid("url", m));
@@ -153,6 +165,20 @@ mod tests {
         );
         for bad in ["1x", "", "yesterday", "2026-11-22"] {
             assert!(msg(since(bad)).contains("RFC 3339"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_are_at_least_one_and_fit_the_column() {
+        assert_eq!(rate_limit(1).unwrap(), 1);
+        assert_eq!(rate_limit(50).unwrap(), 50);
+        for bad in [0, -1, i64::from(i32::MAX) + 1] {
+            let e = rate_limit(bad).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid { field: "rate_limit", message }
+                    if message.contains("not a rate limit") && message.contains("at least 1")),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -6,7 +6,8 @@
 //! against one, with 100,000 enabled and few active, and healthy webhooks
 //! beside dead ones (`--only many,sparse,dead`), commit-to-receipt
 //! latency at a steady 100 events/s, the host's insert rate into the outbox
-//! against a plain table, and the daemon's CPU time and peak memory.
+//! against a plain table, the rate a rate-limited webhook gets from two
+//! daemons, and the daemon's CPU time and peak memory.
 //! Everything runs on this machine together, as a small deployment would.
 
 use std::collections::HashMap;
@@ -60,7 +61,10 @@ struct Args {
     /// taking turns
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,many,sparse,dead)
+    /// The limit of the rate-limited webhook in the rate run, requests per second
+    #[arg(long, default_value_t = 200)]
+    rate_limit: i32,
+    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate,many,sparse,dead)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -345,6 +349,20 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
             ),
             value: format!("{rate:.0} deliveries/s"),
             note: format!("{} deliveries in {secs:.2} s", args.events),
+        });
+    }
+    if only("rate") {
+        let (achieved, limit) =
+            rate_limited(&db, &tally, &binary, &db_url, &receiver_url, &args).await?;
+        rows.push(Row {
+            name: "rate-limited webhook, 2 daemons".into(),
+            value: format!(
+                "{achieved:.1} requests/s ({:.1}% of the limit)",
+                100.0 * achieved / f64::from(limit)
+            ),
+            note: format!(
+                "limit {limit}/s, a backlog all along, counted at the receiver over {RATE_SECONDS} s"
+            ),
         });
     }
     rows.push(Row {
@@ -653,6 +671,58 @@ async fn add_history(db: &Client, n: i64) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Seconds the rate run counts over.
+const RATE_SECONDS: u64 = 10;
+
+/// One webhook limited to `--rate-limit`, a second daemon beside the first,
+/// a backlog longer than the run: the requests a second the receiver gets,
+/// counted from one second after the first (past the bucket's burst).
+async fn rate_limited(
+    db: &Client,
+    tally: &Tally,
+    binary: &PathBuf,
+    db_url: &str,
+    receiver_url: &str,
+    args: &Args,
+) -> Result<(f64, i32)> {
+    let limit = args.rate_limit;
+    set_webhooks(db, receiver_url, 0).await?;
+    let mut second = Daemon::start(binary, db_url, &args.daemon_env)?;
+    db.execute(
+        "INSERT INTO outbox.webhooks (name, url, event_types, rate_limit)
+         VALUES ('bench limited', $1, '{*}', $2)",
+        &[&receiver_url, &limit],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let events = i64::from(limit) * (RATE_SECONDS as i64 + 5);
+    let start_count = tally.count.load(Ordering::Relaxed);
+    db.execute(
+        "INSERT INTO outbox.events (event_type, payload)
+         SELECT 'bench.event', jsonb_build_object('n', i) FROM generate_series(1, $1::int8) AS i",
+        &[&events],
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tally.count.load(Ordering::Relaxed) == start_count {
+        if Instant::now() > deadline {
+            bail!("the rate-limited webhook got nothing in a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let from = tally.count.load(Ordering::Relaxed);
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(RATE_SECONDS)).await;
+    let got = tally.count.load(Ordering::Relaxed) - from;
+    let achieved = got as f64 / t.elapsed().as_secs_f64();
+    // The rest of the backlog is not waited for.
+    db.batch_execute("DELETE FROM outbox.webhooks").await?;
+    second.stop().await;
+    wait_drained(db).await?;
+    Ok((achieved, limit))
 }
 
 async fn wait_ready(db: &Client) -> Result<()> {

@@ -413,6 +413,8 @@ impl WebhookBody {
             url: self.url,
             events: self.event_types,
             headers: self.headers.into_iter().collect(),
+            // The API does not set limits yet: an edit keeps the current one.
+            rate_limit: None,
         }
     }
 }

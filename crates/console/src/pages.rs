@@ -466,6 +466,8 @@ impl Page<'_> {
                 .to_owned(),
             events: events.clone(),
             headers: Vec::new(),
+            // The form does not set limits yet: an edit keeps the current one.
+            rate_limit: None,
         };
         let (title, action, submit) = match id {
             None => (

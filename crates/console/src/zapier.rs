@@ -28,6 +28,7 @@ pub(crate) async fn subscribe(client: &Client, s: Subscribe) -> ApiResult {
         url: s.target_url,
         events: vec![s.event],
         headers: Vec::new(),
+        rate_limit: None,
     }
     .check()?;
     webhooks::require_catalogued(client, &checked.event_types).await?;

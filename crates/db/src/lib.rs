@@ -3,7 +3,8 @@
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries (`handoff` passes
 //! those it claims at once to the deliverer), `claim` leases due
-//! deliveries (`reaper` puts expired leases back), `results` writes outcomes back, `webhooks` caches
+//! deliveries (`reaper` puts expired leases back), `rate` shares rate
+//! limits between replicas, `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
 //! deletes what is older than the retention (`partitions` retires the
 //! delivery log by whole partitions), `blocked` retries what the SSRF guard
@@ -22,6 +23,7 @@ pub mod janitor;
 pub mod listener;
 pub mod migrate;
 pub mod partitions;
+pub mod rate;
 pub mod reaper;
 pub mod results;
 pub mod sampler;

@@ -36,6 +36,8 @@ pub struct Webhook {
     /// fails with this reason instead of going out unsigned.
     pub secret_error: Option<String>,
     pub headers: Vec<(String, String)>,
+    /// Requests per second, all replicas together (`outbox.rate_buckets`).
+    pub rate_limit: Option<i32>,
 }
 
 impl Webhook {
@@ -83,7 +85,7 @@ impl State {
 const LOAD: &str = "
 SELECT id, name, url, event_types, secret, headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8
+       extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
   FROM outbox.webhooks
  WHERE enabled
  ORDER BY id";
@@ -100,7 +102,7 @@ SELECT id, name, url, event_types, secret, headers,
 const LOAD_ONE: &str = "
 SELECT id, name, url, event_types, secret, headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8
+       extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
   FROM outbox.webhooks
  WHERE id = $1";
 
@@ -156,6 +158,7 @@ fn from_row(row: &tokio_postgres::Row) -> (Webhook, Option<Instant>) {
         secrets,
         secret_error,
         headers,
+        rate_limit: row.get(8),
     };
     (webhook, expires)
 }
@@ -279,6 +282,7 @@ impl WebhookCache {
                     secrets: w.secrets.iter().take(1).cloned().collect(),
                     secret_error: w.secret_error.clone(),
                     headers: w.headers.clone(),
+                    rate_limit: w.rate_limit,
                 };
                 state.map.insert(*id, Arc::new(trimmed));
             }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
+use outboxd_core::DeliveryState;
 use outboxd_db::claim::Wants;
 use outboxd_db::{
     claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Reaper, Room,
@@ -76,7 +77,7 @@ fn delivered(c: &Claimed) -> AttemptRecord {
 }
 
 /// (state, attempts, lease, locked_until is set) of one delivery.
-async fn delivery(client: &Client, id: i64) -> (String, i32, i64, bool) {
+async fn delivery(client: &Client, id: i64) -> (DeliveryState, i32, i64, bool) {
     let row = client
         .query_one(
             "SELECT state, attempts, lease, locked_until IS NOT NULL FROM outbox.deliveries WHERE id = $1",
@@ -100,7 +101,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     assert_eq!(l1.attempt, 1);
     assert_eq!(
         delivery(&client, l1.delivery_id).await,
-        ("in_flight".into(), 1, l1.lease, true)
+        (DeliveryState::InFlight, 1, l1.lease, true)
     );
     // Claimed: nobody else gets it while the lease holds.
     assert!(claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
@@ -120,7 +121,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     assert_eq!(reap(&pool).await, 1);
     assert_eq!(
         delivery(&client, l1.delivery_id).await,
-        ("pending".into(), 1, l1.lease, false),
+        (DeliveryState::Pending, 1, l1.lease, false),
         "the reaped attempt stays counted: it may have reached the receiver"
     );
 
@@ -143,7 +144,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     );
     assert_eq!(
         delivery(&client, l1.delivery_id).await,
-        ("in_flight".into(), 2, l2.lease, true)
+        (DeliveryState::InFlight, 2, l2.lease, true)
     );
 
     // The current holder's result is written.
@@ -151,7 +152,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     assert_eq!(current.accepted, [l2.delivery_id]);
     assert_eq!(
         delivery(&client, l2.delivery_id).await,
-        ("delivered".into(), 2, l2.lease, false)
+        (DeliveryState::Delivered, 2, l2.lease, false)
     );
     let row = client
         .query_one(
@@ -162,7 +163,7 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         .unwrap();
     assert_eq!(row.get::<_, i32>(0), 2);
     assert_eq!(row.get::<_, Option<i32>>(1), Some(200));
-    assert_eq!(row.get::<_, String>(2), "delivered");
+    assert_eq!(row.get::<_, String>(2), Outcome::Delivered.as_str());
 
     // A result repeated under the right token is not written twice.
     let again = results::record(&pool, &[delivered(&l2)]).await.unwrap();
@@ -200,7 +201,7 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     );
     assert_eq!(
         delivery(&client, c.delivery_id).await,
-        ("pending".into(), 0, c.lease, false)
+        (DeliveryState::Pending, 0, c.lease, false)
     );
     // Handed back twice is still one hand-back.
     assert_eq!(
@@ -341,7 +342,7 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
         assert!(c.payload.contains("\"n\""), "{}", c.payload);
         assert_eq!(
             delivery(&client, c.delivery_id).await,
-            ("in_flight".into(), 1, 1, true)
+            (DeliveryState::InFlight, 1, 1, true)
         );
     }
     let oldest: Vec<i64> = client
@@ -405,13 +406,13 @@ async fn a_result_the_database_refuses_is_written_without_the_refused_text_besid
     assert_eq!(logged.len(), 5, "each attempt logged once");
     let note = Some("[not stored: the database refused it (SQLSTATE 22021)]");
     for (i, row) in logged.iter().enumerate() {
-        let got: (String, Option<&str>, Option<&str>, Option<&str>) =
+        let got: (DeliveryState, Option<&str>, Option<&str>, Option<&str>) =
             (row.get(1), row.get(2), row.get(3), row.get(4));
         let want = match i {
-            1 => ("delivered".into(), note, None, None),
+            1 => (DeliveryState::Delivered, note, None, None),
             // Which field was refused is not known: both are replaced.
-            3 => ("pending".into(), note, note, note),
-            _ => ("delivered".into(), Some("ok"), None, None),
+            3 => (DeliveryState::Pending, note, note, note),
+            _ => (DeliveryState::Delivered, Some("ok"), None, None),
         };
         assert_eq!(got, want, "delivery {i}");
     }

@@ -39,6 +39,8 @@ pub(crate) struct Prepared {
     started_at: DateTime<Utc>,
     /// The URL tried, as the delivery log records it.
     url: String,
+    /// The webhook's rate limit, which a 429 may lower for a while.
+    rate_limit: Option<i32>,
     request: Result<Request<Full<Bytes>>, request::BuildError>,
 }
 
@@ -76,6 +78,7 @@ async fn prepare(ctx: &Context, delivery: Claimed) -> Result<Prepared, AttemptRe
         delivery,
         started_at,
         url: webhook.url.clone(),
+        rate_limit: webhook.rate_limit,
         request,
     })
 }
@@ -90,6 +93,12 @@ async fn call(ctx: &Context, prepared: Prepared) -> Called {
         },
     };
     metrics::histogram!(names::ATTEMPT_DURATION).record(exchange.elapsed.as_secs_f64());
+    crate::rate::after_answer(
+        &ctx.pool,
+        prepared.delivery.webhook_id,
+        prepared.rate_limit,
+        &exchange.result,
+    );
     Called {
         delivery: prepared.delivery,
         started_at: prepared.started_at,

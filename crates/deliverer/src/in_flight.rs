@@ -13,6 +13,7 @@ use outboxd_core::Windows;
 use outboxd_db::Claimed;
 
 use crate::breakers::Breakers;
+use crate::rate::RateGate;
 
 /// The payload bytes the deliveries held (queued and running) may take
 /// before claims and hand-overs stop: with large payloads the windows alone
@@ -59,6 +60,8 @@ pub(crate) struct InFlight {
     pub breakers: Breakers,
     /// Webhooks whose room may have changed since the fan-out was told.
     touched: HashSet<i64>,
+    /// Tokens of rate-limited webhooks (`crate::rate`).
+    pub rate: RateGate,
 }
 
 impl InFlight {
@@ -74,6 +77,7 @@ impl InFlight {
             gone: HashMap::new(),
             breakers: Breakers::default(),
             touched: HashSet::new(),
+            rate: RateGate::default(),
         }
     }
 
@@ -140,6 +144,11 @@ impl InFlight {
                 q.delivery
             })
             .collect()
+    }
+
+    /// How many deliveries the webhook has queued.
+    pub fn queued_of(&self, webhook_id: i64) -> usize {
+        self.queued.get(&webhook_id).map_or(0, VecDeque::len)
     }
 
     /// Webhooks with something queued.

@@ -5,7 +5,8 @@
 //! `send` performs it under a whole-request timeout and reads a bounded
 //! response, `worker` runs the claim-send loop under the concurrency limits
 //! (`in_flight` its bookkeeping, `attempt` the stages of one request,
-//! `breakers` the circuit breakers' side effects),
+//! `breakers` the circuit breakers' side effects), `rate` gates requests
+//! to rate-limited webhooks,
 //! and `writer` writes results back in batches. `single` is one attempt
 //! outside the loop, for the admin CLI's test events.
 
@@ -14,6 +15,7 @@ mod breakers;
 pub mod client;
 pub mod guard;
 mod in_flight;
+pub mod rate;
 pub mod request;
 pub mod send;
 pub mod single;

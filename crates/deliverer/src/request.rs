@@ -112,6 +112,7 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            rate_limit: None,
         }
     }
 

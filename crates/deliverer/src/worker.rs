@@ -114,7 +114,8 @@ impl Deliverer {
             .run(),
         );
         let mut state = Loop::new(self, results);
-        state.deliver(&mut handed, &shutdown).await;
+        let rate_granted = state.in_flight.rate.granted();
+        state.deliver(&mut handed, &rate_granted, &shutdown).await;
         state.shut_down(handed, writer).await;
     }
 }
@@ -152,6 +153,7 @@ impl Loop {
     async fn deliver(
         &mut self,
         handed: &mut Option<mpsc::UnboundedReceiver<Handed>>,
+        rate_granted: &Notify,
         shutdown: &CancellationToken,
     ) {
         loop {
@@ -184,8 +186,12 @@ impl Loop {
                     }
                     self.pump(None);
                 }
+                _ = rate_granted.notified() => self.pump(None),
                 _ = self.ready.notified() => self.more = true,
-                _ = tokio::time::sleep(backoff) => self.more = true,
+                _ = tokio::time::sleep(backoff) => {
+                    self.more = true;
+                    self.in_flight.rate.tidy();
+                }
             }
             metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(self.in_flight.total as f64);
         }
@@ -413,9 +419,24 @@ impl Loop {
         for webhook_id in webhooks {
             let paused = self.in_flight.paused(webhook_id, now);
             let limit = self.in_flight.limit(webhook_id, now);
+            let rate_limited = self
+                .cache
+                .get(webhook_id)
+                .is_some_and(|w| w.rate_limit.is_some());
             while self.in_flight.total < self.settings.concurrency
                 && (paused || self.in_flight.running(webhook_id) < limit)
             {
+                if rate_limited && !paused {
+                    let waiting = self.in_flight.queued_of(webhook_id);
+                    if waiting == 0
+                        || !self
+                            .in_flight
+                            .rate
+                            .try_take(&self.pool, webhook_id, waiting)
+                    {
+                        break;
+                    }
+                }
                 let Some(next) = self.in_flight.dequeue(webhook_id) else {
                     break;
                 };

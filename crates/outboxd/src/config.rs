@@ -318,6 +318,10 @@ pub struct WebhookAddArgs {
     #[arg(long = "header", value_name = "NAME=VALUE")]
     pub headers: Vec<String>,
 
+    /// At most this many requests per second, all replicas together (default: no limit)
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate_limit: Option<i64>,
+
     /// Print the new webhook as JSON
     #[arg(long)]
     pub json: bool,

@@ -42,6 +42,7 @@ async fn list(args: ListArgs) -> Result<()> {
         "LAST DELIVERY",
         "SUCCESS 1H",
         "PENDING",
+        "RATE LIMIT",
     ]);
     for w in hooks {
         let health = w.health().to_string();
@@ -62,6 +63,8 @@ async fn list(args: ListArgs) -> Result<()> {
             last,
             success,
             w.pending.to_string(),
+            w.rate_limit
+                .map_or_else(|| "-".to_owned(), |n| format!("{n}/s")),
         ]);
     }
     if t.is_empty() {
@@ -78,11 +81,16 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
         url: args.url.clone(),
         events: args.events.clone(),
         headers: parse::header_pairs(&args.headers).map_err(|e| anyhow!(e))?,
+        rate_limit: args.rate_limit.map(Some),
     };
     let checked = input.check().map_err(|e| match e {
         outboxd_admin::Error::Invalid { field, message } => {
             // The flags are named as the fields, but for the repeatable --header.
-            let flag = if field == "headers" { "header" } else { field };
+            let flag = match field {
+                "headers" => "header",
+                "rate_limit" => "rate-limit",
+                other => other,
+            };
             anyhow!("--{flag}: {message}")
         }
         other => anyhow!(other),
@@ -102,11 +110,15 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "Added webhook {} {:?}: {} for {}",
+        "Added webhook {} {:?}: {} for {}{}",
         created.id,
         created.webhook.name,
         created.webhook.url,
-        created.webhook.event_types.join(", ")
+        created.webhook.event_types.join(", "),
+        match created.webhook.rate_limit.flatten() {
+            Some(n) => format!(", at most {n} requests/s"),
+            None => String::new(),
+        }
     );
     println!("Secret (shown only this once; the receiver verifies signatures with it):");
     println!("  {}", created.secret);
