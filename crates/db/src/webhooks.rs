@@ -94,7 +94,7 @@ SELECT id, name, url, event_types, secret, headers,
 const LOAD_SOME: &str = "
 SELECT id, name, url, event_types, secret, headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8
+       extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
   FROM outbox.webhooks
  WHERE enabled AND id = ANY($1::int8[])";
 
