@@ -14,6 +14,37 @@
 CREATE SCHEMA outbox;
 
 --
+-- Name: add_webhook(text, text, text[], jsonb); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.add_webhook(name text, url text, event_types text[] DEFAULT '{*}'::text[], headers jsonb DEFAULT '{}'::jsonb) RETURNS TABLE(id bigint, secret text)
+    LANGUAGE plpgsql
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    new_id bigint;
+BEGIN
+    INSERT INTO outbox.webhooks (name, url, event_types, headers)
+    VALUES ($1, $2, $3, $4)
+    RETURNING id INTO new_id;
+    RETURN QUERY SELECT s.webhook_id, s.secret FROM outbox.webhook_secrets s WHERE s.webhook_id = new_id;
+END
+$_$;
+
+--
+-- Name: add_webhook_secret(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.add_webhook_secret() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    INSERT INTO outbox.webhook_secrets (webhook_id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: are_valid_headers(jsonb); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -62,17 +93,17 @@ BEGIN
     IF NEW.url IS NULL OR NEW.url !~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$' THEN
         RAISE EXCEPTION 'webhook violates url_scheme: the URL must be http:// or https:// with a host, no spaces and no user:password@ (%)',
                 CASE WHEN position('@' IN coalesce(NEW.url, '')) > 0 THEN 'credentials not shown'
-                     ELSE coalesce(NEW.url, 'null') END
+                     ELSE coalesce(left(NEW.url, 200), 'null') END
             USING ERRCODE = 'check_violation', CONSTRAINT = 'url_scheme', TABLE = 'webhooks', SCHEMA = 'outbox';
+    END IF;
+    IF octet_length(NEW.url) > 8192 THEN
+        RAISE EXCEPTION 'webhook violates url_length: the URL is % bytes, over the limit of 8192', octet_length(NEW.url)
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'url_length', TABLE = 'webhooks', SCHEMA = 'outbox';
     END IF;
     IF NEW.event_types IS NULL OR NOT outbox.are_valid_patterns(NEW.event_types) THEN
         RAISE EXCEPTION 'webhook violates event_types_syntax: each pattern must be an event type such as payment.received, a prefix such as payment.*, or * (got %)',
                 coalesce(NEW.event_types::text, 'null')
             USING ERRCODE = 'check_violation', CONSTRAINT = 'event_types_syntax', TABLE = 'webhooks', SCHEMA = 'outbox';
-    END IF;
-    IF NEW.secret IS NULL OR NEW.secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
-        RAISE EXCEPTION 'webhook violates secret_format: the secret must be whsec_ followed by base64 (the value is not shown)'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'secret_format', TABLE = 'webhooks', SCHEMA = 'outbox';
     END IF;
     IF NEW.headers IS NULL OR jsonb_typeof(NEW.headers) <> 'object' THEN
         RAISE EXCEPTION 'webhook violates headers_object: headers must be a JSON object of name: value'
@@ -89,9 +120,16 @@ BEGIN
                 coalesce(quote_literal(bad_header), '?')
             USING ERRCODE = 'check_violation', CONSTRAINT = 'headers_valid', TABLE = 'webhooks', SCHEMA = 'outbox';
     END IF;
-    IF NEW.previous_secret IS NOT NULL AND NEW.previous_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
-        RAISE EXCEPTION 'webhook violates previous_secret_format: the previous secret must be whsec_ followed by base64 (the value is not shown)'
-            USING ERRCODE = 'check_violation', CONSTRAINT = 'previous_secret_format', TABLE = 'webhooks', SCHEMA = 'outbox';
+    -- NOT NULL failures would print the row, headers included (their
+    -- values may be credentials): refused here first, by name.
+    -- updated_at is set by webhooks_touch on UPDATE.
+    IF NEW.enabled IS NULL OR NEW.created_at IS NULL
+       OR (TG_OP = 'INSERT' AND NEW.updated_at IS NULL) THEN
+        RAISE EXCEPTION 'webhook violates not-null: % must not be null',
+                CASE WHEN NEW.enabled IS NULL THEN 'enabled'
+                     WHEN NEW.created_at IS NULL THEN 'created_at'
+                     ELSE 'updated_at' END
+            USING ERRCODE = 'not_null_violation', TABLE = 'webhooks', SCHEMA = 'outbox';
     END IF;
     RETURN NEW;
 END
@@ -134,6 +172,35 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+--
+-- Name: check_webhook_secret(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.check_webhook_secret() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $_$
+BEGIN
+    IF NEW.webhook_id IS NULL THEN
+        RAISE EXCEPTION 'webhook secret violates not-null: webhook_id must be set'
+            USING ERRCODE = 'not_null_violation', TABLE = 'webhook_secrets', SCHEMA = 'outbox';
+    END IF;
+    IF NEW.secret IS NULL OR NEW.secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+        RAISE EXCEPTION 'webhook secret violates secret_format: the secret must be whsec_ followed by base64 (the value is not shown)'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'secret_format', TABLE = 'webhook_secrets', SCHEMA = 'outbox';
+    END IF;
+    IF NEW.previous_secret IS NOT NULL AND NEW.previous_secret !~ '^whsec_[A-Za-z0-9+/]+={0,2}$' THEN
+        RAISE EXCEPTION 'webhook secret violates previous_secret_format: the previous secret must be whsec_ followed by base64 (the value is not shown)'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'previous_secret_format', TABLE = 'webhook_secrets', SCHEMA = 'outbox';
+    END IF;
+    IF NEW.previous_secret IS NOT NULL AND NEW.previous_secret_expires_at IS NULL THEN
+        RAISE EXCEPTION 'webhook secret violates previous_secret_has_expiry: a previous secret needs previous_secret_expires_at'
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'previous_secret_has_expiry', TABLE = 'webhook_secrets', SCHEMA = 'outbox';
+    END IF;
+    NEW.updated_at := now();
+    RETURN NEW;
+END
+$_$;
 
 --
 -- Name: generate_secret(); Type: FUNCTION; Schema: outbox; Owner: -
@@ -528,6 +595,16 @@ BEGIN
     IF NOT coalesce(outbox.is_valid_event_type(NEW.event_type), true) THEN
         PERFORM outbox.refuse_event_type(NEW.event_type);
     END IF;
+    -- Two IFs: the outer test is a simple expression, cheap for the usual
+    -- event with no target; one with the subquery would run through the
+    -- executor on every insert.
+    IF NEW.target_webhook_id IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = NEW.target_webhook_id) THEN
+            RAISE EXCEPTION 'outbox event for webhook %, which does not exist', NEW.target_webhook_id
+                USING ERRCODE = 'foreign_key_violation', TABLE = 'events', SCHEMA = 'outbox',
+                      HINT = 'target_webhook_id must be the id of a row of outbox.webhooks';
+        END IF;
+    END IF;
     SELECT w.requested, l.max_payload_bytes INTO wake, max_bytes
       FROM outbox.wakeup w CROSS JOIN outbox.limits l;
     IF pg_column_size(NEW.payload) > max_bytes
@@ -589,11 +666,13 @@ $$;
 --
 
 CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL::text, tenant text DEFAULT NULL::text, ordering_key text DEFAULT NULL::text) RETURNS bigint
-    LANGUAGE plpgsql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $_$
 #variable_conflict use_column
 DECLARE
-    new_id bigint;
+    new_id     bigint;
+    same_event boolean;
 BEGIN
     IF $4 IS NOT NULL THEN
         RAISE EXCEPTION 'publish: this schema has no tenants (got tenant %)', quote_literal($4)
@@ -604,7 +683,14 @@ BEGIN
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
-        SELECT e.id INTO new_id FROM outbox.events e WHERE e.idempotency_key = $3;
+        SELECT e.id, e.event_type = $1 AND e.payload = $2 INTO new_id, same_event
+          FROM outbox.events e WHERE e.idempotency_key = $3;
+        IF NOT same_event THEN
+            RAISE EXCEPTION 'idempotency key % was already used for event %, with another event type or payload', quote_literal($3), new_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key_key',
+                      TABLE = 'events', SCHEMA = 'outbox',
+                      HINT = 'use a key per event; a repeat with the same type and payload returns the first event''s id';
+        END IF;
     END IF;
     RETURN new_id;
 END
@@ -758,12 +844,12 @@ BEGIN
         RAISE EXCEPTION 'overlap must be zero or more, got %', overlap
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    UPDATE outbox.webhooks w
-       SET previous_secret = CASE WHEN overlap > interval '0' THEN w.secret END,
+    UPDATE outbox.webhook_secrets s
+       SET previous_secret = CASE WHEN overlap > interval '0' THEN s.secret END,
            previous_secret_expires_at = CASE WHEN overlap > interval '0' THEN now() + overlap END,
            secret = outbox.generate_secret()
-     WHERE w.id = rotate_secret.webhook_id
-    RETURNING w.secret INTO new_secret;
+     WHERE s.webhook_id = rotate_secret.webhook_id
+    RETURNING s.secret INTO new_secret;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'webhook % does not exist', rotate_secret.webhook_id
             USING ERRCODE = 'no_data_found';
@@ -921,6 +1007,19 @@ END
 $$;
 
 --
+-- Name: touch_webhook_of_secret(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.touch_webhook_of_secret() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE outbox.webhooks SET updated_at = now() WHERE id = NEW.webhook_id;
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: attempt_partitions; Type: TABLE; Schema: outbox; Owner: -
 --
 
@@ -1061,24 +1160,18 @@ CREATE TABLE outbox.webhooks (
     name text NOT NULL,
     url text NOT NULL,
     event_types text[] DEFAULT '{*}'::text[] NOT NULL,
-    secret text DEFAULT outbox.generate_secret() NOT NULL,
     enabled boolean DEFAULT true NOT NULL,
     headers jsonb DEFAULT '{}'::jsonb NOT NULL,
     disabled_reason text,
     disabled_at timestamp with time zone,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    previous_secret text,
-    previous_secret_expires_at timestamp with time zone,
     rate_limit integer,
     ordered boolean DEFAULT false NOT NULL,
     ordering_policy text DEFAULT 'skip'::text NOT NULL,
     CONSTRAINT event_types_syntax CHECK (outbox.are_valid_patterns(event_types)),
     CONSTRAINT headers_object CHECK ((jsonb_typeof(headers) = 'object'::text)),
     CONSTRAINT name_not_blank CHECK ((btrim(name) <> ''::text)),
-    CONSTRAINT previous_secret_format CHECK (((previous_secret IS NULL) OR (previous_secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'::text))),
-    CONSTRAINT previous_secret_has_expiry CHECK (((previous_secret IS NULL) OR (previous_secret_expires_at IS NOT NULL))),
-    CONSTRAINT secret_format CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'::text)),
     CONSTRAINT url_scheme CHECK ((url ~* '^https?://[^/?#[:space:]@]+([/?#][^[:space:]]*)?$'::text))
 );
 
@@ -1093,12 +1186,6 @@ COMMENT ON TABLE outbox.webhooks IS 'Subscribed endpoints. event_types holds pat
 --
 
 COMMENT ON COLUMN outbox.webhooks.headers IS 'extra request headers, e.g. {"authorization": "Bearer ..."}: string values, no control characters; outboxd''s own and hop-by-hop headers are refused';
-
---
--- Name: COLUMN webhooks.previous_secret; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON COLUMN outbox.webhooks.previous_secret IS 'the secret before the last rotation; it also signs until previous_secret_expires_at';
 
 --
 -- Name: COLUMN webhooks.rate_limit; Type: COMMENT; Schema: outbox; Owner: -
@@ -1250,6 +1337,27 @@ CREATE TABLE outbox.webhook_health (
 COMMENT ON TABLE outbox.webhook_health IS 'Written by outboxd: when a webhook started failing and until when its deliveries are paused. No row, or nulls, means healthy.';
 
 --
+-- Name: webhook_secrets; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.webhook_secrets (
+    webhook_id bigint NOT NULL,
+    secret text DEFAULT outbox.generate_secret() NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at timestamp with time zone,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT previous_secret_format CHECK (((previous_secret IS NULL) OR (previous_secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'::text))),
+    CONSTRAINT previous_secret_has_expiry CHECK (((previous_secret IS NULL) OR (previous_secret_expires_at IS NOT NULL))),
+    CONSTRAINT secret_format CHECK ((secret ~ '^whsec_[A-Za-z0-9+/]+={0,2}$'::text))
+);
+
+--
+-- Name: TABLE webhook_secrets; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.webhook_secrets IS 'The signing secret of each webhook (made when the webhook is added), and during a rotation the previous one, which also signs until previous_secret_expires_at.';
+
+--
 -- Name: webhooks_id_seq; Type: SEQUENCE; Schema: outbox; Owner: -
 --
 
@@ -1379,6 +1487,13 @@ ALTER TABLE ONLY outbox.webhook_health
     ADD CONSTRAINT webhook_health_pkey PRIMARY KEY (webhook_id);
 
 --
+-- Name: webhook_secrets webhook_secrets_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_pkey PRIMARY KEY (webhook_id);
+
+--
 -- Name: webhooks webhooks_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -1506,6 +1621,24 @@ CREATE TRIGGER events_event_type_update BEFORE UPDATE OF event_type ON outbox.ev
 CREATE TRIGGER events_insert BEFORE INSERT ON outbox.events FOR EACH ROW EXECUTE FUNCTION outbox.on_event_insert();
 
 --
+-- Name: webhook_secrets webhook_secrets_check; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhook_secrets_check BEFORE INSERT OR UPDATE ON outbox.webhook_secrets FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_secret();
+
+--
+-- Name: webhook_secrets webhook_secrets_touch; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhook_secrets_touch AFTER UPDATE ON outbox.webhook_secrets FOR EACH ROW EXECUTE FUNCTION outbox.touch_webhook_of_secret();
+
+--
+-- Name: webhooks webhooks_add_secret; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_add_secret AFTER INSERT ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.add_webhook_secret();
+
+--
 -- Name: webhooks webhooks_cancel_on_delete; Type: TRIGGER; Schema: outbox; Owner: -
 --
 
@@ -1572,6 +1705,13 @@ ALTER TABLE ONLY outbox.rate_buckets
 
 ALTER TABLE ONLY outbox.webhook_health
     ADD CONSTRAINT webhook_health_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES outbox.webhooks(id) ON DELETE CASCADE;
+
+--
+-- Name: webhook_secrets webhook_secrets_webhook_id_fkey; Type: FK CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.webhook_secrets
+    ADD CONSTRAINT webhook_secrets_webhook_id_fkey FOREIGN KEY (webhook_id) REFERENCES outbox.webhooks(id) ON DELETE CASCADE;
 
 --
 -- PostgreSQL database dump complete

@@ -23,9 +23,12 @@ done
 # psql variables (:'name') quote the values safely.
 psql -X -v ON_ERROR_STOP=1 \
      -v name="$WEBHOOK_NAME" -v url="$WEBHOOK_URL" -v secret="$WEBHOOK_SECRET" <<'SQL'
-INSERT INTO outbox.webhooks (name, url, event_types, secret)
-SELECT :'name', :'url', ARRAY['*'], :'secret'
+INSERT INTO outbox.webhooks (name, url, event_types)
+SELECT :'name', :'url', ARRAY['*']
 WHERE NOT EXISTS (SELECT 1 FROM outbox.webhooks WHERE name = :'name');
+UPDATE outbox.webhook_secrets SET secret = :'secret'
+ WHERE webhook_id = (SELECT id FROM outbox.webhooks WHERE name = :'name')
+   AND secret IS DISTINCT FROM :'secret';
 SELECT id, name, url, event_types, enabled FROM outbox.webhooks WHERE name = :'name';
 SQL
 echo "seed: done"

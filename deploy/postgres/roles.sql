@@ -12,8 +12,8 @@
 --   CREATE ROLE outboxd_svc LOGIN PASSWORD '...' IN ROLE outbox_daemon;
 --
 -- outbox_publisher: the application. Inserts events and calls publish; reads
---   nothing else (the id and idempotency key of events only, which publish
---   needs to return the first event of a repeated key).
+--   nothing else (the id of events only, for INSERT ... RETURNING id;
+--   publish compares a repeated key with its first event as the owner).
 -- outbox_admin: people and tools that manage webhooks and the catalog, read
 --   the delivery log, send test events and replay. Can read webhook secrets
 --   (an admin hands them to receivers) but cannot delete events or history.
@@ -60,6 +60,9 @@ GRANT EXECUTE ON FUNCTION
     outbox.check_webhook(),
     outbox.check_webhook_rate_limit(),
     outbox.check_webhook_ordering(),
+    outbox.check_webhook_secret(),
+    outbox.add_webhook_secret(),
+    outbox.touch_webhook_of_secret(),
     outbox.generate_secret(),
     outbox.touch_updated_at(),
     outbox.notify_webhooks_changed(),
@@ -68,7 +71,8 @@ GRANT EXECUTE ON FUNCTION
 
 -- The application.
 GRANT INSERT (event_type, payload, idempotency_key, ordering_key) ON outbox.events TO outbox_publisher;
-GRANT SELECT (id, idempotency_key) ON outbox.events TO outbox_publisher;
+REVOKE SELECT ON outbox.events FROM outbox_publisher;
+GRANT SELECT (id) ON outbox.events TO outbox_publisher;
 -- The insert trigger reads whether a daemon is asleep and wants a NOTIFY,
 -- and the payload limit (which only the owner changes).
 GRANT SELECT ON outbox.wakeup, outbox.limits TO outbox_publisher, outbox_admin, outbox_daemon;
@@ -76,19 +80,28 @@ GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, text) TO outbo
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
+-- Secrets have a table of their own: made by a trigger when a webhook is
+-- added (INSERT), rotated (UPDATE), deleted with their webhook.
+GRANT SELECT, INSERT, UPDATE ON outbox.webhook_secrets TO outbox_admin;
 GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
                 outbox.delivery_log, outbox.webhook_health, outbox.wakeup,
                 outbox.dispatch_state, outbox.undispatched_events TO outbox_admin;
 GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, outbox_daemon;
 -- Test events are events; replays and the cancel-on-disable trigger update deliveries.
 GRANT INSERT ON outbox.events TO outbox_admin;
-GRANT UPDATE ON outbox.deliveries TO outbox_admin;
+-- Only the columns replays and cancelling write: not a delivery's event,
+-- webhook, lease or history.
+REVOKE UPDATE ON outbox.deliveries FROM outbox_admin;
+GRANT UPDATE (state, attempts, earlier_attempts, replays, next_attempt_at, locked_until,
+              last_error, updated_at)
+   ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
     outbox.publish(text, jsonb, text, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
-    outbox.rotate_secret(bigint, interval)
+    outbox.rotate_secret(bigint, interval),
+    outbox.add_webhook(text, text, text[], jsonb)
   TO outbox_admin;
 -- The CLI checks the schema version before it acts.
 GRANT SELECT ON public.outbox_schema_history TO outbox_admin, outbox_daemon;
@@ -98,7 +111,8 @@ GRANT SELECT, UPDATE ON outbox.events, outbox.webhooks, outbox.wakeup TO outbox_
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.deliveries, outbox.delivery_attempts,
                                         outbox.webhook_health TO outbox_daemon;
 GRANT DELETE ON outbox.events TO outbox_daemon;
-GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events TO outbox_daemon;
+GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_events,
+                outbox.webhook_secrets TO outbox_daemon;
 -- Fan-out reads events as a stream and keeps its progress in one row
 -- (outbox.restart_stream, run for a database restored into another cluster,
 -- writes that row with INSERT ... ON CONFLICT).

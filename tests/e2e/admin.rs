@@ -371,7 +371,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap_then_with_the_new_o
     // The window ends; the UPDATE notifies and the daemon reloads.
     client
         .execute(
-            "UPDATE outbox.webhooks SET previous_secret_expires_at = now() - interval '1 second'",
+            "UPDATE outbox.webhook_secrets SET previous_secret_expires_at = now() - interval '1 second'",
             &[],
         )
         .await
@@ -447,7 +447,10 @@ async fn webhooks_are_added_listed_as_a_table_and_as_json_and_disabled() {
     assert!(run.stdout.contains("Added webhook 1 "), "{}", run.stdout);
     let secret = printed_secret(&run.stdout);
     let stored: String = client
-        .query_one("SELECT secret FROM outbox.webhooks WHERE id = 1", &[])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = 1",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -1010,4 +1013,70 @@ async fn replaying_what_does_not_exist_is_an_error_in_sql_too() {
         .unwrap()
         .get(0);
     assert_eq!(none, 0, "a webhook with nothing failed replays nothing");
+}
+
+/// JSON nested `depth` arrays deep, as SQL: PostgreSQL takes any depth,
+/// serde_json parses 128 levels.
+fn deep_json_sql(depth: usize) -> String {
+    format!("(repeat('[', {depth}) || repeat(']', {depth}))::jsonb")
+}
+
+#[tokio::test]
+async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let receiver = Receiver::ok().await;
+    let (hook, _) = add_webhook(&client, "deep", &receiver.url("/hook"), &["*"]).await;
+    let deep = deep_json_sql(200);
+    let delivery: i64 = client
+        .query_one(
+            &format!(
+                "WITH t AS (INSERT INTO outbox.event_types (name, example_payload)
+                            VALUES ('deep.event', {deep})),
+                 e AS (INSERT INTO outbox.events (event_type, payload)
+                       VALUES ('deep.event', {deep}) RETURNING id)
+                 INSERT INTO outbox.deliveries (event_id, webhook_id) SELECT id, $1 FROM e
+                 RETURNING id"
+            ),
+            &[&hook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let id = delivery.to_string();
+    for args in [
+        vec!["deliveries", "show", id.as_str()],
+        vec!["deliveries", "show", id.as_str(), "--json"],
+        vec!["event-types", "list"],
+        vec!["event-types", "list", "--json"],
+    ] {
+        let run = cli(&db, &args).await;
+        assert!(run.ok(), "{args:?}: {}\n{}", run.stdout, run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        if args.contains(&"--json") {
+            assert!(run.stdout.contains(&nested), "{args:?}: {}", run.stdout);
+        } else {
+            assert!(run.stdout.contains("[[[["), "{args:?}: {}", run.stdout);
+        }
+    }
+    // A test event sends the deep example as it is.
+    let run = cli(
+        &db,
+        &[
+            "test-event",
+            "--webhook",
+            "deep",
+            "--event-type",
+            "deep.event",
+        ],
+    )
+    .await;
+    assert!(run.ok(), "{}\n{}", run.stdout, run.stderr);
+    let sent = receiver.requests();
+    assert_eq!(sent.len(), 1);
+    assert!(
+        String::from_utf8_lossy(&sent[0].body).contains(&format!("\"data\":{nested}")),
+        "the payload went out verbatim"
+    );
 }

@@ -210,7 +210,10 @@ async fn webhooks_are_added_edited_and_removed_over_the_api() {
     let old: String = db
         .client()
         .await
-        .query_one("SELECT secret FROM outbox.webhooks WHERE id = $1", &[&id])
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = $1",
+            &[&id],
+        )
         .await
         .unwrap()
         .get(0);
@@ -958,4 +961,102 @@ async fn the_admin_token_read_from_a_file_shows_neither_in_ps_nor_in_the_environ
     assert!(!out.status.success());
     assert!(stderr.contains("OUTBOXD_ADMIN_TOKEN_FILE"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let deep = "(repeat('[', 200) || repeat(']', 200))::jsonb";
+    let delivery: i64 = client
+        .query_one(
+            &format!(
+                "WITH w AS (INSERT INTO outbox.webhooks (name, url) VALUES ('deep', 'http://127.0.0.1:9/') RETURNING id),
+                 t AS (INSERT INTO outbox.event_types (name, example_payload) VALUES ('deep.event', {deep})),
+                 e AS (INSERT INTO outbox.events (event_type, payload) VALUES ('deep.event', {deep}) RETURNING id)
+                 INSERT INTO outbox.deliveries (event_id, webhook_id, state)
+                 SELECT e.id, w.id, 'failed' FROM e, w RETURNING id"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    for path in [
+        format!("/api/deliveries/{delivery}"),
+        "/api/event-types".into(),
+        "/api/event-types/deep.event".into(),
+    ] {
+        let r = admin.call("GET", &path, None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        assert!(r.body.contains(&nested), "{path}: {}", r.body);
+    }
+    let login = admin.login(TOKEN).await;
+    let cookie = login
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in [
+        format!("/deliveries/{delivery}"),
+        "/event-types".into(),
+        "/event-types/deep.event/edit".into(),
+        "/webhooks/new".into(),
+    ] {
+        let r = admin.raw("GET", &path, &[("cookie", &cookie)], "").await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        // The webhook form lists the catalog's names, not its examples.
+        if !path.starts_with("/webhooks") {
+            assert!(r.body.contains("[[[["), "{path}: {}", r.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn null_headers_a_lowercase_bearer_and_an_endless_url_are_handled() {
+    let db = TestDb::new().await;
+    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let created = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "n", "url": "https://example.com/h", "event_types": ["*"], "headers": null})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The scheme of an Authorization header is case-insensitive (RFC 7235).
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = admin
+            .raw(
+                "GET",
+                "/api/webhooks",
+                &[("authorization", &format!("{scheme} {TOKEN}"))],
+                "",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{scheme}: {}", r.body);
+    }
+    let r = admin
+        .raw(
+            "GET",
+            "/api/webhooks",
+            &[("authorization", &format!("Basic {TOKEN}"))],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let long = format!("https://example.com/{}", "a".repeat(9000));
+    let r = admin
+        .call(
+            "POST",
+            "/api/webhooks",
+            Some(json!({"name": "long", "url": long, "event_types": ["*"]})),
+        )
+        .await;
+    assert_error(&r, 400, "8192");
+    assert_eq!(r.json()["field"], "url");
 }

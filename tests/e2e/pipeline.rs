@@ -600,7 +600,7 @@ async fn schema_refuses_bad_input_with_a_clear_error() {
 }
 
 #[tokio::test]
-async fn publish_with_the_same_idempotency_key_is_a_no_op() {
+async fn publish_with_the_same_idempotency_key_is_a_no_op_and_another_event_under_it_is_refused() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let receiver = Receiver::ok().await;
@@ -612,11 +612,26 @@ async fn publish_with_the_same_idempotency_key_is_a_no_op() {
         .unwrap()
         .get(0);
     let again: i64 = client
-        .query_one(publish, &[&serde_json::json!({"order": 43})])
+        .query_one(publish, &[&serde_json::json!({"order": 42})])
         .await
         .unwrap()
         .get(0);
     assert_eq!(first, again, "a repeat returns the first event's id");
+    // The same key for another event is a mistake of the application's: said.
+    let err = client
+        .query_one(publish, &[&serde_json::json!({"order": 43})])
+        .await
+        .expect_err("another payload under a used key is refused");
+    let err = err.as_db_error().expect("a database error");
+    assert_eq!(
+        err.code(),
+        &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+    );
+    assert!(
+        err.message().contains("'order-42'") && err.message().contains(&format!("event {first}")),
+        "{}",
+        err.message()
+    );
     assert_eq!(
         count(&client, "SELECT count(*) FROM outbox.events").await,
         1
@@ -633,7 +648,7 @@ async fn publish_with_the_same_idempotency_key_is_a_no_op() {
     .await;
     // After delivery the key still dedupes.
     let late: i64 = client
-        .query_one(publish, &[&serde_json::json!({"order": 44})])
+        .query_one(publish, &[&serde_json::json!({"order": 42})])
         .await
         .unwrap()
         .get(0);

@@ -259,7 +259,8 @@ async fn roles_let_each_user_do_its_job_and_nothing_more() {
         .get(0);
     assert_eq!(first, again);
     denied(&app, "SELECT payload FROM outbox.events").await;
-    denied(&app, "SELECT secret FROM outbox.webhooks").await;
+    denied(&app, "SELECT idempotency_key FROM outbox.events").await;
+    denied(&app, "SELECT secret FROM outbox.webhook_secrets").await;
     denied(&app, "SELECT * FROM outbox.delivery_log").await;
     denied(&app, "UPDATE outbox.deliveries SET state = 'delivered'").await;
     denied(&app, "DELETE FROM outbox.events").await;
@@ -293,6 +294,19 @@ async fn roles_let_each_user_do_its_job_and_nothing_more() {
         )
         .await
         .expect("admins read the delivery log and the backlog");
+    // Replays, yes (below); rewriting a delivery's identity or lease, no.
+    for column in [
+        "event_id = 1",
+        "webhook_id = 1",
+        "lease = 0",
+        "created_at = now()",
+    ] {
+        denied(&admin, &format!("UPDATE outbox.deliveries SET {column}")).await;
+    }
+    admin
+        .batch_execute("SELECT outbox.replay_failed(1, now() - interval '1 day')")
+        .await
+        .expect("admins replay");
     denied(&admin, "DELETE FROM outbox.events").await;
     denied(&admin, "DELETE FROM outbox.delivery_attempts").await;
     denied(&admin, "TRUNCATE outbox.deliveries").await;
@@ -386,7 +400,7 @@ async fn webhook_errors_name_the_field_and_never_show_the_secret() {
             "'authorization'",
         ),
         (
-            format!("UPDATE outbox.webhooks SET secret = 'whsec_not base64!' WHERE id = {id}"),
+            format!("UPDATE outbox.webhook_secrets SET secret = 'whsec_not base64!' WHERE webhook_id = {id}"),
             "secret_format",
             "not shown",
         ),
@@ -408,6 +422,77 @@ async fn webhook_errors_name_the_field_and_never_show_the_secret() {
         assert!(
             !everything.contains("s3cret") && !everything.contains("pw@"),
             "{everything}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_test_event_for_a_webhook_that_does_not_exist_and_an_endless_url_are_refused() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let err = refused(
+        &client,
+        "INSERT INTO outbox.events (event_type, payload, target_webhook_id) VALUES ('a.b', '{}', 999)",
+    )
+    .await;
+    assert_eq!(
+        err.code(),
+        &SqlState::FOREIGN_KEY_VIOLATION,
+        "{}",
+        err.message()
+    );
+    assert!(err.message().contains("webhook 999"), "{}", err.message());
+    let (id, _) = add_webhook(&client, "ok", "https://example.com/hook", &["*"]).await;
+    client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload, target_webhook_id) VALUES ('a.b', '{}', $1)",
+            &[&id],
+        )
+        .await
+        .expect("an existing target is fine");
+
+    let long = format!("https://example.com/{}", "a".repeat(9000));
+    let err = refused(
+        &client,
+        &format!("INSERT INTO outbox.webhooks (name, url) VALUES ('long', '{long}')"),
+    )
+    .await;
+    assert_eq!(err.constraint(), Some("url_length"), "{}", err.message());
+    assert!(err.message().len() < 400, "the URL is not echoed whole");
+}
+
+#[tokio::test]
+async fn no_failing_row_message_shows_a_secret_or_a_header_value() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let (id, secret) = add_webhook(&client, "ok", "https://example.com/hook", &["*"]).await;
+    client
+        .execute(
+            r#"UPDATE outbox.webhooks SET headers = '{"authorization": "Bearer s3cret"}' WHERE id = $1"#,
+            &[&id],
+        )
+        .await
+        .unwrap();
+    for sql in [
+        format!("UPDATE outbox.webhooks SET enabled = NULL WHERE id = {id}"),
+        format!("UPDATE outbox.webhooks SET created_at = NULL WHERE id = {id}"),
+        "INSERT INTO outbox.webhooks (name, url, enabled) VALUES ('n', 'https://example.com/', NULL)"
+            .into(),
+        format!("UPDATE outbox.webhook_secrets SET secret = NULL WHERE webhook_id = {id}"),
+        format!("UPDATE outbox.webhook_secrets SET previous_secret = '{secret}' WHERE webhook_id = {id}"),
+    ] {
+        let err = refused(&client, &sql).await;
+        let everything = format!("{} {:?} {:?}", err.message(), err.detail(), err.hint());
+        // The secrets table's own messages say what a secret looks like
+        // ("whsec_ followed by base64"), never what it is.
+        let shown = everything.replace("whsec_ followed", "");
+        assert!(
+            !shown.contains("whsec_") && !shown.contains("s3cret"),
+            "{sql}: {everything}"
+        );
+        assert!(
+            err.code() == &SqlState::NOT_NULL_VIOLATION || err.code() == &SqlState::CHECK_VIOLATION,
+            "{sql}: {everything}"
         );
     }
 }

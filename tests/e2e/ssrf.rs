@@ -305,3 +305,54 @@ async fn refused_attempts_do_not_trip_the_circuit_breaker() {
     assert!(!daemon.log().contains("webhook paused"), "{}", daemon.log());
     assert_eq!(v4.connections(), 0);
 }
+
+#[tokio::test]
+async fn the_allowlist_opens_only_the_ports_it_names_and_translated_addresses_are_refused() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let open = counting_listener("127.0.0.1:0").await;
+    let closed = counting_listener("127.0.0.1:0").await;
+    let port = open.addr.port();
+    let allowed = [
+        ("literal", format!("http://127.0.0.1:{port}/hook")),
+        // A name is judged after resolution, with the URL's port.
+        ("name", format!("http://localhost:{port}/hook")),
+    ];
+    let targets = vec![
+        Target {
+            name: "other-port",
+            url: format!("http://127.0.0.1:{}/hook", closed.addr.port()),
+            errors: vec!["blocked: 127.0.0.1 is loopback"],
+        },
+        Target {
+            // IPv4-translated (::ffff:0:0/96), embedding 127.0.0.1.
+            name: "translated",
+            url: format!("http://[::ffff:0:127.0.0.1]:{port}/hook"),
+            errors: vec!["blocked: ::ffff:0:7f00:1 is loopback"],
+        },
+    ];
+    for (name, url) in &allowed {
+        add_webhook(&client, name, url, &["*"]).await;
+    }
+    let ids = add_targets(&client, &targets).await;
+    publish_many(&client, "order.created", 1).await;
+
+    let entry = format!("127.0.0.1:{port}");
+    let env = [STRICT, &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", &entry)]].concat();
+    let daemon = Daemon::start(BIN, &db.url, &env);
+    wait_for_attempts(&client, allowed.len() + targets.len(), &daemon).await;
+    wait_for_deliveries_in(
+        &client,
+        DeliveryState::Delivered,
+        allowed.len() as i64,
+        &[&daemon],
+    )
+    .await;
+    assert_blocked_once(&client, &targets, &ids, &daemon.log()).await;
+    assert_eq!(
+        closed.connections(),
+        0,
+        "nothing reached the port not named"
+    );
+    assert_eq!(open.connections(), allowed.len());
+}

@@ -9,6 +9,7 @@ use tokio_postgres::Client;
 use outboxd_core::DeliveryState;
 
 use crate::format::{ser_opt_time, ser_time};
+use crate::json::StoredJson;
 use crate::{Error, Result};
 
 /// A state filter as a caller gives it, checked.
@@ -107,7 +108,7 @@ pub struct Delivery {
     pub webhook_name: Option<String>,
     pub webhook_url: Option<String>,
     pub event_type: Option<String>,
-    pub payload: Option<serde_json::Value>,
+    pub payload: Option<StoredJson>,
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
@@ -144,7 +145,7 @@ pub struct Attempt {
 }
 
 const DELIVERY: &str = "
-SELECT d.id, d.event_id, d.webhook_id, w.name, w.url, e.event_type, e.payload,
+SELECT d.id, d.event_id, d.webhook_id, w.name, w.url, e.event_type, e.payload::text,
        e.created_at, coalesce(e.is_test, false), d.state, d.attempts, d.next_attempt_at,
        d.last_status, d.last_error, d.created_at, d.delivered_at,
        d.earlier_attempts + d.attempts, d.replays
@@ -186,7 +187,7 @@ pub async fn show(client: &Client, id: i64) -> Result<Delivery> {
         webhook_name: d.get(3),
         webhook_url: d.get(4),
         event_type: d.get(5),
-        payload: d.get(6),
+        payload: d.get::<_, Option<String>>(6).map(StoredJson::from_text),
         event_created_at: d.get(7),
         is_test: d.get(8),
         state: d.get(9),

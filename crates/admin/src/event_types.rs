@@ -9,18 +9,19 @@ use outboxd_core::matching;
 use serde::Serialize;
 use tokio_postgres::Client;
 
+use crate::json::StoredJson;
 use crate::{validate, Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EventType {
     pub name: String,
     pub description: String,
-    pub example_payload: serde_json::Value,
+    pub example_payload: StoredJson,
     pub subscribed_webhooks: usize,
 }
 
 const LIST: &str = "
-SELECT name, description, example_payload
+SELECT name, description, example_payload::text
   FROM outbox.event_types
  WHERE ($1::text IS NULL OR name = $1)
  ORDER BY name";
@@ -46,7 +47,7 @@ async fn query(client: &Client, name: Option<&str>) -> Result<Vec<EventType>> {
             EventType {
                 name,
                 description: r.get(1),
-                example_payload: r.get(2),
+                example_payload: StoredJson::from_text(r.get(2)),
                 subscribed_webhooks,
             }
         })

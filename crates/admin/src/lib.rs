@@ -10,6 +10,7 @@
 pub mod deliveries;
 pub mod event_types;
 pub mod format;
+pub mod json;
 pub mod replay;
 pub mod stats;
 pub mod test_event;

@@ -25,11 +25,12 @@ use crate::{validate, webhook_by_id, Error, Result, WebhookRef};
 /// The event type of a test event when none is given.
 pub const DEFAULT_EVENT_TYPE: &str = "webhook.test";
 
-const EXAMPLE: &str = "SELECT example_payload FROM outbox.event_types WHERE name = $1";
-
+/// The payload is the catalog's example, copied in SQL: it may be nested
+/// deeper than serde_json parses.
 const INSERT_EVENT: &str = "
 INSERT INTO outbox.events (event_type, payload, target_webhook_id, is_test, dispatched_at)
-VALUES ($1, $2, $3, true, now())
+VALUES ($1, coalesce((SELECT example_payload FROM outbox.event_types WHERE name = $1),
+                     '{\"test\": true}'), $2, true, now())
 RETURNING id, payload::text, created_at";
 
 /// The delivery in its final state and its one attempt, in one statement.
@@ -133,13 +134,8 @@ pub async fn prepare(client: &Client, webhook_id: i64, event_type: &str) -> Resu
         .await
         .map_err(|e| Error::Conflict(format!("loading {hook}: {e}")))?
         .ok_or_else(|| Error::NotFound(format!("{hook} was removed just now")))?;
-    let payload: serde_json::Value = client
-        .query_opt(EXAMPLE, &[&event_type])
-        .await?
-        .map(|r| r.get(0))
-        .unwrap_or_else(|| serde_json::json!({"test": true}));
     let event = client
-        .query_one(INSERT_EVENT, &[&event_type, &payload, &hook.id])
+        .query_one(INSERT_EVENT, &[&event_type, &hook.id])
         .await?;
     let delivery = Claimed {
         delivery_id: 0,

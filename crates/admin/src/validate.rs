@@ -47,8 +47,18 @@ pub fn rate_limit(n: i64) -> Result<i32> {
 }
 
 /// The URL rules of the `url_scheme` CHECK, with a reason for each.
+/// The longest webhook URL, in bytes, as the schema's url_length check.
+pub const MAX_URL_BYTES: usize = 8192;
+
 pub fn url(s: &str) -> Result<()> {
     let bad = |m: String| Err(Error::invalid("url", m));
+    if s.len() > MAX_URL_BYTES {
+        // Not echoed: the message would be as long as the URL.
+        return bad(format!(
+            "the URL is {} bytes, over the limit of {MAX_URL_BYTES}",
+            s.len()
+        ));
+    }
     if s.chars().any(char::is_whitespace) {
         return bad(format!("URL {s:?} contains whitespace"));
     }
@@ -191,11 +201,13 @@ mod tests {
         ] {
             assert!(url(ok).is_ok(), "{ok}");
         }
+        let long = format!("https://example.com/{}", "a".repeat(8200));
         let cases = [
             ("example.com/hook", "must start with http"),
             ("ftp://example.com", "must start with http"),
             ("https://user:pw@example.com/", "credentials"),
             ("https://example.com/a b", "whitespace"),
+            (long.as_str(), "over the limit of 8192"),
             ("https:///path", "no host"),
         ];
         for (bad, why) in cases {

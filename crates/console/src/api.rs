@@ -402,8 +402,9 @@ struct WebhookBody {
     name: String,
     url: String,
     event_types: Vec<String>,
+    /// Optional: absent and `null` both mean none.
     #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
+    headers: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl WebhookBody {
@@ -412,7 +413,7 @@ impl WebhookBody {
             name: self.name,
             url: self.url,
             events: self.event_types,
-            headers: self.headers.into_iter().collect(),
+            headers: self.headers.unwrap_or_default().into_iter().collect(),
             // The API does not set limits yet: an edit keeps the current one.
             rate_limit: None,
         }

@@ -60,9 +60,12 @@ impl Auth {
         if self.token.is_none() {
             return true;
         }
-        match header.and_then(|h| h.strip_prefix("Bearer ")) {
-            Some(given) => self.token_matches(given.trim()),
-            None => false,
+        // The scheme is case-insensitive (RFC 7235): `bearer` is `Bearer`.
+        match header.and_then(|h| h.trim_start().split_once(' ')) {
+            Some((scheme, given)) if scheme.eq_ignore_ascii_case("bearer") => {
+                self.token_matches(given.trim())
+            }
+            _ => false,
         }
     }
 
@@ -181,6 +184,10 @@ mod tests {
         assert!(a.token_matches("s3cret"));
         assert!(!a.token_matches("s3cre"));
         assert!(a.bearer_ok(Some("Bearer s3cret")));
+        assert!(a.bearer_ok(Some("bearer s3cret")));
+        assert!(a.bearer_ok(Some("BEARER  s3cret")));
+        assert!(!a.bearer_ok(Some("Basic s3cret")));
+        assert!(!a.bearer_ok(Some("Bearers3cret")));
         assert!(!a.bearer_ok(Some("Bearer nope")));
         assert!(!a.bearer_ok(Some("s3cret")));
         assert!(!a.bearer_ok(None));

@@ -371,7 +371,7 @@ impl Page<'_> {
                 let t = event_types::get(client, name).await?;
                 let mut form = EventTypeForm::new(self.layout, Some(name));
                 form.description = t.description;
-                form.example = serde_json::to_string_pretty(&t.example_payload).unwrap_or_default();
+                form.example = t.example_payload.pretty();
                 Ok(render(StatusCode::OK, &form))
             }
             (&M::POST, ["event-types", name, "edit"]) => {
@@ -643,7 +643,7 @@ impl Page<'_> {
             .await?
             .into_iter()
             .map(|t| CatalogRow {
-                example: serde_json::to_string_pretty(&t.example_payload).unwrap_or_default(),
+                example: t.example_payload.pretty(),
                 name: t.name,
                 description: t.description,
                 webhooks: t.subscribed_webhooks,
@@ -790,7 +790,7 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
         payload: d
             .payload
             .as_ref()
-            .map(|p| p.to_string())
+            .map(|p| p.text().to_owned())
             .unwrap_or_else(|| "null".into())
             .into(),
         created_at: d.event_created_at.unwrap_or(d.created_at),
@@ -1108,11 +1108,7 @@ impl DeliveryPage {
                 "-".into()
             },
             last_error: d.last_error.clone().unwrap_or_else(|| "-".into()),
-            payload: d
-                .payload
-                .as_ref()
-                .map(|p| serde_json::to_string_pretty(p).unwrap_or_default())
-                .unwrap_or_default(),
+            payload: d.payload.as_ref().map(|p| p.pretty()).unwrap_or_default(),
             headers,
             attempt_log: d
                 .attempt_log

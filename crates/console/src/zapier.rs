@@ -60,8 +60,20 @@ pub(crate) async fn sample(client: &Client, query: &[(String, String)]) -> ApiRe
     validate::event_type(event)?;
     let t = event_types::get(client, event).await?;
     let now = outboxd_admin::format::rfc3339(chrono::Utc::now());
+    // A struct, not json!: the example may be nested deeper than a
+    // serde_json::Value can hold, and is written out as stored.
+    #[derive(serde::Serialize)]
+    struct Sample {
+        r#type: String,
+        timestamp: String,
+        data: outboxd_admin::json::StoredJson,
+    }
     Ok(http::json(
         StatusCode::OK,
-        &json!([{"type": t.name, "timestamp": now, "data": t.example_payload}]),
+        &[Sample {
+            r#type: t.name,
+            timestamp: now,
+            data: t.example_payload,
+        }],
     ))
 }

@@ -75,10 +75,11 @@ DROP FUNCTION IF EXISTS outbox.publish(text, jsonb, text);
 CREATE FUNCTION outbox.publish(event_type text, payload jsonb, idempotency_key text DEFAULT NULL,
                                tenant text DEFAULT NULL, ordering_key text DEFAULT NULL)
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
-    new_id bigint;
+    new_id     bigint;
+    same_event boolean;
 BEGIN
     IF $4 IS NOT NULL THEN
         RAISE EXCEPTION 'publish: this schema has no tenants (got tenant %)', quote_literal($4)
@@ -89,7 +90,14 @@ BEGIN
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id INTO new_id;
     IF new_id IS NULL THEN
-        SELECT e.id INTO new_id FROM outbox.events e WHERE e.idempotency_key = $3;
+        SELECT e.id, e.event_type = $1 AND e.payload = $2 INTO new_id, same_event
+          FROM outbox.events e WHERE e.idempotency_key = $3;
+        IF NOT same_event THEN
+            RAISE EXCEPTION 'idempotency key % was already used for event %, with another event type or payload', quote_literal($3), new_id
+                USING ERRCODE = 'unique_violation', CONSTRAINT = 'events_idempotency_key_key',
+                      TABLE = 'events', SCHEMA = 'outbox',
+                      HINT = 'use a key per event; a repeat with the same type and payload returns the first event''s id';
+        END IF;
     END IF;
     RETURN new_id;
 END

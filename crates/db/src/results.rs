@@ -131,7 +131,15 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
                 let code = e.data_error_code().unwrap_or_default().to_owned();
                 tracing::warn!(delivery_id = part[0].delivery_id, error = %e,
                     "the database refused a delivery result; writing it without the receiver's answer");
-                write(pool, &[part[0].refused(&code)]).await?
+                match write(pool, &[part[0].refused(&code)]).await {
+                    Err(e) if e.data_error_code().is_some() => {
+                        // Retrying it would hold up every later batch.
+                        tracing::error!(delivery_id = part[0].delivery_id, error = %e,
+                            "could not write a delivery result even without the receiver's answer; the delivery will be sent again when its lease expires");
+                        continue;
+                    }
+                    other => other?,
+                }
             }
             other => other?,
         };

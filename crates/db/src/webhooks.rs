@@ -83,27 +83,27 @@ impl State {
 /// The previous secret comes only while its window lasts, with the seconds
 /// left in it.
 const LOAD: &str = "
-SELECT id, name, url, event_types, secret, headers,
+SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
        extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
-  FROM outbox.webhooks
+  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE enabled
  ORDER BY id";
 
 /// The enabled ones of some webhooks, as LOAD has them.
 const LOAD_SOME: &str = "
-SELECT id, name, url, event_types, secret, headers,
+SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
        extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
-  FROM outbox.webhooks
+  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE enabled AND id = ANY($1::int8[])";
 
 /// One webhook whatever its state, for the admin CLI (`outboxd test-event`).
 const LOAD_ONE: &str = "
-SELECT id, name, url, event_types, secret, headers,
+SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
        extract(epoch FROM previous_secret_expires_at - now())::float8, rate_limit
-  FROM outbox.webhooks
+  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE id = $1";
 
 /// Builds a webhook from a LOAD row; the second value is when its previous

@@ -4,7 +4,9 @@
 //! `outboxd_core::address` before any connection is made; the connection
 //! then goes to exactly the addresses judged, so DNS rebinding between the
 //! check and the connect is impossible. IP-literal hosts skip resolvers in
-//! hyper-util, so the connector wrapper judges those itself.
+//! hyper-util, so the connector wrapper judges those itself. An allowlist
+//! entry may open one port only: the connector knows the URL's port and
+//! lends it to the resolver for the one connection it is making.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -15,8 +17,7 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
-use ipnet::IpNet;
-use outboxd_core::address;
+use outboxd_core::address::{self, Allowed};
 use tower_service::Service;
 
 /// The setting that widens the guard. Its name is part of every refusal:
@@ -52,15 +53,20 @@ impl std::error::Error for Blocked {}
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     pub enabled: bool,
-    pub allowed: Vec<IpNet>,
+    pub allowed: Vec<Allowed>,
+}
+
+tokio::task_local! {
+    /// The port of the connection being made, while the connector makes it.
+    static PORT: u16;
 }
 
 impl Policy {
-    fn judge(&self, addr: IpAddr) -> Result<(), Blocked> {
+    fn judge(&self, addr: IpAddr, port: Option<u16>) -> Result<(), Blocked> {
         if !self.enabled {
             return Ok(());
         }
-        match address::refusal(addr, &self.allowed) {
+        match address::refusal(addr, port, &self.allowed) {
             Some(kind) => Err(Blocked { addr, kind }),
             None => Ok(()),
         }
@@ -68,11 +74,15 @@ impl Policy {
 
     /// The addresses that may be connected to; when there are none because
     /// the guard refused them, the first refusal.
-    fn permitted(&self, resolved: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Blocked> {
+    fn permitted(
+        &self,
+        resolved: Vec<SocketAddr>,
+        port: Option<u16>,
+    ) -> Result<Vec<SocketAddr>, Blocked> {
         let mut refused = None;
         let permitted: Vec<SocketAddr> = resolved
             .into_iter()
-            .filter(|a| match self.judge(a.ip()) {
+            .filter(|a| match self.judge(a.ip(), port) {
                 Ok(()) => true,
                 Err(b) => {
                     refused.get_or_insert(b);
@@ -97,8 +107,9 @@ impl Policy {
         }
         let uri: Uri = url.parse().ok()?;
         let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let port = Some(port_of(&uri));
         if let Ok(addr) = host.parse::<IpAddr>() {
-            return self.judge(addr).err();
+            return self.judge(addr, port).err();
         }
         let lookup = tokio::net::lookup_host((host, 0));
         let resolved: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_FOR_WARNING, lookup)
@@ -106,8 +117,16 @@ impl Policy {
             .ok()?
             .ok()?
             .collect();
-        self.permitted(resolved).err()
+        self.permitted(resolved, port).err()
     }
+}
+
+/// The port a connection to `uri` goes to.
+fn port_of(uri: &Uri) -> u16 {
+    uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    })
 }
 
 /// How long a warning may wait for DNS: a slow resolver should not hold up
@@ -133,11 +152,13 @@ impl Service<Name> for GuardedResolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = self.policy.clone();
+        // Unknown outside the connector: then only entries for every port apply.
+        let port = PORT.try_with(|p| *p).ok();
         Box::pin(async move {
             let resolved: Vec<SocketAddr> =
                 tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
             policy
-                .permitted(resolved)
+                .permitted(resolved, port)
                 .map(Vec::into_iter)
                 .map_err(std::io::Error::other)
         })
@@ -180,12 +201,14 @@ impl Service<Uri> for GuardedConnector {
             .host()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
             .and_then(|h| h.parse::<IpAddr>().ok());
+        let port = port_of(&uri);
         if let Some(addr) = literal {
-            if let Err(blocked) = self.policy.judge(addr) {
+            if let Err(blocked) = self.policy.judge(addr, Some(port)) {
                 return Box::pin(async move { Err(Box::new(blocked) as Self::Error) });
             }
         }
-        let fut = self.inner.call(uri);
+        // hyper-util resolves inside this future, so the resolver sees the port.
+        let fut = PORT.scope(port, self.inner.call(uri));
         Box::pin(async move { fut.await.map_err(Into::into) })
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ipnet::IpNet;
+use outboxd_core::address::Allowed;
 use outboxd_core::DeliveryState;
 
 #[derive(Debug, Parser)]
@@ -114,7 +114,7 @@ pub struct RunArgs {
 
     /// Comma-separated CIDRs that may be delivered to despite being private
     /// (empty: none)
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS[:PORT]")]
     pub allow_private_targets: AllowList,
 
     /// Log format: text or json
@@ -447,7 +447,7 @@ pub struct TestEventArgs {
     pub timeout: String,
 
     /// Comma-separated CIDRs that may be delivered to despite being private (as for `run`)
-    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
+    #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS[:PORT]")]
     pub allow_private_targets: AllowList,
 }
 
@@ -655,12 +655,13 @@ pub fn or_none(list: &AllowList) -> String {
     }
 }
 
-/// The SSRF allowlist: CIDRs (or bare addresses) that may be delivered to
+/// The SSRF allowlist: CIDRs (or bare addresses), each with every port or
+/// one (`10.0.0.0/8:8443`, `[fd00::1]:443`), that may be delivered to
 /// despite being private. Parsed from one comma-separated value, so an empty
 /// variable (`OUTBOXD_ALLOW_PRIVATE_TARGETS=`) means "none" rather than a
-/// bad CIDR, and a trailing comma is harmless.
+/// bad entry, and a trailing comma is harmless.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowList(pub Vec<IpNet>);
+pub struct AllowList(pub Vec<Allowed>);
 
 impl std::fmt::Display for AllowList {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -682,15 +683,10 @@ fn parse_allow_list(s: &str) -> Result<AllowList, String> {
         .map(AllowList)
 }
 
-fn parse_cidr(s: &str) -> Result<IpNet, String> {
-    let s = s.trim();
-    s.parse::<IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| {
-            format!(
-                "{s:?} is not a CIDR; use a comma-separated list such as 10.0.0.0/8,192.168.1.5/32"
-            )
-        })
+fn parse_cidr(s: &str) -> Result<Allowed, String> {
+    s.parse::<Allowed>().map_err(|e| {
+        format!("{e}; separate entries with commas, such as 10.0.0.0/8,192.168.1.5:8443")
+    })
 }
 
 #[cfg(test)]
@@ -721,6 +717,14 @@ mod tests {
         assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(parse_cidr("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
         assert!(parse_cidr("10.0.0.0/33").is_err());
+        assert_eq!(
+            parse_cidr("10.0.0.0/8:8443").unwrap().to_string(),
+            "10.0.0.0/8:8443"
+        );
+        assert_eq!(
+            parse_cidr("[fd00::1]:443").unwrap().to_string(),
+            "[fd00::1/128]:443"
+        );
     }
 
     #[test]

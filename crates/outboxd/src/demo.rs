@@ -23,14 +23,13 @@ INSERT INTO outbox.event_types (name, description, example_payload) VALUES
   ('payment.received', 'A customer payment was captured.', '{\"payment_id\": \"pay_123\", \"amount\": 4200, \"currency\": \"EUR\"}'),
   ('account.created', 'A new customer account was opened.', '{\"account_id\": \"acc_42\", \"email\": \"ada@example.com\"}')";
 
-const WEBHOOKS: &str = "
-WITH first AS (
-  INSERT INTO outbox.webhooks (name, url, event_types)
-  VALUES ('Payments service', $1, '{payment.*}')
-  RETURNING secret)
-INSERT INTO outbox.webhooks (name, url, event_types, secret)
-SELECT 'CRM (flaky)', $2, '{account.created,payment.received}', secret FROM first
-RETURNING secret";
+const FIRST_WEBHOOK: &str =
+    "SELECT secret FROM outbox.add_webhook('Payments service', $1, '{payment.*}')";
+const SECOND_WEBHOOK: &str =
+    "SELECT id FROM outbox.add_webhook('CRM (flaky)', $1, '{account.created,payment.received}')";
+/// The second webhook signs with the first one's secret, so the one sample
+/// receiver verifies both.
+const SHARE_SECRET: &str = "UPDATE outbox.webhook_secrets SET secret = $2 WHERE webhook_id = $1";
 
 const OPEN: &str = "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'in_flight')";
 
@@ -77,12 +76,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let base = format!("http://{}", listener.local_addr()?);
     db.batch_execute(CATALOG).await?;
     let secret: String = db
-        .query_one(
-            WEBHOOKS,
-            &[&format!("{base}/payments"), &format!("{base}/crm/flaky")],
-        )
+        .query_one(FIRST_WEBHOOK, &[&format!("{base}/payments")])
         .await?
         .get(0);
+    let second: i64 = db
+        .query_one(SECOND_WEBHOOK, &[&format!("{base}/crm/flaky")])
+        .await?
+        .get(0);
+    db.execute(SHARE_SECRET, &[&second, &secret]).await?;
     println!("2. Sample receiver on {base}; webhooks added:");
     println!("     Payments service  {base}/payments    payment.*");
     println!("     CRM (flaky)       {base}/crm/flaky   account.created, payment.received  (fails each first attempt)");
@@ -118,7 +119,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         // The sample receiver is on loopback, which the guard refuses by default.
         targets: outboxd_deliverer::TargetPolicy {
             enabled: true,
-            allowed: vec!["127.0.0.0/8".parse().expect("a CIDR")],
+            allowed: vec!["127.0.0.0/8".parse().expect("an allowlist entry")],
         },
         shutdown: shutdown.clone(),
     })?;

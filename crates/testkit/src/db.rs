@@ -177,14 +177,25 @@ pub async fn add_webhook(
     patterns: &[&str],
 ) -> (i64, String) {
     let patterns: Vec<String> = patterns.iter().map(|s| s.to_string()).collect();
-    let row = client
+    // The plain INSERT applications use; the secret it generated is in
+    // outbox.webhook_secrets.
+    let id: i64 = client
         .query_one(
-            "INSERT INTO outbox.webhooks (name, url, event_types) VALUES ($1, $2, $3) RETURNING id, secret",
+            "INSERT INTO outbox.webhooks (name, url, event_types) VALUES ($1, $2, $3) RETURNING id",
             &[&name, &url, &patterns],
         )
         .await
-        .expect("adding a webhook");
-    (row.get(0), row.get(1))
+        .expect("adding a webhook")
+        .get(0);
+    let secret = client
+        .query_one(
+            "SELECT secret FROM outbox.webhook_secrets WHERE webhook_id = $1",
+            &[&id],
+        )
+        .await
+        .expect("reading the webhook's secret")
+        .get(0);
+    (id, secret)
 }
 
 /// Publishes `n` events of one type in one transaction; payloads are `{"n": i}`.

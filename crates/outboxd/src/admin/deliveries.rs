@@ -136,7 +136,7 @@ async fn show(args: DeliveryShowArgs) -> Result<()> {
             .unwrap_or_else(|| "?".into())
     );
     if let Some(p) = &d.payload {
-        println!("  payload       {}", table::cut(&p.to_string(), 200));
+        println!("  payload       {}", table::cut(p.text(), 200));
     }
     match d.state {
         DeliveryState::Pending => {

@@ -29,7 +29,7 @@ async fn list(args: ListArgs) -> Result<()> {
         t.row(vec![
             e.name,
             e.description,
-            table::cut(&e.example_payload.to_string(), 40),
+            table::cut(e.example_payload.text(), 40),
             e.subscribed_webhooks.to_string(),
         ]);
     }
