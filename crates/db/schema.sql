@@ -399,6 +399,63 @@ CREATE FUNCTION outbox.is_valid_tenant(t text) RETURNS boolean
 COMMENT ON FUNCTION outbox.is_valid_tenant(t text) IS 'A tenant id: 1 to 64 characters, lowercase letters, digits and _ . -, starting with a letter or digit.';
 
 --
+-- Name: keep_attempt_partitions(interval, interval, interval); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.keep_attempt_partitions(width interval, ahead interval, retention interval) RETURNS TABLE(created integer, retired integer)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'outbox'
+    AS $$
+DECLARE
+    w     double precision := greatest(extract(epoch FROM width), 1);
+    lo    timestamptz;
+    hi    timestamptz;
+    name  text;
+    p     record;
+BEGIN
+    created := 0;
+    retired := 0;
+    -- "outboxdp" in ASCII.
+    IF NOT pg_try_advisory_xact_lock(8031924123350069360) THEN
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    PERFORM set_config('lock_timeout', '2s', true);
+    LOOP
+        SELECT max(a.upper) INTO lo FROM outbox.attempt_partitions a;
+        -- Past anything the default partition holds (a new partition may
+        -- not take rows already written there), and a little ahead of now:
+        -- an insert routed to the default partition while a partition is
+        -- attached fails if its row falls in the new range.
+        lo := greatest(coalesce(lo, '-infinity'), now() + interval '5 seconds',
+                       (SELECT max(t.started_at) + interval '1 microsecond'
+                          FROM outbox.delivery_attempts_default t));
+        EXIT WHEN lo > now() + ahead;
+        hi := to_timestamp((floor(extract(epoch FROM lo) / w) + 1) * w);
+        name := 'delivery_attempts_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD"t"HH24MISS');
+        EXECUTE format('CREATE TABLE outbox.%I (LIKE outbox.delivery_attempts INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
+        EXECUTE format('ALTER TABLE outbox.delivery_attempts ATTACH PARTITION outbox.%I FOR VALUES FROM (%L) TO (%L)',
+                       name, lo, hi);
+        INSERT INTO outbox.attempt_partitions VALUES (name, lo, hi);
+        created := created + 1;
+    END LOOP;
+    FOR p IN SELECT * FROM outbox.attempt_partitions a
+              WHERE a.upper <= now() - retention ORDER BY a.upper
+    LOOP
+        BEGIN
+            EXECUTE format('ALTER TABLE outbox.delivery_attempts DETACH PARTITION outbox.%I', p.name);
+            EXECUTE format('DROP TABLE outbox.%I', p.name);
+            DELETE FROM outbox.attempt_partitions a WHERE a.name = p.name;
+            retired := retired + 1;
+        EXCEPTION WHEN lock_not_available THEN
+            EXIT;
+        END;
+    END LOOP;
+    RETURN NEXT;
+END
+$$;
+
+--
 -- Name: limits; Type: TABLE; Schema: outbox; Owner: -
 --
 
@@ -531,8 +588,15 @@ $$;
 CREATE FUNCTION outbox.notify_webhooks_changed() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    ids text[];
 BEGIN
-    PERFORM pg_notify('outbox_webhooks', '');
+    SELECT array_agg(id::text) INTO ids FROM (SELECT id FROM changed LIMIT 301) AS c;
+    IF ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify('outbox_webhooks',
+                      CASE WHEN cardinality(ids) > 300 THEN '' ELSE array_to_string(ids, ',') END);
     RETURN NULL;
 END
 $$;
@@ -1009,6 +1073,22 @@ END
 $$;
 
 --
+-- Name: attempt_partitions; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.attempt_partitions (
+    name text NOT NULL,
+    lower timestamp with time zone NOT NULL,
+    upper timestamp with time zone NOT NULL
+);
+
+--
+-- Name: TABLE attempt_partitions; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.attempt_partitions IS 'The range partitions of outbox.delivery_attempts: started_at from lower (inclusive) to upper.';
+
+--
 -- Name: console_sessions; Type: TABLE; Schema: outbox; Owner: -
 --
 
@@ -1057,13 +1137,14 @@ CREATE TABLE outbox.delivery_attempts (
     outcome text NOT NULL,
     url text,
     CONSTRAINT outcome_known CHECK ((outcome = ANY (ARRAY['delivered'::text, 'retry'::text, 'failed'::text])))
-);
+)
+PARTITION BY RANGE (started_at);
 
 --
 -- Name: TABLE delivery_attempts; Type: COMMENT; Schema: outbox; Owner: -
 --
 
-COMMENT ON TABLE outbox.delivery_attempts IS 'The delivery log: one row per HTTP attempt. Read it through outbox.delivery_log.';
+COMMENT ON TABLE outbox.delivery_attempts IS 'The delivery log: one row per HTTP attempt, partitioned by started_at. Read it through outbox.delivery_log.';
 
 --
 -- Name: COLUMN delivery_attempts.url; Type: COMMENT; Schema: outbox; Owner: -
@@ -1072,16 +1153,73 @@ COMMENT ON TABLE outbox.delivery_attempts IS 'The delivery log: one row per HTTP
 COMMENT ON COLUMN outbox.delivery_attempts.url IS 'the URL the request was sent to (NULL for attempts logged before schema version 11)';
 
 --
--- Name: delivery_attempts_id_seq; Type: SEQUENCE; Schema: outbox; Owner: -
+-- Name: delivery_attempts_before_v14; Type: TABLE; Schema: outbox; Owner: -
 --
 
-ALTER TABLE outbox.delivery_attempts ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
-    SEQUENCE NAME outbox.delivery_attempts_id_seq
+CREATE TABLE outbox.delivery_attempts_before_v14 (
+    id bigint DEFAULT NULL NOT NULL,
+    delivery_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    webhook_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms double precision NOT NULL,
+    status_code integer,
+    error text,
+    response_body text,
+    outcome text NOT NULL,
+    url text,
+    CONSTRAINT delivery_attempts_before_v14_bound CHECK ((started_at < '<cut-over>'::timestamp with time zone)),
+    CONSTRAINT outcome_known CHECK ((outcome = ANY (ARRAY['delivered'::text, 'retry'::text, 'failed'::text])))
+);
+
+--
+-- Name: TABLE delivery_attempts_before_v14; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.delivery_attempts_before_v14 IS 'The delivery log: one row per HTTP attempt. Read it through outbox.delivery_log.';
+
+--
+-- Name: COLUMN delivery_attempts_before_v14.url; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.delivery_attempts_before_v14.url IS 'the URL the request was sent to (NULL for attempts logged before schema version 11)';
+
+--
+-- Name: delivery_attempts_id; Type: SEQUENCE; Schema: outbox; Owner: -
+--
+
+CREATE SEQUENCE outbox.delivery_attempts_id
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
     NO MAXVALUE
-    CACHE 1
+    CACHE 1;
+
+--
+-- Name: delivery_attempts_id; Type: SEQUENCE OWNED BY; Schema: outbox; Owner: -
+--
+
+ALTER SEQUENCE outbox.delivery_attempts_id OWNED BY outbox.delivery_attempts.id;
+
+--
+-- Name: delivery_attempts_default; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.delivery_attempts_default (
+    id bigint DEFAULT nextval('outbox.delivery_attempts_id'::regclass) NOT NULL,
+    delivery_id bigint NOT NULL,
+    event_id bigint NOT NULL,
+    webhook_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    duration_ms double precision NOT NULL,
+    status_code integer,
+    error text,
+    response_body text,
+    outcome text NOT NULL,
+    url text,
+    CONSTRAINT outcome_known CHECK ((outcome = ANY (ARRAY['delivered'::text, 'retry'::text, 'failed'::text])))
 );
 
 --
@@ -1331,6 +1469,31 @@ ALTER TABLE outbox.webhooks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: delivery_attempts_before_v14; Type: TABLE ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.delivery_attempts ATTACH PARTITION outbox.delivery_attempts_before_v14 FOR VALUES FROM (MINVALUE) TO ('<cut-over>');
+
+--
+-- Name: delivery_attempts_default; Type: TABLE ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.delivery_attempts ATTACH PARTITION outbox.delivery_attempts_default DEFAULT;
+
+--
+-- Name: delivery_attempts id; Type: DEFAULT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.delivery_attempts ALTER COLUMN id SET DEFAULT nextval('outbox.delivery_attempts_id'::regclass);
+
+--
+-- Name: attempt_partitions attempt_partitions_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.attempt_partitions
+    ADD CONSTRAINT attempt_partitions_pkey PRIMARY KEY (name);
+
+--
 -- Name: console_sessions console_sessions_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -1356,7 +1519,21 @@ ALTER TABLE ONLY outbox.deliveries
 --
 
 ALTER TABLE ONLY outbox.delivery_attempts
-    ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id, started_at);
+
+--
+-- Name: delivery_attempts_before_v14 delivery_attempts_before_v14_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.delivery_attempts_before_v14
+    ADD CONSTRAINT delivery_attempts_before_v14_pkey PRIMARY KEY (id, started_at);
+
+--
+-- Name: delivery_attempts_default delivery_attempts_default_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.delivery_attempts_default
+    ADD CONSTRAINT delivery_attempts_default_pkey PRIMARY KEY (id, started_at);
 
 --
 -- Name: dispatch_state dispatch_state_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
@@ -1459,16 +1636,40 @@ CREATE INDEX deliveries_leased ON outbox.deliveries USING btree (locked_until) W
 CREATE INDEX deliveries_open_by_key ON outbox.deliveries USING btree (webhook_id, ordering_key, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'failed'::text])));
 
 --
+-- Name: delivery_attempts_by_delivery; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX delivery_attempts_by_delivery ON ONLY outbox.delivery_attempts USING btree (delivery_id);
+
+--
+-- Name: delivery_attempts_by_webhook_time; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX delivery_attempts_by_webhook_time ON ONLY outbox.delivery_attempts USING btree (webhook_id, started_at);
+
+--
+-- Name: delivery_attempts_default_delivery_id_idx; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX delivery_attempts_default_delivery_id_idx ON outbox.delivery_attempts_default USING btree (delivery_id);
+
+--
+-- Name: delivery_attempts_default_webhook_id_started_at_idx; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX delivery_attempts_default_webhook_id_started_at_idx ON outbox.delivery_attempts_default USING btree (webhook_id, started_at);
+
+--
 -- Name: delivery_attempts_delivery; Type: INDEX; Schema: outbox; Owner: -
 --
 
-CREATE INDEX delivery_attempts_delivery ON outbox.delivery_attempts USING btree (delivery_id);
+CREATE INDEX delivery_attempts_delivery ON outbox.delivery_attempts_before_v14 USING btree (delivery_id);
 
 --
 -- Name: delivery_attempts_webhook_time; Type: INDEX; Schema: outbox; Owner: -
 --
 
-CREATE INDEX delivery_attempts_webhook_time ON outbox.delivery_attempts USING btree (webhook_id, started_at);
+CREATE INDEX delivery_attempts_webhook_time ON outbox.delivery_attempts_before_v14 USING btree (webhook_id, started_at);
 
 --
 -- Name: events_idempotency_key; Type: INDEX; Schema: outbox; Owner: -
@@ -1487,6 +1688,42 @@ CREATE INDEX events_stream ON outbox.events USING btree (xid, id) WHERE (xid IS 
 --
 
 CREATE INDEX webhooks_tenant ON outbox.webhooks USING btree (tenant) WHERE (tenant IS NOT NULL);
+
+--
+-- Name: delivery_attempts_before_v14_pkey; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_pkey ATTACH PARTITION outbox.delivery_attempts_before_v14_pkey;
+
+--
+-- Name: delivery_attempts_default_delivery_id_idx; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_by_delivery ATTACH PARTITION outbox.delivery_attempts_default_delivery_id_idx;
+
+--
+-- Name: delivery_attempts_default_pkey; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_pkey ATTACH PARTITION outbox.delivery_attempts_default_pkey;
+
+--
+-- Name: delivery_attempts_default_webhook_id_started_at_idx; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_by_webhook_time ATTACH PARTITION outbox.delivery_attempts_default_webhook_id_started_at_idx;
+
+--
+-- Name: delivery_attempts_delivery; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_by_delivery ATTACH PARTITION outbox.delivery_attempts_delivery;
+
+--
+-- Name: delivery_attempts_webhook_time; Type: INDEX ATTACH; Schema: outbox; Owner: -
+--
+
+ALTER INDEX outbox.delivery_attempts_by_webhook_time ATTACH PARTITION outbox.delivery_attempts_webhook_time;
 
 --
 -- Name: event_types event_types_touch; Type: TRIGGER; Schema: outbox; Owner: -
@@ -1561,10 +1798,22 @@ CREATE TRIGGER webhooks_check_ordering BEFORE INSERT OR UPDATE OF ordered, order
 CREATE TRIGGER webhooks_check_rate_limit BEFORE INSERT OR UPDATE OF rate_limit ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_rate_limit();
 
 --
--- Name: webhooks webhooks_notify; Type: TRIGGER; Schema: outbox; Owner: -
+-- Name: webhooks webhooks_notify_delete; Type: TRIGGER; Schema: outbox; Owner: -
 --
 
-CREATE TRIGGER webhooks_notify AFTER INSERT OR DELETE OR UPDATE ON outbox.webhooks FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_webhooks_changed();
+CREATE TRIGGER webhooks_notify_delete AFTER DELETE ON outbox.webhooks REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_webhooks_changed();
+
+--
+-- Name: webhooks webhooks_notify_insert; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_notify_insert AFTER INSERT ON outbox.webhooks REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_webhooks_changed();
+
+--
+-- Name: webhooks webhooks_notify_update; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_notify_update AFTER UPDATE ON outbox.webhooks REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_webhooks_changed();
 
 --
 -- Name: webhooks webhooks_touch; Type: TRIGGER; Schema: outbox; Owner: -

@@ -124,6 +124,9 @@ GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_eve
 -- writes that row with INSERT ... ON CONFLICT).
 GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.next_events(bigint), outbox.restart_stream() TO outbox_daemon;
+-- The delivery log's ids, and its partitions made ahead and retired (sql/V14).
+GRANT USAGE ON SEQUENCE outbox.delivery_attempts_id TO outbox_daemon;
+GRANT EXECUTE ON FUNCTION outbox.keep_attempt_partitions(interval, interval, interval) TO outbox_daemon;
 -- Rate limits: every replica takes tokens of the shared buckets, and slows a
 -- webhook down after a 429 with Retry-After.
 GRANT SELECT, INSERT, UPDATE ON outbox.rate_buckets TO outbox_daemon;

@@ -18,6 +18,7 @@ mod operations;
 mod pipeline;
 mod portal;
 mod rate;
+mod scale;
 mod security;
 mod ssrf;
 mod tenants;

@@ -144,7 +144,7 @@ pub async fn prepare(client: &Client, webhook_id: i64, event_type: &str) -> Resu
         event_id: event.get(0),
         webhook_id: hook.id,
         event_type: event_type.to_owned(),
-        payload: event.get(1),
+        payload: event.get::<_, String>(1).into(),
         created_at: event.get(2),
     };
     Ok(Prepared {

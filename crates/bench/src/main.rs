@@ -2,7 +2,9 @@
 //!
 //! It creates its own database, starts its own fast receiver on loopback,
 //! runs the real `outboxd` binary (release build) as a child process, and
-//! measures: drain rate for one and for ten webhooks, commit-to-receipt
+//! measures: drain rate for one and for ten webhooks, for 10,000 webhooks
+//! against one, with 100,000 enabled and few active, and healthy webhooks
+//! beside dead ones (`--only many,sparse,dead`), commit-to-receipt
 //! latency at a steady 100 events/s, the host's insert rate into the outbox
 //! against a plain table, the rate a rate-limited webhook gets from two
 //! daemons, and the daemon's CPU time and peak memory.
@@ -55,10 +57,14 @@ struct Args {
     /// Extra environment for the daemon, KEY=VALUE (repeatable)
     #[arg(long = "env", value_name = "KEY=VALUE")]
     daemon_env: Vec<String>,
+    /// Rounds of each side in the many-webhooks and dead-endpoint runs,
+    /// taking turns
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// The limit of the rate-limited webhook in the rate run, requests per second
     #[arg(long, default_value_t = 200)]
     rate_limit: i32,
-    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate)
+    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate,many,sparse,dead)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the measurements, the chaos soak for this long (e.g. 10m):
@@ -312,6 +318,82 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
         // Let the daemon deliver what the insert run published.
         wait_drained(&db).await?;
     }
+    if only("many") {
+        // 10,000 webhooks, each subscribed to its own t<i>.*, the events
+        // spread evenly, against one webhook, taking turns.
+        let mut rates: HashMap<i64, Vec<f64>> = HashMap::new();
+        for _ in 0..args.rounds {
+            for n in [1, 10_000] {
+                set_own_webhooks(&db, &receiver_url, n, 0).await?;
+                let (rate, _) = drain_spread(&db, &tally, &mut daemon, args.events, n, n).await?;
+                rates.entry(n).or_default().push(rate);
+            }
+        }
+        let (one, many) = (median(&rates[&1]), median(&rates[&10_000]));
+        rows.push(Row {
+            name: "many webhooks: 1".into(),
+            value: format!("{one:.0} deliveries/s"),
+            note: format!("{} events; median of {} runs", args.events, args.rounds),
+        });
+        rows.push(Row {
+            name: "many webhooks: 10,000, events spread evenly".into(),
+            value: format!("{many:.0} deliveries/s ({:.0}% of 1)", 100.0 * many / one),
+            note: format!(
+                "{} events; median of {} runs, taking turns with 1",
+                args.events, args.rounds
+            ),
+        });
+    }
+    if only("sparse") {
+        set_own_webhooks(&db, &receiver_url, 100_000, 0).await?;
+        let (rate, secs) =
+            drain_spread(&db, &tally, &mut daemon, args.events, 1_000, 1_000).await?;
+        rows.push(Row {
+            name: "100,000 webhooks enabled, 1,000 receive events".into(),
+            value: format!("{rate:.0} deliveries/s"),
+            note: format!("{} events in {secs:.2} s", args.events),
+        });
+    }
+    if only("dead") {
+        // 100 healthy webhooks alone, then beside 100 whose port refuses
+        // connections, each with events of its own, taking turns.
+        let mut alone = Vec::new();
+        let mut beside = Vec::new();
+        for _ in 0..args.rounds {
+            set_own_webhooks(&db, &receiver_url, 100, 0).await?;
+            alone.push(
+                drain_spread(&db, &tally, &mut daemon, args.events / 2, 100, 100)
+                    .await?
+                    .0,
+            );
+            set_own_webhooks(&db, &receiver_url, 100, 100).await?;
+            // Half the events go to the dead ones: only the healthy half
+            // is counted, as it arrives.
+            beside.push(
+                drain_spread(&db, &tally, &mut daemon, args.events, 200, 100)
+                    .await?
+                    .0,
+            );
+            cancel_open(&db).await?;
+        }
+        let (alone, beside) = (median(&alone), median(&beside));
+        rows.push(Row {
+            name: "100 healthy webhooks".into(),
+            value: format!("{alone:.0} deliveries/s"),
+            note: format!("{} events; median of {} runs", args.events / 2, args.rounds),
+        });
+        rows.push(Row {
+            name: "100 healthy beside 100 refusing connections".into(),
+            value: format!(
+                "{beside:.0} deliveries/s ({:.0}% of alone)",
+                100.0 * beside / alone
+            ),
+            note: format!(
+                "{} events, half to the dead ones; healthy deliveries counted; taking turns",
+                args.events
+            ),
+        });
+    }
     if only("history") && args.history > 0 {
         set_webhooks(&db, &receiver_url, 1).await?;
         add_history(&db, args.history).await?;
@@ -391,6 +473,94 @@ async fn set_webhooks(db: &Client, url: &str, n: i64) -> Result<()> {
     Ok(())
 }
 
+/// Replaces the webhooks with `n` at the receiver, each subscribed to its
+/// own `t<i>.*`, and `dead` more after them at a port that refuses
+/// connections.
+async fn set_own_webhooks(db: &Client, url: &str, n: i64, dead: i64) -> Result<()> {
+    db.batch_execute("DELETE FROM outbox.webhooks").await?;
+    let refused = format!("http://127.0.0.1:{}/dead", closed_port()?);
+    db.execute(
+        "INSERT INTO outbox.webhooks (name, url, event_types)
+         SELECT 'bench ' || i, CASE WHEN i <= $2 THEN $1 ELSE $4 END, ARRAY['t' || i || '.*']
+           FROM generate_series(1, $2::int8 + $3::int8) AS i",
+        &[&url, &n, &dead, &refused],
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(())
+}
+
+/// A port nothing listens on.
+fn closed_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Cancels what is still waiting (the dead webhooks' deliveries), so the
+/// next run starts empty.
+async fn cancel_open(db: &Client) -> Result<()> {
+    db.batch_execute(
+        "UPDATE outbox.deliveries SET state = 'cancelled', locked_until = NULL
+          WHERE state IN ('pending', 'in_flight')",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts `events` events spread evenly over the types `t1.*` to
+/// `t<spread>.*` and waits until the receiver has the deliveries of the
+/// first `counted` of them. Returns (deliveries/s of those, seconds).
+async fn drain_spread(
+    db: &Client,
+    tally: &Tally,
+    daemon: &mut Daemon,
+    events: i64,
+    spread: i64,
+    counted: i64,
+) -> Result<(f64, f64)> {
+    let expected = events / spread * counted + (events % spread).min(counted);
+    let want = tally.count.load(Ordering::Relaxed) + expected as u64;
+    db.execute(
+        "INSERT INTO outbox.events (event_type, payload)
+         SELECT 't' || (i % $2::int8 + 1) || '.created', jsonb_build_object('n', i, 'amount', 4200)
+           FROM generate_series(0, $1::int8 - 1) AS i",
+        &[&events, &spread],
+    )
+    .await?;
+    let start = Instant::now();
+    wait_for_tally(tally, daemon, want, start).await?;
+    let secs = start.elapsed().as_secs_f64();
+    if counted == spread {
+        wait_drained(db).await?;
+    }
+    Ok((expected as f64 / secs, secs))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+async fn wait_for_tally(
+    tally: &Tally,
+    daemon: &mut Daemon,
+    want: u64,
+    start: Instant,
+) -> Result<()> {
+    let deadline = start + Duration::from_secs(600);
+    while tally.count.load(Ordering::Relaxed) < want {
+        if Instant::now() > deadline {
+            bail!("drain did not finish in 10 minutes");
+        }
+        if let Some(status) = daemon.child.try_wait()? {
+            bail!("outboxd exited ({status}) during the drain; its log is above");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
 /// Inserts `events` events in one transaction and waits until the receiver
 /// has `events * webhooks` more requests. Returns (deliveries/s, seconds).
 async fn drain(
@@ -409,16 +579,7 @@ async fn drain(
     )
     .await?;
     let start = Instant::now();
-    let deadline = start + Duration::from_secs(600);
-    while tally.count.load(Ordering::Relaxed) < want {
-        if Instant::now() > deadline {
-            bail!("drain did not finish in 10 minutes");
-        }
-        if let Some(status) = daemon.child.try_wait()? {
-            bail!("outboxd exited ({status}) during the drain; its log is above");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for_tally(tally, daemon, want, start).await?;
     let secs = start.elapsed().as_secs_f64();
     wait_drained(db).await?;
     Ok(((events * webhooks) as f64 / secs, secs))

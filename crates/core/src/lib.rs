@@ -10,6 +10,7 @@ pub mod matching;
 pub mod message;
 pub mod ordering;
 pub mod outcome;
+pub mod partitions;
 pub mod portal_link;
 pub mod rate;
 pub mod retry;
@@ -17,12 +18,16 @@ pub mod signing;
 pub mod state;
 pub mod stored;
 pub mod wakeup;
+pub mod window;
 
 pub use breaker::{Breaker, BreakerPolicy};
-pub use matching::{any_matches, is_valid_event_type, is_valid_pattern, pattern_matches};
+pub use matching::{
+    any_matches, is_valid_event_type, is_valid_pattern, pattern_matches, Subscriptions,
+};
 pub use message::{MAX_RESPONSE_BODY_KEPT, MAX_RESPONSE_BODY_READ};
 pub use outcome::{classify, AttemptResult, Outcome, TransportError, Verdict};
 pub use retry::{PolicyError, RetryPolicy};
 pub use signing::{Secret, SigningError};
 pub use state::DeliveryState;
 pub use wakeup::{Activity, Wait, WakePolicy};
+pub use window::Windows;

@@ -3,6 +3,8 @@
 //! `.` boundary so `payment.*` never catches `payments.x`. Validation mirrors the SQL
 //! CHECK on `outbox.events.event_type`, so a name accepted here is accepted there.
 
+use std::collections::{HashMap, HashSet};
+
 /// Longest event type accepted, in bytes (all allowed characters are ASCII).
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
@@ -79,6 +81,90 @@ pub fn any_matches<'a>(patterns: impl IntoIterator<Item = &'a str>, event_type: 
     patterns
         .into_iter()
         .any(|pattern| pattern_matches(pattern, event_type))
+}
+
+/// Which subscribers an event type goes to, found without looking at every
+/// subscriber: `*` subscribers, an exact-type map, and a map from each
+/// prefix to its `prefix.*` subscribers, probed at each `.` of the type. A
+/// lookup costs the type's length, whatever the number of subscribers, and
+/// an insert or removal costs the subscriber's own patterns.
+#[derive(Debug, Default, Clone)]
+pub struct Subscriptions {
+    all: HashSet<i64>,
+    exact: HashMap<String, HashSet<i64>>,
+    prefix: HashMap<String, HashSet<i64>>,
+    patterns: HashMap<i64, Vec<String>>,
+}
+
+impl Subscriptions {
+    /// Sets the subscriber's patterns, replacing what it had.
+    pub fn insert(&mut self, id: i64, patterns: &[String]) {
+        self.remove(id);
+        for pattern in patterns {
+            match self.slot(pattern) {
+                Some(set) => set.insert(id),
+                None => self.all.insert(id),
+            };
+        }
+        self.patterns.insert(id, patterns.to_vec());
+    }
+
+    pub fn remove(&mut self, id: i64) {
+        let Some(patterns) = self.patterns.remove(&id) else {
+            return;
+        };
+        for pattern in &patterns {
+            if pattern == MATCH_ALL {
+                self.all.remove(&id);
+                continue;
+            }
+            let (map, key) = match pattern.strip_suffix(PREFIX_SUFFIX) {
+                Some(prefix) => (&mut self.prefix, prefix),
+                None => (&mut self.exact, pattern.as_str()),
+            };
+            if let Some(set) = map.get_mut(key) {
+                set.remove(&id);
+                if set.is_empty() {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    /// The set a pattern's subscribers go in; `None` for `*`.
+    fn slot(&mut self, pattern: &str) -> Option<&mut HashSet<i64>> {
+        if pattern == MATCH_ALL {
+            return None;
+        }
+        Some(match pattern.strip_suffix(PREFIX_SUFFIX) {
+            Some(prefix) => self.prefix.entry(prefix.to_owned()).or_default(),
+            None => self.exact.entry(pattern.to_owned()).or_default(),
+        })
+    }
+
+    /// The subscribers whose patterns select `event_type`, in id order.
+    pub fn matching(&self, event_type: &str) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.all.iter().copied().collect();
+        ids.extend(self.exact.get(event_type).into_iter().flatten());
+        // `prefix.*` needs at least one byte after the dot.
+        for (i, _) in event_type
+            .match_indices('.')
+            .filter(|&(i, _)| i + 1 < event_type.len())
+        {
+            ids.extend(self.prefix.get(&event_type[..i]).into_iter().flatten());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +358,66 @@ mod tests {
         fn matching_never_panics(p in ".{0,40}", e in ".{0,40}") {
             let _ = pattern_matches(&p, &e);
             let _ = is_valid_pattern(&p);
+        }
+    }
+
+    #[test]
+    fn subscriptions_find_exact_prefix_and_all_subscribers() {
+        let mut s = Subscriptions::default();
+        let p = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        s.insert(1, &p(&["payment.*"]));
+        s.insert(2, &p(&["payment.received", "order.*"]));
+        s.insert(3, &p(&["*"]));
+        s.insert(4, &p(&["payment.refund.*", "payment.*"]));
+        let table: &[(&str, &[i64])] = &[
+            ("payment.received", &[1, 2, 3, 4]),
+            ("payment.refund.created", &[1, 3, 4]),
+            ("payment", &[3]),
+            ("payment.", &[3]),
+            ("payments.x", &[3]),
+            ("order.created", &[2, 3]),
+        ];
+        for (event_type, want) in table {
+            assert_eq!(s.matching(event_type), *want, "{event_type}");
+        }
+        s.insert(2, &p(&["order.created"]));
+        assert_eq!(s.matching("payment.received"), [1, 3, 4]);
+        s.remove(3);
+        s.remove(3);
+        assert_eq!(s.matching("order.created"), [2]);
+        assert_eq!(s.len(), 3);
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_string()),
+            "[ab]{1,2}(\\.[ab]{1,2}){0,2}",
+            "[ab]{1,2}(\\.[ab]{1,2}){0,1}\\.\\*",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn subscriptions_agree_with_matching_every_pattern(
+            subscribers in proptest::collection::vec(proptest::collection::vec(pattern(), 1..4), 0..12),
+            removed in proptest::collection::vec(0usize..12, 0..4),
+            event_type in "[ab]{1,2}(\\.[ab]{1,2}){0,3}",
+        ) {
+            let mut s = Subscriptions::default();
+            for (id, patterns) in subscribers.iter().enumerate() {
+                s.insert(id as i64, patterns);
+            }
+            for &r in &removed {
+                s.remove(r as i64);
+            }
+            let want: Vec<i64> = subscribers
+                .iter()
+                .enumerate()
+                .filter(|(id, _)| !removed.contains(id))
+                .filter(|(_, patterns)| any_matches(patterns.iter().map(String::as_str), &event_type))
+                .map(|(id, _)| id as i64)
+                .collect();
+            prop_assert_eq!(s.matching(&event_type), want);
         }
     }
 }

@@ -1,75 +1,87 @@
 //! Leasing due deliveries to this worker.
 //!
-//! One statement: for each webhook the worker has room for, lock its due rows
-//! (oldest first, at most the room) with `FOR UPDATE SKIP LOCKED` through the
-//! index on `(webhook_id, next_attempt_at)`, and mark them `in_flight` with a
-//! lease deadline and a new fencing token. Only rows that are kept are locked,
-//! and one webhook's backlog cannot crowd out another's. A webhook paused
-//! by any replica's circuit breaker (`outbox.webhook_health`) is skipped, so
-//! deliveries fanned out during the pause wait for its end too. No lock is
-//! held during the HTTP request: the lease is what reserves the row.
+//! One statement, whose cost follows the work rather than the number of
+//! webhooks: it walks the webhooks that have waiting deliveries (a skip
+//! scan of the index on `(webhook_id, next_attempt_at)` over pending rows,
+//! one probe per webhook, from where the last claim stopped so every
+//! webhook gets its turn), and for each one that is enabled, not paused by
+//! any replica's circuit breaker (`outbox.webhook_health`) and has room,
+//! locks its oldest due rows (at most the room) with `FOR UPDATE SKIP
+//! LOCKED` and marks them `in_flight` under a lease deadline and a new
+//! fencing token. The walk stops as soon as the claim has its fill. The
+//! deliverer names only the webhooks whose room is not the default (those
+//! holding something, paused or gone), so idle webhooks cost nothing, and
+//! one webhook's backlog cannot crowd out another's. No lock is held during
+//! the HTTP request: the lease is what reserves the row.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::{Error, Pool};
 
-/// The locked ids go through `= ANY (ARRAY(...))` so that the update finds
-/// its rows by primary key: joined as a set, the planner (guessing a few
-/// hundred rows) chose a scan of the whole table.
+/// `$1` the webhook to start the walk at, `$2` a JSON object of the rooms
+/// that are not `$3` (keyed by webhook id: looked up by binary search),
+/// `$4` the most rows in all, `$6` the most payload bytes (the rows taken
+/// in walk order while their payloads fit, the first one always), counted
+/// as stored: reading the size costs nothing, while printing a large jsonb
+/// to measure it costs as much as sending it. A compressed payload counts
+/// less than it takes in memory; the deliverer's row limit, from the sizes
+/// it has seen, bounds that. The locked ids go through `= ANY
+/// (ARRAY(...))` so that the update finds its rows by primary key: joined
+/// as a set, the planner (guessing a few hundred rows) chose a scan of the
+/// whole table.
 const CLAIM: &str = "
+WITH RECURSIVE walk(webhook_id) AS (
+    (SELECT webhook_id FROM outbox.deliveries
+      WHERE state = 'pending' AND webhook_id >= $1
+      ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.webhook_id FROM outbox.deliveries p
+             WHERE p.state = 'pending' AND p.webhook_id > w.webhook_id
+             ORDER BY p.webhook_id LIMIT 1)
+      FROM walk w
+     WHERE w.webhook_id IS NOT NULL)
 UPDATE outbox.deliveries d
    SET state = 'in_flight',
        attempts = d.attempts + 1,
        lease = d.lease + 1,
-       locked_until = now() + $4 * interval '1 millisecond',
+       locked_until = now() + $5 * interval '1 millisecond',
        updated_at = now()
   FROM outbox.events e
  WHERE d.id = ANY (ARRAY(
-           SELECT l.id
-             FROM unnest($1::int8[], $2::int8[]) AS w(webhook_id, room)
+    SELECT s.id FROM (
+        SELECT c.id, sum(pg_column_size(ce.payload)) OVER (ORDER BY c.n) AS upto,
+               pg_column_size(ce.payload) AS size
+          FROM (
+           SELECT l.id, row_number() OVER () AS n
+             FROM walk w
+            CROSS JOIN LATERAL (SELECT coalesce(($2::jsonb ->> w.webhook_id::text)::int8, $3)) AS r(room)
             CROSS JOIN LATERAL (
                   SELECT id
                     FROM outbox.deliveries
                    WHERE state = 'pending'
                      AND webhook_id = w.webhook_id
                      AND next_attempt_at <= now()
-                     AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health h
-                                      WHERE h.webhook_id = w.webhook_id
-                                        AND h.paused_until > now())
                    ORDER BY next_attempt_at
-                   LIMIT w.room
+                   LIMIT r.room
                      FOR UPDATE SKIP LOCKED) l
-            LIMIT $3))
+            WHERE w.webhook_id IS NOT NULL
+              AND r.room > 0
+              AND EXISTS (SELECT 1 FROM outbox.webhooks wh
+                           WHERE wh.id = w.webhook_id AND wh.enabled)
+              AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health h
+                               WHERE h.webhook_id = w.webhook_id
+                                 AND h.paused_until > now())
+            LIMIT $4) c
+          JOIN outbox.deliveries cd ON cd.id = c.id
+          JOIN outbox.events ce ON ce.id = cd.event_id) s
+     WHERE s.upto - s.size < $6))
    AND e.id = d.event_id
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
           e.event_type, e.payload::text, e.created_at";
-
-/// Puts expired leases (a worker crashed or hung) back in the queue. The
-/// attempt they counted stays counted: it may have reached the receiver.
-const REAP: &str = "
-UPDATE outbox.deliveries
-   SET state = 'pending', locked_until = NULL, next_attempt_at = now(), updated_at = now()
- WHERE id IN (SELECT id FROM outbox.deliveries
-               WHERE state = 'in_flight' AND locked_until < now()
-               LIMIT 1000
-                 FOR UPDATE SKIP LOCKED)";
-
-/// Cancels waiting deliveries of webhooks that are disabled or deleted. The
-/// triggers on `outbox.webhooks` do this when the change is made; this
-/// catches rows fanned out a moment later by a replica whose webhook cache
-/// was behind, which claims (made per enabled webhook) would never take.
-const CANCEL_ORPHANS: &str = "
-UPDATE outbox.deliveries d
-   SET state = 'cancelled', locked_until = NULL, updated_at = now(),
-       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
- WHERE d.id IN (SELECT p.id FROM outbox.deliveries p
-                 WHERE p.state = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w
-                                    WHERE w.id = p.webhook_id AND w.enabled)
-                 LIMIT 1000
-                   FOR UPDATE SKIP LOCKED)";
 
 /// Gives unfinished leases back (at shutdown, or queued too long, or when
 /// the breaker opens) without spending an attempt; a paused webhook's wait
@@ -94,29 +106,74 @@ pub struct Claimed {
     pub event_id: i64,
     pub webhook_id: i64,
     pub event_type: String,
-    /// The payload as PostgreSQL prints jsonb: valid JSON, sent verbatim.
-    pub payload: String,
+    /// The payload as PostgreSQL prints jsonb: valid JSON, sent verbatim;
+    /// one copy shared by the deliveries of an event.
+    pub payload: Arc<str>,
     pub created_at: DateTime<Utc>,
 }
 
-/// Leases up to `room` due deliveries of each listed webhook, `limit` in
-/// all, the webhooks taken in the order given.
+/// What a claim may take: `default` for every webhook not in `rooms`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// Where the walk over the webhooks starts (the webhook the last claim
+    /// ended at; 0 from the start).
+    pub from_webhook: i64,
+    /// Room of a webhook not listed.
+    pub default: i64,
+    /// Webhooks whose room is not the default.
+    pub rooms: HashMap<i64, i64>,
+    /// Payload bytes the claim may bring in.
+    pub bytes: i64,
+}
+
+impl Wants {
+    /// Only these webhooks, with these rooms.
+    pub fn only(rooms: &[(i64, i64)]) -> Self {
+        Self {
+            from_webhook: 0,
+            default: 0,
+            rooms: rooms.iter().copied().collect(),
+            bytes: i64::MAX,
+        }
+    }
+}
+
+/// Leases due deliveries of the webhooks `wants` has room for, at most
+/// `limit` in all, walking the webhooks in id order from
+/// `wants.from_webhook`.
 pub async fn claim(
     pool: &Pool,
-    wants: &[(i64, i64)],
+    wants: &Wants,
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Claimed>, Error> {
-    if wants.is_empty() || limit <= 0 {
+    let no_room = wants.default <= 0 && wants.rooms.values().all(|&r| r <= 0);
+    if limit <= 0 || wants.bytes <= 0 || no_room {
         return Ok(Vec::new());
     }
-    let (ids, rooms): (Vec<i64>, Vec<i64>) = wants.iter().copied().unzip();
+    let rooms: serde_json::Map<String, serde_json::Value> = wants
+        .rooms
+        .iter()
+        .map(|(id, room)| (id.to_string(), (*room).max(0).into()))
+        .collect();
+    let rooms = serde_json::Value::Object(rooms);
     let lease_ms = lease.as_secs_f64() * 1000.0;
     let client = pool.get().await?;
     let stmt = client.prepare_cached(CLAIM).await?;
     let rows = client
-        .query(&stmt, &[&ids, &rooms, &limit, &lease_ms])
+        .query(
+            &stmt,
+            &[
+                &wants.from_webhook,
+                &rooms,
+                &wants.default,
+                &limit,
+                &lease_ms,
+                &wants.bytes,
+            ],
+        )
         .await?;
+    let mut payloads: HashMap<i64, Arc<str>> = HashMap::new();
     Ok(rows
         .iter()
         .map(|r| Claimed {
@@ -126,22 +183,13 @@ pub async fn claim(
             event_id: r.get(3),
             webhook_id: r.get(4),
             event_type: r.get(5),
-            payload: r.get(6),
+            payload: payloads
+                .entry(r.get(3))
+                .or_insert_with(|| r.get::<_, &str>(6).into())
+                .clone(),
             created_at: r.get(7),
         })
         .collect())
-}
-
-/// Returns how many expired leases were put back.
-pub async fn reap_expired(pool: &Pool) -> Result<u64, Error> {
-    let client = pool.get().await?;
-    Ok(client.execute(REAP, &[]).await?)
-}
-
-/// Returns how many deliveries of gone webhooks were cancelled.
-pub async fn cancel_orphans(pool: &Pool) -> Result<u64, Error> {
-    let client = pool.get().await?;
-    Ok(client.execute(CANCEL_ORPHANS, &[]).await?)
 }
 
 /// Returns how many leases were handed back.

@@ -27,9 +27,18 @@ use tokio_util::sync::CancellationToken;
 use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 
 /// In stream order: the room handed out goes to the first events'
-/// deliveries.
+/// deliveries. A payload larger than `$2` bytes stays in the database (its
+/// length is known without reading it): its deliveries go in `pending`
+/// and the deliverer claims them within its byte budget, so a batch of
+/// large events never has to fit in memory at once.
 const NEXT_EVENTS: &str = "
-SELECT id, event_type, target_webhook_id, payload, created_at FROM outbox.next_events($1)";
+SELECT id, event_type, target_webhook_id,
+       CASE WHEN octet_length(payload) <= $2 THEN payload END, created_at
+  FROM outbox.next_events($1)";
+
+/// The largest payload handed over at fan-out: a batch holds at most
+/// `batch_size` of them.
+pub const HANDOFF_PAYLOAD_BYTES: i32 = 64 << 10;
 
 /// The tenants of a batch's events, read only while some webhook belongs
 /// to a tenant (platform events have none and are left out).
@@ -172,11 +181,10 @@ impl Dispatcher {
     /// not shrink to a few events). While every webhook is that full it
     /// waits for the deliverer to free some, at most a poll interval.
     async fn pace(&self, handoff: &Handoff, shutdown: &CancellationToken) -> Pace {
-        let enough = (handoff.room.window() / 4).max(1);
+        let enough = handoff.room.windows().enough_for_fan_out();
         let give_up = tokio::time::Instant::now() + self.poll_interval;
         loop {
-            let webhooks = self.cache.snapshot();
-            match handoff.room.most_available(webhooks.keys().copied()) {
+            match handoff.room.most_available(self.cache.len()) {
                 // No webhook: nothing to hand over, nothing to wait for.
                 None => return Pace::Room(self.batch_size),
                 Some(room) if room >= enough => {
@@ -220,23 +228,22 @@ impl Dispatcher {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let next = tx.prepare_cached(NEXT_EVENTS).await?;
-        let rows = tx.query(&next, &[&limit]).await?;
+        let rows = tx.query(&next, &[&limit, &HANDOFF_PAYLOAD_BYTES]).await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
         }
-        let mut map = self.cache.snapshot();
-        let targets_unknown = rows.iter().any(|r| {
-            r.get::<_, Option<i64>>(2)
-                .is_some_and(|id| !map.contains_key(&id))
-        });
-        if targets_unknown {
+        let unknown_targets: Vec<i64> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<i64>>(2))
+            .filter(|&id| !self.cache.contains(id))
+            .collect();
+        if !unknown_targets.is_empty() {
             // A test event for a webhook created a moment ago may beat the
             // change notification; look again before deciding it has none.
-            self.cache.reload(&self.pool).await?;
-            map = self.cache.snapshot();
+            self.cache.refresh(&self.pool, &unknown_targets).await?;
         }
-        let tenants: HashMap<i64, String> = if WebhookCache::has_tenants(&map) {
+        let tenants: HashMap<i64, String> = if self.cache.has_tenants() {
             let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
             let stmt = tx.prepare_cached(TENANTS).await?;
             tx.query(&stmt, &[&ids])
@@ -250,15 +257,23 @@ impl Dispatcher {
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
         let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+        // One copy of each payload, shared by the event's deliveries.
+        let payloads: Vec<Option<Arc<str>>> = rows
+            .iter()
+            .map(|r| r.get::<_, Option<&str>>(3).map(Arc::from))
+            .collect();
+        // Only deliveries whose payload came along can be handed over.
+        let mut offered = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let event_id: i64 = row.get(0);
             let event_type: &str = row.get(1);
             let target: Option<i64> = row.get(2);
             row_of.insert(event_id, i);
             let tenant = tenants.get(&event_id).map(String::as_str);
-            for webhook_id in WebhookCache::recipients(&map, event_type, target, tenant) {
+            for webhook_id in self.cache.recipients(event_type, target, tenant) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
+                offered.push(payloads[i].is_some());
             }
         }
         if event_ids.is_empty() {
@@ -272,7 +287,21 @@ impl Dispatcher {
         let at = Instant::now();
         let (taken, claimed) = match &self.handoff {
             None => (HashMap::new(), vec![false; event_ids.len()]),
-            Some(handoff) => handoff.room.take_for(&webhook_ids),
+            Some(handoff) => {
+                let candidates: Vec<i64> = webhook_ids
+                    .iter()
+                    .zip(&offered)
+                    .filter(|(_, &o)| o)
+                    .map(|(&w, _)| w)
+                    .collect();
+                let (taken, got) = handoff.room.take_for(&candidates);
+                let mut got = got.into_iter();
+                let claimed = offered
+                    .iter()
+                    .map(|&o| o && got.next().unwrap_or(false))
+                    .collect();
+                (taken, claimed)
+            }
         };
         let written = async {
             let lease_ms = self
@@ -292,7 +321,11 @@ impl Dispatcher {
         let mut handed = Vec::new();
         for r in inserted.iter().filter(|r| r.get::<_, bool>(3)) {
             let event_id: i64 = r.get(1);
-            let event = &rows[row_of[&event_id]];
+            let row = row_of[&event_id];
+            let event = &rows[row];
+            let Some(payload) = payloads[row].clone() else {
+                continue;
+            };
             handed.push(Claimed {
                 delivery_id: r.get(0),
                 lease: 1,
@@ -300,7 +333,7 @@ impl Dispatcher {
                 event_id,
                 webhook_id: r.get(2),
                 event_type: event.get(1),
-                payload: event.get(3),
+                payload,
                 created_at: event.get(4),
             });
         }

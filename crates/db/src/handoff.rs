@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use outboxd_core::Windows;
 use tokio::sync::{mpsc, Notify};
 
 use crate::Claimed;
@@ -22,6 +23,7 @@ use crate::Claimed;
 /// The deliverer's room per webhook, shared with the fan-out.
 #[derive(Debug)]
 pub struct Room {
+    windows: Windows,
     inner: Mutex<RoomInner>,
     /// Signalled by every `publish`, for a fan-out waiting for room.
     published: Notify,
@@ -51,29 +53,41 @@ impl RoomInner {
 }
 
 impl Room {
-    pub fn new(default: usize) -> Arc<Self> {
+    pub fn new(windows: Windows) -> Arc<Self> {
         Arc::new(Self {
+            windows,
             inner: Mutex::new(RoomInner {
-                default,
+                default: windows.full(),
                 ..RoomInner::default()
             }),
             published: Notify::new(),
         })
     }
 
-    /// A webhook's whole window: its room while it holds nothing.
-    pub fn window(&self) -> usize {
-        self.lock().default
+    /// The deliverer's window rule.
+    pub fn windows(&self) -> Windows {
+        self.windows
     }
 
-    /// The deliverer's view, replacing the previous one: room of the
-    /// webhooks listed, `default` for all others.
-    pub fn publish(&self, room: HashMap<i64, usize>) {
+    /// The deliverer's view of the webhooks whose room changed (a webhook
+    /// back at the default room is no longer listed); lifts `publish_none`.
+    /// Costs the webhooks given, not all of them.
+    pub fn publish(&self, changed: impl IntoIterator<Item = (i64, usize)>) {
         let mut inner = self.lock();
-        inner.room = room;
-        inner.none = false;
+        let mut any = std::mem::take(&mut inner.none);
+        let default = inner.default;
+        for (id, room) in changed {
+            any = true;
+            if room == default {
+                inner.room.remove(&id);
+            } else {
+                inner.room.insert(id, room);
+            }
+        }
         drop(inner);
-        self.published.notify_one();
+        if any {
+            self.published.notify_one();
+        }
     }
 
     /// No room for any webhook until the next `publish`.
@@ -86,11 +100,26 @@ impl Room {
         self.published.notified().await;
     }
 
-    /// The most room any of these webhooks has left to take; `None` when
-    /// there are none.
-    pub fn most_available(&self, webhooks: impl IntoIterator<Item = i64>) -> Option<usize> {
+    /// The most room any of `webhooks` webhooks has left to take; `None`
+    /// when there are none. Looks only at the webhooks listed (holding
+    /// something, paused, or in transit): any other has the default room.
+    pub fn most_available(&self, webhooks: usize) -> Option<usize> {
+        if webhooks == 0 {
+            return None;
+        }
         let inner = self.lock();
-        webhooks.into_iter().map(|id| inner.available(id)).max()
+        let listed: std::collections::HashSet<i64> = inner
+            .room
+            .keys()
+            .chain(inner.in_transit.keys())
+            .copied()
+            .collect();
+        let unlisted = (listed.len() < webhooks).then(|| inner.available(i64::MIN));
+        listed
+            .iter()
+            .map(|&id| inner.available(id))
+            .chain(unlisted)
+            .max()
     }
 
     /// Takes up to `want` of the webhook's room; returns how much was taken.
@@ -145,13 +174,10 @@ impl Room {
         *room = room.saturating_sub(used);
     }
 
-    /// Taken and not yet arrived, for the deliverer's own claims.
-    pub fn in_transit(&self, webhook_id: i64) -> usize {
-        self.lock()
-            .in_transit
-            .get(&webhook_id)
-            .copied()
-            .unwrap_or(0)
+    /// Taken and not yet arrived, per webhook, for the deliverer's own
+    /// claims.
+    pub fn in_transit(&self) -> HashMap<i64, usize> {
+        self.lock().in_transit.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RoomInner> {
@@ -185,54 +211,61 @@ pub struct Handoff {
 mod tests {
     use super::*;
 
+    /// A webhook's whole window here: 16 deliveries (one request slot).
+    const W: usize = outboxd_core::window::FACTOR;
+
+    fn room() -> Arc<Room> {
+        Room::new(Windows::new(8, 1))
+    }
+
     #[test]
     fn room_is_taken_once_until_it_arrives() {
-        let room = Room::new(4);
-        assert_eq!(room.take(1, 3), 3);
-        assert_eq!(room.take(1, 3), 1, "only what is not in transit");
-        assert_eq!(room.take(1, 3), 0);
-        assert_eq!(room.in_transit(1), 4);
+        let room = room();
+        assert_eq!(room.take(1, 12), 12);
+        assert_eq!(room.take(1, 12), 4, "only what is not in transit");
+        assert_eq!(room.take(1, 12), 0);
+        assert_eq!(room.in_transit()[&1], W);
         // The deliverer's next view may not count them yet; in transit
         // still does.
-        room.publish(HashMap::from([(1, 4)]));
+        room.publish(HashMap::from([(1, W)]));
         assert_eq!(room.take(1, 1), 0);
-        // Three of four arrive; the room they filled is gone.
-        room.arrived(1, 4, 3);
-        assert_eq!(room.in_transit(1), 0);
-        assert_eq!(room.take(1, 5), 1);
+        // Twelve of sixteen arrive; the room they filled is gone.
+        room.arrived(1, W, 12);
+        assert!(room.in_transit().is_empty());
+        assert_eq!(room.take(1, 20), 4);
         // Other webhooks have the default room.
-        assert_eq!(room.take(2, 10), 4);
+        assert_eq!(room.take(2, 40), W);
     }
 
     #[test]
     fn the_most_available_room_counts_what_is_in_transit() {
-        let room = Room::new(8);
-        assert_eq!(room.most_available([]), None);
+        let room = room();
+        assert_eq!(room.most_available(0), None);
         room.publish(HashMap::from([(1, 2), (2, 6)]));
-        assert_eq!(room.most_available([1, 2]), Some(6));
+        assert_eq!(room.most_available(2), Some(6));
         assert_eq!(room.take(2, 5), 5);
-        assert_eq!(room.most_available([1, 2]), Some(2));
-        assert_eq!(room.most_available([1, 2, 3]), Some(8), "3 holds nothing");
+        assert_eq!(room.most_available(2), Some(2));
+        assert_eq!(room.most_available(3), Some(W), "a third holds nothing");
         room.publish_none();
-        assert_eq!(room.most_available([1, 2, 3]), Some(0));
+        assert_eq!(room.most_available(3), Some(0));
         assert_eq!(room.take(3, 1), 0);
-        room.publish(HashMap::new());
+        room.publish([]);
         assert_eq!(room.take(3, 1), 1);
     }
 
     #[test]
     fn new_deliveries_get_the_room_oldest_first() {
-        let room = Room::new(2);
-        room.publish(HashMap::from([(9, 0)]));
+        let room = room();
+        room.publish(HashMap::from([(9, 0), (1, 2), (2, 2)]));
         let (taken, claimed) = room.take_for(&[1, 9, 1, 1, 2]);
         assert_eq!(taken, HashMap::from([(1, 2), (2, 1)]));
         assert_eq!(claimed, [true, false, true, false, true]);
-        assert_eq!(room.in_transit(1), 2);
+        assert_eq!(room.in_transit()[&1], 2);
     }
 
     #[test]
     fn a_paused_webhook_has_no_room() {
-        let room = Room::new(64);
+        let room = room();
         room.publish(HashMap::from([(7, 0)]));
         assert_eq!(room.take(7, 10), 0);
         assert_eq!(room.take(8, 10), 10);

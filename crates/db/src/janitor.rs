@@ -28,7 +28,10 @@ pub const FIRST_RUN_AFTER: Duration = Duration::from_secs(15);
 
 const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 
-/// Attempts by age alone: the delivery log is history, whatever the state
+/// Attempts by age alone, in the default partition only: the others are
+/// retired whole (`partitions`, sql/V14), and the default one holds what
+/// no partition covered (attempts written while the keeper was behind).
+/// The delivery log is history, whatever the state
 /// of the delivery. Ages are measured on the database's clock ($1 is the
 /// retention in seconds). Rows are written in `started_at` order, give or
 /// take a request's duration, so the oldest are the first by id: each batch
@@ -39,8 +42,8 @@ const TRY_LOCK: &str = "SELECT pg_try_advisory_xact_lock($1)";
 /// (ARRAY(...))` rather than `IN (...)`, which the planner may turn into a
 /// hash join over the whole table.
 const DELETE_ATTEMPTS: &str = "
-DELETE FROM outbox.delivery_attempts
- WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts ORDER BY id LIMIT $2))
+DELETE FROM outbox.delivery_attempts_default
+ WHERE id = ANY (ARRAY(SELECT id FROM outbox.delivery_attempts_default ORDER BY id LIMIT $2))
    AND started_at < now() - $1::float8 * interval '1 second'";
 
 /// Events are written in `created_at` order, give or take a transaction's

@@ -3,11 +3,12 @@
 //! `migrate` applies the embedded schema, `listener` keeps the LISTEN
 //! connection, `dispatch` fans events out into deliveries (`handoff` passes
 //! those it claims at once to the deliverer), `claim` leases due
-//! deliveries, `rate` shares rate limits between replicas,
-//! `results` writes outcomes back, `webhooks` caches
+//! deliveries (`reaper` puts expired leases back), `rate` shares rate
+//! limits between replicas, `results` writes outcomes back, `webhooks` caches
 //! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
-//! deletes what is older than the retention, `blocked` retries what the
-//! SSRF guard refused when a daemon starts.
+//! deletes what is older than the retention (`partitions` retires the
+//! delivery log by whole partitions), `blocked` retries what the SSRF guard
+//! refused when a daemon starts.
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod blocked;
@@ -15,12 +16,15 @@ pub mod claim;
 pub mod connect;
 pub mod dispatch;
 mod error;
+mod every;
 pub mod handoff;
 pub mod health;
 pub mod janitor;
 pub mod listener;
 pub mod migrate;
+pub mod partitions;
 pub mod rate;
+pub mod reaper;
 pub mod results;
 pub mod sampler;
 pub mod webhooks;
@@ -32,6 +36,8 @@ pub use error::Error;
 pub use handoff::{Handed, Handoff, Room};
 pub use janitor::{Deleted, Janitor};
 pub use listener::Listener;
+pub use partitions::PartitionKeeper;
+pub use reaper::{Reaped, Reaper};
 pub use results::{AttemptRecord, Recorded};
 pub use sampler::Sampler;
 pub use webhooks::{Webhook, WebhookCache};

@@ -28,14 +28,7 @@ pub struct Sampler {
 
 impl Sampler {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tick.tick() => self.sample().await,
-            }
-        }
+        crate::every::every(self.interval, &shutdown, || self.sample()).await;
     }
 
     async fn sample(&self) {

@@ -1,9 +1,13 @@
 //! The in-process cache of webhooks, used to match events at fan-out and to
 //! address deliveries.
 //!
-//! It is reloaded whole when the listener hears `outbox_webhooks` (a trigger
-//! fires it on every change) and after every reconnect, since notifications
-//! sent while disconnected are lost. Webhooks are few; a reload is one query.
+//! A change costs the webhooks it touches, not the cache: the trigger on
+//! `outbox.webhooks` names the changed ids in its `outbox_webhooks`
+//! notification and the listener refreshes those (`refresh`); the whole
+//! list is loaded only at start and after a reconnect, since notifications
+//! sent while disconnected are lost. Events are matched through an index of
+//! the subscriptions (`outboxd_core::Subscriptions`), not by trying every
+//! webhook.
 //!
 //! During a secret rotation a webhook carries its previous secret too, after
 //! the new one. The window's end is not announced by any notification, so the
@@ -14,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use outboxd_core::matching;
+use outboxd_core::matching::{self, Subscriptions};
 use outboxd_core::signing::Secret;
 
 use crate::{Error, Pool};
@@ -49,8 +53,7 @@ impl Webhook {
     }
 }
 
-type Map = HashMap<i64, Arc<Webhook>>;
-
+/// The enabled webhooks by id, and who subscribes to what.
 #[derive(Default)]
 pub struct WebhookCache {
     current: RwLock<State>,
@@ -58,9 +61,35 @@ pub struct WebhookCache {
 
 #[derive(Default)]
 struct State {
-    map: Arc<Map>,
+    map: HashMap<i64, Arc<Webhook>>,
+    subscriptions: Subscriptions,
     /// When a webhook's previous secret stops signing, earliest first.
     expiries: Vec<(Instant, i64)>,
+    /// How many webhooks belong to a tenant: while none does, an event's
+    /// tenant changes nothing and the fan-out need not read it.
+    tenanted: usize,
+}
+
+impl State {
+    fn put(&mut self, webhook: Webhook, expires: Option<Instant>) {
+        let id = webhook.id;
+        self.drop_entry(id);
+        if let Some(at) = expires {
+            let at_pos = self.expiries.partition_point(|e| *e < (at, id));
+            self.expiries.insert(at_pos, (at, id));
+        }
+        self.subscriptions.insert(id, &webhook.event_types);
+        self.tenanted += usize::from(webhook.tenant.is_some());
+        self.map.insert(id, Arc::new(webhook));
+    }
+
+    fn drop_entry(&mut self, id: i64) {
+        if let Some(gone) = self.map.remove(&id) {
+            self.tenanted -= usize::from(gone.tenant.is_some());
+            self.subscriptions.remove(id);
+            self.expiries.retain(|&(_, e)| e != id);
+        }
+    }
 }
 
 /// The previous secret comes only while its window lasts, with the seconds
@@ -72,6 +101,14 @@ SELECT id, name, url, event_types, coalesce(secret, ''), headers,
   FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE enabled
  ORDER BY id";
+
+/// The enabled ones of some webhooks, as LOAD has them.
+const LOAD_SOME: &str = "
+SELECT id, name, url, event_types, coalesce(secret, ''), headers,
+       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
+  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
+ WHERE enabled AND id = ANY($1::int8[])";
 
 /// One webhook whatever its state, for the admin CLI (`outboxd test-event`).
 const LOAD_ONE: &str = "
@@ -150,57 +187,117 @@ impl WebhookCache {
         Arc::new(Self::default())
     }
 
-    /// Replaces the cache with what the database holds now.
+    /// Replaces the cache with what the database holds now: at start and
+    /// after the LISTEN connection was lost (its notifications with it).
     pub async fn reload(&self, pool: &Pool) -> Result<usize, Error> {
         let client = pool.get().await?;
         let rows = client.query(LOAD, &[]).await?;
-        let mut map = Map::with_capacity(rows.len());
-        let mut expiries = Vec::new();
+        let mut state = State::default();
         for row in rows {
             let (webhook, expires) = from_row(&row);
-            if let Some(at) = expires {
-                expiries.push((at, webhook.id));
-            }
-            map.insert(webhook.id, Arc::new(webhook));
+            state.put(webhook, expires);
         }
-        expiries.sort();
-        let n = map.len();
-        *self.current.write().expect("webhook cache lock") = State {
-            map: Arc::new(map),
-            expiries,
-        };
+        let n = state.map.len();
+        *self.write() = state;
         tracing::debug!(webhooks = n, "webhook cache reloaded");
         Ok(n)
     }
 
-    pub fn get(&self, id: i64) -> Option<Arc<Webhook>> {
-        self.snapshot().get(&id).cloned()
+    /// Loads these webhooks again: each is updated, added, or dropped when
+    /// it is no longer enabled. Costs the webhooks named, not the cache.
+    pub async fn refresh(&self, pool: &Pool, ids: &[i64]) -> Result<(), Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let client = pool.get().await?;
+        let rows = client.query(LOAD_SOME, &[&ids]).await?;
+        let loaded: Vec<(Webhook, Option<Instant>)> = rows.iter().map(from_row).collect();
+        let mut state = self.write();
+        for &id in ids {
+            state.drop_entry(id);
+        }
+        for (webhook, expires) in loaded {
+            state.put(webhook, expires);
+        }
+        tracing::debug!(webhooks = ids.len(), "webhooks refreshed");
+        Ok(())
     }
 
-    pub fn snapshot(&self) -> Arc<Map> {
-        {
-            let state = self.current.read().expect("webhook cache lock");
-            match state.expiries.first() {
-                Some((at, _)) if *at <= Instant::now() => {}
-                _ => return state.map.clone(),
+    pub fn get(&self, id: i64) -> Option<Arc<Webhook>> {
+        self.read().map.get(&id).cloned()
+    }
+
+    pub fn contains(&self, id: i64) -> bool {
+        self.read().map.contains_key(&id)
+    }
+
+    /// How many webhooks are enabled.
+    pub fn len(&self) -> usize {
+        self.read().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ids of every enabled webhook.
+    pub fn ids(&self) -> Vec<i64> {
+        self.read().map.keys().copied().collect()
+    }
+
+    /// The webhooks an event goes to: its target alone when it has one (if
+    /// that webhook is enabled), else every enabled webhook whose patterns
+    /// match its type and whose tenant receives the event's tenant.
+    pub fn recipients(
+        &self,
+        event_type: &str,
+        target: Option<i64>,
+        tenant: Option<&str>,
+    ) -> Vec<i64> {
+        let state = self.read();
+        match target {
+            Some(id) => state
+                .map
+                .contains_key(&id)
+                .then_some(id)
+                .into_iter()
+                .collect(),
+            None => {
+                let mut ids = state.subscriptions.matching(event_type);
+                if state.tenanted > 0 {
+                    ids.retain(|id| state.map.get(id).is_some_and(|w| w.receives_tenant(tenant)));
+                }
+                ids
             }
         }
-        self.drop_expired_secrets()
+    }
+
+    /// The state, with the previous secrets whose window has passed dropped.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        {
+            let state = self.current.read().unwrap_or_else(|e| e.into_inner());
+            match state.expiries.first() {
+                Some((at, _)) if *at <= Instant::now() => {}
+                _ => return state,
+            }
+        }
+        self.drop_expired_secrets();
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.current.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Rebuilds the entries whose previous secret's window has passed, with
     /// the current secret alone.
-    fn drop_expired_secrets(&self) -> Arc<Map> {
-        let mut state = self.current.write().expect("webhook cache lock");
+    fn drop_expired_secrets(&self) {
+        let mut state = self.write();
         let now = Instant::now();
         let due = state.expiries.partition_point(|(at, _)| *at <= now);
-        if due == 0 {
-            // Another caller got here first, or a reload replaced the state.
-            return state.map.clone();
-        }
-        let mut map = Map::clone(&state.map);
-        for (_, id) in state.expiries.drain(..due) {
-            if let Some(w) = map.get(&id) {
+        let expired: Vec<i64> = state.expiries.drain(..due).map(|(_, id)| id).collect();
+        for id in &expired {
+            if let Some(w) = state.map.get(id) {
                 let trimmed = Webhook {
                     id: w.id,
                     name: w.name.clone(),
@@ -212,36 +309,17 @@ impl WebhookCache {
                     tenant: w.tenant.clone(),
                     rate_limit: w.rate_limit,
                 };
-                map.insert(id, Arc::new(trimmed));
+                state.map.insert(*id, Arc::new(trimmed));
             }
         }
-        state.map = Arc::new(map);
-        tracing::debug!(webhooks = due, "previous secrets expired");
-        state.map.clone()
-    }
-
-    /// The webhooks an event goes to: its target alone when it has one (if
-    /// that webhook is enabled), else every enabled webhook whose patterns
-    /// match its type and whose tenant receives the event's tenant.
-    pub fn recipients(
-        map: &Map,
-        event_type: &str,
-        target: Option<i64>,
-        tenant: Option<&str>,
-    ) -> Vec<i64> {
-        match target {
-            Some(id) => map.contains_key(&id).then_some(id).into_iter().collect(),
-            None => map
-                .values()
-                .filter(|w| w.subscribes_to(event_type) && w.receives_tenant(tenant))
-                .map(|w| w.id)
-                .collect(),
+        if !expired.is_empty() {
+            tracing::debug!(webhooks = expired.len(), "previous secrets expired");
         }
     }
 
     /// Whether any webhook belongs to a tenant: without one, an event's
     /// tenant changes nothing and the fan-out need not read it.
-    pub fn has_tenants(map: &Map) -> bool {
-        map.values().any(|w| w.tenant.is_some())
+    pub fn has_tenants(&self) -> bool {
+        self.read().tenanted > 0
     }
 }

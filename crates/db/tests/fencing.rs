@@ -10,8 +10,9 @@ use std::time::Duration;
 use chrono::Utc;
 use outboxd_core::outcome::Outcome;
 use outboxd_core::DeliveryState;
+use outboxd_db::claim::Wants;
 use outboxd_db::{
-    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Room,
+    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handoff, Pool, Reaper, Room,
     WebhookCache,
 };
 use outboxd_testkit::db::{add_webhook, count};
@@ -19,6 +20,16 @@ use outboxd_testkit::TestDb;
 use tokio_postgres::Client;
 
 const LEASE: Duration = Duration::from_secs(60);
+
+/// One round of the reaper; how many expired leases it put back.
+async fn reap(pool: &Pool) -> u64 {
+    let reaper = Reaper {
+        pool: pool.clone(),
+        interval: outboxd_db::reaper::INTERVAL,
+        deliveries_ready: Default::default(),
+    };
+    reaper.run_once().await.unwrap().expired
+}
 
 /// A webhook with `n` due deliveries, made by hand (no fan-out needed).
 async fn webhook_with_deliveries(client: &Client, name: &str, n: i64) -> i64 {
@@ -82,7 +93,9 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
     let (_db, client, pool) = setup().await;
     let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let first = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let first = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     let l1 = first[0].clone();
     assert_eq!(l1.attempt, 1);
@@ -91,15 +104,11 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         (DeliveryState::InFlight, 1, l1.lease, true)
     );
     // Claimed: nobody else gets it while the lease holds.
-    assert!(claim::claim(&pool, &[(hook, 10)], 10, LEASE)
+    assert!(claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(
-        claim::reap_expired(&pool).await.unwrap(),
-        0,
-        "lease still valid"
-    );
+    assert_eq!(reap(&pool).await, 0, "lease still valid");
 
     // The worker hangs; its lease runs out and the reaper puts it back.
     client
@@ -109,14 +118,16 @@ async fn a_late_result_from_an_expired_lease_changes_nothing() {
         )
         .await
         .unwrap();
-    assert_eq!(claim::reap_expired(&pool).await.unwrap(), 1);
+    assert_eq!(reap(&pool).await, 1);
     assert_eq!(
         delivery(&client, l1.delivery_id).await,
         (DeliveryState::Pending, 1, l1.lease, false),
         "the reaped attempt stays counted: it may have reached the receiver"
     );
 
-    let second = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let second = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     let l2 = second[0].clone();
     assert_eq!(l2.delivery_id, l1.delivery_id);
@@ -168,7 +179,9 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     let (_db, client, pool) = setup().await;
     let hook = webhook_with_deliveries(&client, "hook", 1).await;
 
-    let claimed = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let claimed = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let c = claimed[0].clone();
     assert_eq!(c.attempt, 1);
@@ -200,7 +213,9 @@ async fn hand_back_returns_the_delivery_to_pending_without_spending_an_attempt()
     assert_eq!(claim::hand_back(&pool, &[]).await.unwrap(), 0);
 
     // Due at once, and its next claim is attempt 1 again.
-    let again = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let again = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery_id, c.delivery_id);
     assert_eq!(again[0].attempt, 1);
@@ -223,7 +238,7 @@ async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     };
 
     // Each listed webhook gets its room; an unlisted one (full) nothing.
-    let first = claim::claim(&pool, &[(busy, 2), (other, 3)], 100, LEASE)
+    let first = claim::claim(&pool, &Wants::only(&[(busy, 2), (other, 3)]), 100, LEASE)
         .await
         .unwrap();
     assert_eq!(claimed_by(&first, busy), 2);
@@ -251,14 +266,14 @@ async fn a_claim_takes_each_listed_webhooks_room_oldest_first() {
     assert_eq!(sorted, oldest);
 
     // The global limit is respected as well, in the order given.
-    let second = claim::claim(&pool, &[(full, 10), (other, 10)], 4, LEASE)
+    let second = claim::claim(&pool, &Wants::only(&[(full, 10), (other, 10)]), 4, LEASE)
         .await
         .unwrap();
     assert_eq!(second.len(), 4);
     assert_eq!(claimed_by(&second, full), 4);
 
     // Nothing to ask for, nothing claimed.
-    assert!(claim::claim(&pool, &[], 10, LEASE)
+    assert!(claim::claim(&pool, &Wants::only(&[]), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -292,8 +307,8 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
         .unwrap();
     let cache = WebhookCache::new();
     cache.reload(&pool).await.unwrap();
-    let room = Room::new(3);
-    room.publish(std::collections::HashMap::from([(full, 0)]));
+    let room = Room::new(outboxd_core::Windows::new(8, 1));
+    room.publish(std::collections::HashMap::from([(roomy, 3), (full, 0)]));
     let (to_deliverer, mut handed) = tokio::sync::mpsc::unbounded_channel();
     let dispatcher = Dispatcher {
         pool: pool.clone(),
@@ -349,19 +364,21 @@ async fn fan_out_claims_what_the_deliverer_has_room_for_and_leaves_the_rest_pend
         .await,
         7
     );
-    let rest = claim::claim(&pool, &[(roomy, 10), (full, 10)], 10, LEASE)
+    let rest = claim::claim(&pool, &Wants::only(&[(roomy, 10), (full, 10)]), 10, LEASE)
         .await
         .unwrap();
     assert_eq!(rest.len(), 7);
     // The room stays taken until the deliverer says it arrived.
-    assert_eq!(room.in_transit(roomy), 3);
+    assert_eq!(room.in_transit()[&roomy], 3);
 }
 
 #[tokio::test]
 async fn a_result_the_database_refuses_is_written_without_the_refused_text_beside_the_rest() {
     let (_db, client, pool) = setup().await;
     let hook = webhook_with_deliveries(&client, "hook", 5).await;
-    let claimed = claim::claim(&pool, &[(hook, 10)], 10, LEASE).await.unwrap();
+    let claimed = claim::claim(&pool, &Wants::only(&[(hook, 10)]), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 5);
     let mut batch: Vec<AttemptRecord> = claimed.iter().map(delivered).collect();
     // PostgreSQL text cannot hold NUL: as one statement, this row fails all five.

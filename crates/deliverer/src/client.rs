@@ -89,11 +89,12 @@ impl Clients {
         })
     }
 
-    /// The client for a webhook of `tenant` (None: a platform webhook).
-    pub fn for_tenant(&self, tenant: Option<&str>) -> &HttpClient {
-        match tenant {
-            None => &self.platform,
-            Some(_) => &self.tenants,
+    /// The client for a tenant's webhook (`true`) or a platform webhook.
+    pub fn for_tenant(&self, tenants: bool) -> &HttpClient {
+        if tenants {
+            &self.tenants
+        } else {
+            &self.platform
         }
     }
 }

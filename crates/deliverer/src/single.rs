@@ -22,7 +22,7 @@ pub async fn attempt_once(
 ) -> (DateTime<Utc>, Exchange) {
     let started_at = Utc::now();
     let exchange = match request::build(webhook, delivery, started_at.timestamp()) {
-        Ok(req) => send::send(clients.for_tenant(webhook.tenant.as_deref()), req, timeout).await,
+        Ok(req) => send::send(clients.for_tenant(webhook.tenant.is_some()), req, timeout).await,
         // The same record as the worker writes for a request it cannot build.
         Err(e) => Exchange {
             result: AttemptResult::Transport(TransportError::Other(e.to_string())),

@@ -16,7 +16,8 @@ use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::descriptors::Needs;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
-    connect, migrate, Dispatcher, Handoff, Janitor, Listener, Pool, Room, Sampler, WebhookCache,
+    connect, migrate, Dispatcher, Handoff, Janitor, Listener, PartitionKeeper, Pool, Reaper, Room,
+    Sampler, WebhookCache,
 };
 use outboxd_deliverer::{Clients, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
@@ -201,6 +202,17 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
         .run(shutdown.clone()),
     );
     tasks.spawn(
+        PartitionKeeper {
+            pool: pool.clone(),
+            retention: args.retention,
+            // Half a partition, at most a minute: partitions are made well
+            // ahead of the attempts that need them.
+            interval: (outboxd_core::partitions::width(args.retention) / 2)
+                .min(Duration::from_secs(60)),
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
         Janitor {
             pool,
             retention: args.retention,
@@ -287,7 +299,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         p.tenant_allowed,
     )
     .context("setting up the HTTP client")?;
-    let room = Room::new(outboxd_deliverer::WINDOW * p.settings.webhook_concurrency);
+    let room = Room::new(p.settings.windows());
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
     let mut tasks = JoinSet::new();
     tasks.spawn(
@@ -313,6 +325,14 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
                 to_deliverer,
                 lease: p.settings.lease,
             }),
+        }
+        .run(p.shutdown.clone()),
+    );
+    tasks.spawn(
+        Reaper {
+            pool: p.pool.clone(),
+            interval: outboxd_db::reaper::INTERVAL,
+            deliveries_ready: deliveries_ready.clone(),
         }
         .run(p.shutdown.clone()),
     );

@@ -147,7 +147,7 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
         payload: d
             .payload
             .as_ref()
-            .map(|p| p.text().to_owned())
+            .map(|p| std::sync::Arc::from(p.text()))
             .unwrap_or_else(|| "null".into()),
         created_at: d.event_created_at.unwrap_or(d.created_at),
     };

@@ -1,0 +1,112 @@
+//! The reaper: puts expired leases back in the queue and cancels waiting
+//! deliveries whose webhook is gone.
+//!
+//! A maintenance service beside the janitor and the sampler: a worker that
+//! crashed or hung leaves leases nobody will finish, and a replica whose
+//! webhook cache was behind may fan out to a webhook disabled a moment
+//! before. Every replica runs one; `FOR UPDATE SKIP LOCKED` keeps them from
+//! doing the same rows, and each statement takes at most `BATCH` rows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Pool};
+
+/// Puts expired leases (a worker crashed or hung) back in the queue. The
+/// attempt they counted stays counted: it may have reached the receiver.
+const REAP: &str = "
+UPDATE outbox.deliveries
+   SET state = 'pending', locked_until = NULL, next_attempt_at = now(), updated_at = now()
+ WHERE id IN (SELECT id FROM outbox.deliveries
+               WHERE state = 'in_flight' AND locked_until < now()
+               LIMIT 1000
+                 FOR UPDATE SKIP LOCKED)";
+
+/// Cancels waiting deliveries of webhooks that are disabled or deleted. The
+/// triggers on `outbox.webhooks` do this when the change is made; this
+/// catches rows fanned out a moment later by a replica whose webhook cache
+/// was behind, which claims (made per enabled webhook) would never take.
+/// It walks the webhooks with waiting deliveries (a skip scan of
+/// `deliveries_due`, one probe each) rather than the waiting rows, so a
+/// large backlog of live webhooks costs nothing here.
+const CANCEL_ORPHANS: &str = "
+WITH RECURSIVE walk(webhook_id) AS (
+    (SELECT webhook_id FROM outbox.deliveries WHERE state = 'pending'
+      ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.webhook_id FROM outbox.deliveries p
+             WHERE p.state = 'pending' AND p.webhook_id > w.webhook_id
+             ORDER BY p.webhook_id LIMIT 1)
+      FROM walk w
+     WHERE w.webhook_id IS NOT NULL)
+UPDATE outbox.deliveries d
+   SET state = 'cancelled', locked_until = NULL, updated_at = now(),
+       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
+ WHERE d.id = ANY (ARRAY(
+           SELECT o.id
+             FROM walk w
+            CROSS JOIN LATERAL (SELECT p.id FROM outbox.deliveries p
+                                 WHERE p.state = 'pending' AND p.webhook_id = w.webhook_id
+                                 LIMIT 1000
+                                   FOR UPDATE SKIP LOCKED) o
+            WHERE w.webhook_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM outbox.webhooks wh
+                               WHERE wh.id = w.webhook_id AND wh.enabled)
+            LIMIT 1000))";
+
+/// How often the reaper looks.
+pub const INTERVAL: Duration = Duration::from_secs(5);
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// Expired leases put back `pending`.
+    pub expired: u64,
+    /// Waiting deliveries of disabled or deleted webhooks cancelled.
+    pub orphans: u64,
+}
+
+pub struct Reaper {
+    pub pool: Pool,
+    pub interval: Duration,
+    /// Notified when leases were put back: deliveries are due.
+    pub deliveries_ready: Arc<Notify>,
+}
+
+impl Reaper {
+    pub async fn run(self, shutdown: CancellationToken) {
+        crate::every::every(self.interval, &shutdown, || self.round()).await;
+    }
+
+    async fn round(&self) {
+        match self.run_once().await {
+            Ok(r) => {
+                if r.expired > 0 {
+                    tracing::info!(
+                        deliveries = r.expired,
+                        "expired leases put back in the queue"
+                    );
+                    self.deliveries_ready.notify_one();
+                }
+                if r.orphans > 0 {
+                    tracing::info!(
+                        deliveries = r.orphans,
+                        "waiting deliveries of disabled or deleted webhooks cancelled"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reaping expired leases failed"),
+        }
+    }
+
+    /// One round: expired leases, then orphans.
+    pub async fn run_once(&self) -> Result<Reaped, Error> {
+        let client = self.pool.get().await?;
+        let expired = client.execute(REAP, &[]).await?;
+        let orphans = client.execute(CANCEL_ORPHANS, &[]).await?;
+        Ok(Reaped { expired, orphans })
+    }
+}

@@ -1,0 +1,333 @@
+//! What the delivery loop holds: requests running and leased deliveries
+//! queued per webhook, and the room each webhook has left.
+//!
+//! Plain bookkeeping owned by the loop (no locks, no I/O), so the rules it
+//! applies (the window of `outboxd_core::window`, the breaker's limits, the
+//! payload budget) are tested here as values.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use outboxd_core::breaker::State;
+use outboxd_core::Windows;
+use outboxd_db::Claimed;
+
+use crate::breakers::Breakers;
+use crate::rate::RateGate;
+
+/// The payload bytes the deliveries held (queued and running) may take
+/// before claims and hand-overs stop: with large payloads the windows alone
+/// would let memory grow to gigabytes. Counted per delivery, though the
+/// deliveries of one event share one copy. A claim brings in at most the
+/// rest (and always one delivery); a hand-over at most one batch of small
+/// payloads (`outboxd_db::dispatch::HANDOFF_PAYLOAD_BYTES`).
+pub(crate) const BYTES_IN_FLIGHT: usize = 32 << 20;
+
+/// A running request's lease: the delivery, its fencing token, its webhook.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    pub delivery_id: i64,
+    pub lease: i64,
+    pub webhook_id: i64,
+    /// Its payload's bytes, counted in the budget until it finishes.
+    pub bytes: usize,
+}
+
+pub(crate) struct Queued {
+    pub delivery: Claimed,
+    pub claimed_at: Instant,
+}
+
+pub(crate) struct InFlight {
+    pub windows: Windows,
+    /// Requests running, all webhooks together.
+    pub total: usize,
+    /// Requests running per webhook.
+    per_webhook: HashMap<i64, usize>,
+    /// Leased deliveries waiting for a slot of their webhook, oldest first.
+    queued: HashMap<i64, VecDeque<Queued>>,
+    pub queued_total: usize,
+    /// Payload bytes of the deliveries held: past `BYTES_IN_FLIGHT` no
+    /// more are claimed, whatever room the windows have.
+    held_bytes: usize,
+    leases: HashMap<tokio::task::Id, Lease>,
+    /// Webhooks that just answered 410, and when: claimed no more until the
+    /// cache shows them disabled (or a lease length passes, in case the
+    /// disable was never written), so no request follows the 410 while the
+    /// writer is still disabling the webhook.
+    pub gone: HashMap<i64, Instant>,
+    /// Circuit breakers of the webhooks with recent failures.
+    pub breakers: Breakers,
+    /// Webhooks whose room may have changed since the fan-out was told.
+    touched: HashSet<i64>,
+    /// Tokens of rate-limited webhooks (`crate::rate`).
+    pub rate: RateGate,
+}
+
+impl InFlight {
+    pub fn new(windows: Windows) -> Self {
+        Self {
+            windows,
+            total: 0,
+            per_webhook: HashMap::new(),
+            queued: HashMap::new(),
+            queued_total: 0,
+            held_bytes: 0,
+            leases: HashMap::new(),
+            gone: HashMap::new(),
+            breakers: Breakers::default(),
+            touched: HashSet::new(),
+            rate: RateGate::default(),
+        }
+    }
+
+    /// Notes that the webhook's room may have changed.
+    pub fn touch(&mut self, webhook_id: i64) {
+        self.touched.insert(webhook_id);
+    }
+
+    /// The webhooks touched since the last call.
+    pub fn take_touched(&mut self) -> HashSet<i64> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// Deliveries held, running and queued, all webhooks together.
+    pub fn held_total(&self) -> usize {
+        self.total + self.queued_total
+    }
+
+    pub fn running(&self, webhook_id: i64) -> usize {
+        self.per_webhook.get(&webhook_id).copied().unwrap_or(0)
+    }
+
+    pub fn enqueue(&mut self, delivery: Claimed, claimed_at: Instant) {
+        self.queued_total += 1;
+        self.held_bytes += delivery.payload.len();
+        self.touched.insert(delivery.webhook_id);
+        self.queued
+            .entry(delivery.webhook_id)
+            .or_default()
+            .push_back(Queued {
+                delivery,
+                claimed_at,
+            });
+    }
+
+    /// The webhook's oldest queued delivery, if any.
+    pub fn dequeue(&mut self, webhook_id: i64) -> Option<Queued> {
+        let queue = self.queued.get_mut(&webhook_id)?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.queued.remove(&webhook_id);
+        }
+        let next = next?;
+        self.touched.insert(webhook_id);
+        self.queued_total -= 1;
+        Some(next)
+    }
+
+    /// A dequeued delivery that will not be started: its bytes leave the
+    /// budget.
+    pub fn unsent(&mut self, delivery: &Claimed) {
+        self.held_bytes -= delivery.payload.len();
+    }
+
+    /// Removes the webhook's queue and returns what it held.
+    pub fn take_queue(&mut self, webhook_id: i64) -> Vec<Claimed> {
+        let queue = self.queued.remove(&webhook_id).unwrap_or_default();
+        self.touched.insert(webhook_id);
+        self.queued_total -= queue.len();
+        queue
+            .into_iter()
+            .map(|q| {
+                self.held_bytes -= q.delivery.payload.len();
+                q.delivery
+            })
+            .collect()
+    }
+
+    /// How many deliveries the webhook has queued.
+    pub fn queued_of(&self, webhook_id: i64) -> usize {
+        self.queued.get(&webhook_id).map_or(0, VecDeque::len)
+    }
+
+    /// Webhooks with something queued.
+    pub fn queued_webhooks(&self) -> Vec<i64> {
+        self.queued.keys().copied().collect()
+    }
+
+    /// Books a started request.
+    pub fn started(&mut self, task: tokio::task::Id, lease: Lease) {
+        self.total += 1;
+        self.touched.insert(lease.webhook_id);
+        *self.per_webhook.entry(lease.webhook_id).or_default() += 1;
+        self.leases.insert(task, lease);
+    }
+
+    /// Books a finished request; returns its lease if it was known.
+    pub fn finished(&mut self, task: tokio::task::Id) -> Option<Lease> {
+        let lease = self.leases.remove(&task)?;
+        self.touched.insert(lease.webhook_id);
+        self.held_bytes -= lease.bytes;
+        self.total -= 1;
+        if let Some(n) = self.per_webhook.get_mut(&lease.webhook_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_webhook.remove(&lease.webhook_id);
+            }
+        }
+        Some(lease)
+    }
+
+    /// Every lease held, running or queued, to hand back at shutdown.
+    pub fn all_leases(&self) -> Vec<(i64, i64)> {
+        self.leases
+            .values()
+            .map(|l| (l.delivery_id, l.lease))
+            .chain(
+                self.queued
+                    .values()
+                    .flatten()
+                    .map(|q| (q.delivery.delivery_id, q.delivery.lease)),
+            )
+            .collect()
+    }
+
+    pub fn held(&self, webhook_id: i64) -> usize {
+        self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
+    }
+
+    /// How many deliveries the webhook may hold, running and queued.
+    pub fn window(&self, webhook_id: i64, now: Instant) -> usize {
+        self.windows.of(self.limit(webhook_id, now))
+    }
+
+    /// How many more deliveries the webhook may hold (the rest of its
+    /// window; none while the queued payloads fill their budget).
+    pub fn room(&self, webhook_id: i64, now: Instant) -> usize {
+        if self.over_budget() {
+            return 0;
+        }
+        self.window(webhook_id, now)
+            .saturating_sub(self.held(webhook_id))
+    }
+
+    pub fn over_budget(&self) -> bool {
+        self.held_bytes >= BYTES_IN_FLIGHT
+    }
+
+    /// Payload bytes a claim may still bring in.
+    pub fn byte_room(&self) -> usize {
+        BYTES_IN_FLIGHT.saturating_sub(self.held_bytes)
+    }
+
+    /// Whether the webhook's breaker is open: its queue goes back unsent.
+    pub fn paused(&self, webhook_id: i64, now: Instant) -> bool {
+        matches!(self.breakers.state(webhook_id, now), State::Open { .. })
+    }
+
+    /// How many requests the webhook may have running now: none while it is
+    /// paused or just answered 410, one probe when its pause is over.
+    pub fn limit(&self, webhook_id: i64, now: Instant) -> usize {
+        if self.gone.contains_key(&webhook_id) {
+            return 0;
+        }
+        match self.breakers.state(webhook_id, now) {
+            State::Closed => self.windows.webhook_concurrency,
+            State::Open { .. } => 0,
+            State::HalfOpen => 1,
+        }
+    }
+
+    /// The webhooks whose room differs from a full window: holding
+    /// something, paused or gone.
+    pub fn not_at_default(&self) -> impl Iterator<Item = i64> + '_ {
+        self.per_webhook
+            .keys()
+            .chain(self.queued.keys())
+            .chain(self.breakers.webhooks())
+            .chain(self.gone.keys())
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use outboxd_core::window::FACTOR;
+
+    fn delivery(id: i64, webhook_id: i64, payload_bytes: usize) -> Claimed {
+        Claimed {
+            delivery_id: id,
+            lease: 1,
+            attempt: 1,
+            event_id: id,
+            webhook_id,
+            event_type: "bench.event".into(),
+            payload: "x".repeat(payload_bytes).into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn the_window_is_a_multiple_of_the_webhook_concurrency() {
+        let now = Instant::now();
+        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        assert_eq!(in_flight.room(7, now), FACTOR * 4);
+        in_flight.enqueue(delivery(1, 7, 10), now);
+        assert_eq!(in_flight.room(7, now), FACTOR * 4 - 1);
+        assert_eq!(in_flight.room(8, now), FACTOR * 4);
+    }
+
+    #[test]
+    fn large_payloads_stop_claims_before_the_windows_are_full() {
+        let now = Instant::now();
+        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        let mib = 1 << 20;
+        for id in 0..(BYTES_IN_FLIGHT / mib) as i64 {
+            assert!(in_flight.room(7, now) > 0);
+            in_flight.enqueue(delivery(id, 7 + id % 2, mib), now);
+        }
+        assert_eq!(in_flight.room(7, now), 0, "budget spent");
+        assert_eq!(in_flight.room(9, now), 0, "for every webhook");
+        assert_eq!(in_flight.byte_room(), 0);
+        // A running request holds its bytes until it finishes; one
+        // dequeued and dropped gives them back at once.
+        let next = in_flight.dequeue(7).unwrap();
+        assert_eq!(
+            in_flight.byte_room(),
+            0,
+            "dequeued, not yet started or dropped"
+        );
+        in_flight.unsent(&next.delivery);
+        assert_eq!(in_flight.byte_room(), mib);
+        let next = in_flight.dequeue(8).unwrap();
+        let task = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(async { tokio::spawn(async {}).id() });
+        in_flight.started(
+            task,
+            Lease {
+                delivery_id: next.delivery.delivery_id,
+                lease: 1,
+                webhook_id: 8,
+                bytes: mib,
+            },
+        );
+        assert_eq!(in_flight.byte_room(), mib);
+        in_flight.finished(task);
+        assert_eq!(in_flight.byte_room(), 2 * mib);
+    }
+
+    #[test]
+    fn a_webhook_that_answered_410_has_no_room() {
+        let now = Instant::now();
+        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        in_flight.gone.insert(3, now);
+        assert_eq!(in_flight.limit(3, now), 0);
+        assert_eq!(in_flight.room(3, now), 0);
+        assert_eq!(in_flight.not_at_default().collect::<Vec<_>>(), [3]);
+    }
+}
