@@ -92,31 +92,30 @@ impl State {
     }
 }
 
-/// The previous secret comes only while its window lasts, with the seconds
-/// left in it.
-const LOAD: &str = "
-SELECT id, name, url, event_types, coalesce(secret, ''), headers,
+/// The columns `from_row` reads, then `$where`: one list for every load,
+/// so a column added to the cache is read by all of them. The previous
+/// secret comes only while its window lasts, with the seconds left in it.
+macro_rules! load_webhooks {
+    ($where:literal) => {
+        concat!(
+            "SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
        extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
   FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
- WHERE enabled
- ORDER BY id";
+ WHERE ",
+            $where
+        )
+    };
+}
 
-/// The enabled ones of some webhooks, as LOAD has them.
-const LOAD_SOME: &str = "
-SELECT id, name, url, event_types, coalesce(secret, ''), headers,
-       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
-  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
- WHERE enabled AND id = ANY($1::int8[])";
+/// Every enabled webhook.
+const LOAD: &str = load_webhooks!("enabled ORDER BY id");
+
+/// The enabled ones of some webhooks.
+const LOAD_SOME: &str = load_webhooks!("enabled AND id = ANY($1::int8[])");
 
 /// One webhook whatever its state, for the admin CLI (`outboxd test-event`).
-const LOAD_ONE: &str = "
-SELECT id, name, url, event_types, coalesce(secret, ''), headers,
-       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
-  FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
- WHERE id = $1";
+const LOAD_ONE: &str = load_webhooks!("id = $1");
 
 /// Builds a webhook from a LOAD row; the second value is when its previous
 /// secret expires, if it has one in use.
