@@ -386,7 +386,7 @@ fn run_help_lists_every_variable_and_its_default() {
 /// with its default when it has one, read from the source so that a new
 /// setting is checked without editing the tests.
 fn run_variables() -> Vec<(&'static str, Option<&'static str>)> {
-    let config = include_str!("../../crates/outboxd/src/config.rs");
+    let config = include_str!("../../crates/outboxd/src/config/run.rs");
     let run_args = &config[config.find("pub struct RunArgs").unwrap()..];
     let run_args = &run_args[..run_args.find("\n}\n").unwrap()];
     let vars: Vec<_> = run_args
@@ -404,7 +404,7 @@ fn run_variables() -> Vec<(&'static str, Option<&'static str>)> {
         .collect();
     assert!(
         vars.len() >= 15,
-        "found {} OUTBOXD_ variables in config.rs",
+        "found {} OUTBOXD_ variables in config/run.rs",
         vars.len()
     );
     vars
@@ -422,7 +422,7 @@ fn configuration_doc_lists_every_variable_with_its_default() {
             let documented = row.split(" | ").nth(1).unwrap_or_default();
             assert!(
                 documented.contains(&format!("`{default}`")),
-                "docs/configuration.md gives {var} the default {documented:?}, config.rs {default:?}"
+                "docs/configuration.md gives {var} the default {documented:?}, config/run.rs {default:?}"
             );
         }
     }
