@@ -203,6 +203,34 @@ END
 $_$;
 
 --
+-- Name: check_webhook_tenant(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.check_webhook_tenant() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    bad_header text;
+BEGIN
+    IF NEW.tenant IS NULL OR jsonb_typeof(NEW.headers) IS DISTINCT FROM 'object' THEN
+        RETURN NEW;
+    END IF;
+    SELECT h.name INTO bad_header
+      FROM jsonb_object_keys(NEW.headers) AS h(name)
+     WHERE NOT outbox.is_tenant_header(h.name)
+     ORDER BY h.name
+     LIMIT 1;
+    IF bad_header IS NOT NULL THEN
+        RAISE EXCEPTION 'webhook violates tenant_headers: header % cannot be set on a tenant''s webhook (outboxd''s signature, the body''s framing and routing headers are the platform''s; the value is not shown)',
+                quote_literal(bad_header)
+            USING ERRCODE = 'check_violation', CONSTRAINT = 'tenant_headers', TABLE = 'webhooks', SCHEMA = 'outbox',
+                  HINT = 'remove the header, or keep the webhook the platform''s (tenant null)';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+--
 -- Name: generate_secret(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -375,6 +403,20 @@ $$;
 --
 
 COMMENT ON FUNCTION outbox.is_next_of_key(d outbox.deliveries, ordered boolean, policy text) IS 'Whether a pending delivery of an ordered webhook is the next of its ordering key (see crates/core/src/ordering.rs).';
+
+--
+-- Name: is_tenant_header(text); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.is_tenant_header(name text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (NOT ((lower(name) ~~ ANY (ARRAY['webhook-%'::text, 'content-%'::text, 'x-forwarded-%'::text, 'proxy-%'::text])) OR (lower(name) = ANY (ARRAY['host'::text, 'forwarded'::text, 'x-real-ip'::text, 'via'::text, 'expect'::text, 'accept-encoding'::text, 'x-http-method-override'::text]))));
+
+--
+-- Name: FUNCTION is_tenant_header(name text); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.is_tenant_header(name text) IS 'Whether a tenant''s webhook may carry this header: not webhook-*, content-*, x-forwarded-*, proxy-*, host, forwarded, x-real-ip, via, expect, accept-encoding or x-http-method-override.';
 
 --
 -- Name: is_valid_event_type(text); Type: FUNCTION; Schema: outbox; Owner: -
@@ -1796,6 +1838,12 @@ CREATE TRIGGER webhooks_check_ordering BEFORE INSERT OR UPDATE OF ordered, order
 --
 
 CREATE TRIGGER webhooks_check_rate_limit BEFORE INSERT OR UPDATE OF rate_limit ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_rate_limit();
+
+--
+-- Name: webhooks webhooks_check_tenant; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_check_tenant BEFORE INSERT OR UPDATE OF headers, tenant ON outbox.webhooks FOR EACH ROW EXECUTE FUNCTION outbox.check_webhook_tenant();
 
 --
 -- Name: webhooks webhooks_notify_delete; Type: TRIGGER; Schema: outbox; Owner: -

@@ -53,23 +53,9 @@ pub fn id(s: &str) -> Result<String> {
     }
 }
 
-/// Headers a tenant may not set: what the signature covers or frames
-/// (`webhook-*`, `content-*`), and what proxies and receivers route or
-/// trust by (`host`, `forwarded`, `x-forwarded-*`, `x-real-ip`, `via`).
-pub fn header_allowed(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    const PREFIXES: [&str; 4] = ["webhook-", "content-", "x-forwarded-", "proxy-"];
-    const NAMES: [&str; 7] = [
-        "host",
-        "forwarded",
-        "x-real-ip",
-        "via",
-        "expect",
-        "accept-encoding",
-        "x-http-method-override",
-    ];
-    !PREFIXES.iter().any(|p| n.starts_with(p)) && !NAMES.contains(&n.as_str())
-}
+/// Headers a tenant may not set (`outboxd_core::matching::tenant_may_set_header`,
+/// which the schema's `tenant_headers` rule mirrors for every writer).
+pub use outboxd_core::matching::tenant_may_set_header as header_allowed;
 
 /// The headers of a tenant's webhook, each allowed.
 pub fn check_headers(headers: &[(String, String)]) -> Result<()> {
@@ -184,25 +170,6 @@ pub async fn list(client: &Client) -> Result<Vec<TenantSummary>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tenants_may_not_set_what_the_platform_signs_or_routes_by() {
-        for bad in [
-            "webhook-signature",
-            "Webhook-Id",
-            "content-encoding",
-            "Content-Type",
-            "host",
-            "x-forwarded-for",
-            "forwarded",
-            "proxy-authorization",
-        ] {
-            assert!(!header_allowed(bad), "{bad}");
-        }
-        for ok in ["authorization", "x-api-key", "x-customer"] {
-            assert!(header_allowed(ok), "{ok}");
-        }
-    }
 
     #[test]
     fn tenants_urls_may_not_name_private_addresses() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::matching;
+use outboxd_core::ordering::FailurePolicy;
 
 use crate::{Error, Result};
 
@@ -44,6 +45,31 @@ pub fn rate_limit(n: i64) -> Result<i32> {
             format!("{n} is not a rate limit: give requests per second, at least 1 (or no limit)"),
         )),
     }
+}
+
+/// A rate limit as a form or a flag spells it: a whole number of requests
+/// per second, or empty (or `none`) for no limit.
+pub fn rate_limit_text(s: &str) -> Result<Option<i32>> {
+    let t = s.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    match t.parse::<i64>() {
+        Ok(n) => rate_limit(n).map(Some),
+        Err(_) => Err(Error::invalid(
+            "rate_limit",
+            format!("{t:?} is not a rate limit: give requests per second, a whole number at least 1 (empty or none: no limit)"),
+        )),
+    }
+}
+
+/// An ordered webhook's failure policy: `skip` or `halt`.
+pub fn ordering_policy(s: &str) -> Result<FailurePolicy> {
+    s.trim()
+        .parse()
+        .map_err(|e: outboxd_core::ordering::UnknownPolicy| {
+            Error::invalid("ordering_policy", e.to_string())
+        })
 }
 
 /// The URL rules of the `url_scheme` CHECK, with a reason for each.
@@ -187,6 +213,36 @@ mod tests {
             assert!(
                 matches!(&e, Error::Invalid { field: "rate_limit", message }
                     if message.contains("not a rate limit") && message.contains("at least 1")),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn rate_limits_as_text_are_a_number_or_empty_for_none() {
+        assert_eq!(rate_limit_text(" 50 ").unwrap(), Some(50));
+        for none in ["", "  ", "none", "None"] {
+            assert_eq!(rate_limit_text(none).unwrap(), None, "{none:?}");
+        }
+        for bad in ["0", "-3", "fast", "1.5", "99999999999"] {
+            let e = rate_limit_text(bad).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid { field: "rate_limit", message }
+                    if message.contains("at least 1")),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn ordering_policies_are_skip_or_halt() {
+        assert_eq!(ordering_policy("skip").unwrap(), FailurePolicy::Skip);
+        assert_eq!(ordering_policy(" halt ").unwrap(), FailurePolicy::Halt);
+        for bad in ["", "Skip", "stop"] {
+            let e = ordering_policy(bad).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid { field: "ordering_policy", message }
+                    if message.contains("skip") && message.contains("halt")),
                 "{bad}: {e}"
             );
         }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use outboxd_core::matching;
+use outboxd_core::ordering::FailurePolicy;
 use outboxd_deliverer::TargetPolicy;
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -51,9 +52,24 @@ pub struct WebhookSummary {
     pub paused_until: Option<DateTime<Utc>>,
     /// The customer the webhook belongs to; null: a platform webhook.
     pub tenant: Option<String>,
-    /// Requests per second, all replicas together; none: no limit.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Requests per second, all replicas together; null: no limit.
     pub rate_limit: Option<i32>,
+    /// Whether the events of one ordering key go one at a time, in order.
+    pub ordered: bool,
+    /// When a delivery of a key finally fails: `skip` (it stays failed and
+    /// the key's next event goes) or `halt` (the key waits for an admin).
+    #[schema(value_type = OrderingPolicy)]
+    pub ordering_policy: String,
+}
+
+/// The failure policies of an ordered webhook, as the API names them.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderingPolicy {
+    /// A finally failed delivery stays failed; the key's next event goes.
+    Skip,
+    /// The key waits until an admin replays or skips the failed delivery.
+    Halt,
 }
 
 /// Whether a webhook is taking deliveries, as the CLI's list and the
@@ -127,7 +143,7 @@ SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
        extract(epoch FROM now() - last.started_at)::float8,
        w.headers, w.created_at,
        wh.failing_since, CASE WHEN wh.paused_until > now() THEN wh.paused_until END,
-       w.tenant, w.rate_limit
+       w.tenant, w.rate_limit, w.ordered, w.ordering_policy
   FROM outbox.webhooks w
   LEFT JOIN outbox.webhook_secrets s ON s.webhook_id = w.id
   LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
@@ -166,6 +182,8 @@ fn summary(r: &tokio_postgres::Row) -> WebhookSummary {
         paused_until: r.get(16),
         tenant: r.get(17),
         rate_limit: r.get(18),
+        ordered: r.get(19),
+        ordering_policy: r.get(20),
     }
 }
 
@@ -238,6 +256,11 @@ pub struct WebhookInput {
     /// Requests per second: `None` leaves it as it is (none for a new
     /// webhook), `Some(None)` removes the limit.
     pub rate_limit: Option<Option<i64>>,
+    /// Events of one ordering key one at a time: `None` leaves it as it is
+    /// (off for a new webhook).
+    pub ordered: Option<bool>,
+    /// `skip` or `halt`: `None` leaves it as it is (`skip` for a new webhook).
+    pub ordering_policy: Option<String>,
 }
 
 /// The same, checked: what goes into the row.
@@ -254,6 +277,13 @@ pub struct CheckedWebhook {
     /// As in the input: `None` leaves the limit as it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<Option<i32>>,
+    /// As in the input: `None` leaves it as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
+    /// As in the input: `None` leaves it as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<OrderingPolicy>)]
+    pub ordering_policy: Option<String>,
 }
 
 impl WebhookInput {
@@ -281,6 +311,11 @@ impl WebhookInput {
             Some(Some(n)) => Some(Some(validate::rate_limit(n)?)),
             other => other.map(|_| None),
         };
+        let ordering_policy = self
+            .ordering_policy
+            .as_deref()
+            .map(|p| validate::ordering_policy(p).map(|p| p.as_str().to_owned()))
+            .transpose()?;
         Ok(CheckedWebhook {
             name,
             url: self.url.clone(),
@@ -288,7 +323,50 @@ impl WebhookInput {
             headers,
             tenant,
             rate_limit,
+            ordered: self.ordered,
+            ordering_policy,
         })
+    }
+}
+
+/// What an edit changes: each field `None` stays as it is.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookChange {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    /// The whole set; a value of `HIDDEN` keeps the stored one.
+    pub headers: Option<Vec<(String, String)>>,
+    /// `Some(None)` makes it a platform webhook, `Some(Some(t))` tenant t's.
+    pub tenant: Option<Option<String>>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit: Option<Option<i64>>,
+    pub ordered: Option<bool>,
+    pub ordering_policy: Option<String>,
+}
+
+impl WebhookChange {
+    /// The whole webhook after the change: what is not changed is taken
+    /// from `current` (its headers by name, as `HIDDEN`, so the stored
+    /// values stay), so the checks see the webhook as it will be, under
+    /// the rules of the tenant it will belong to.
+    pub fn over(self, current: &WebhookSummary) -> WebhookInput {
+        let kept_headers = || {
+            hide_values(current.headers.clone())
+                .as_object()
+                .map(|m| m.keys().map(|k| (k.clone(), HIDDEN.to_owned())).collect())
+                .unwrap_or_default()
+        };
+        WebhookInput {
+            name: self.name.unwrap_or_else(|| current.name.clone()),
+            url: self.url.unwrap_or_else(|| current.url.clone()),
+            events: self.events.unwrap_or_else(|| current.event_types.clone()),
+            headers: self.headers.unwrap_or_else(kept_headers),
+            tenant: self.tenant.unwrap_or_else(|| current.tenant.clone()),
+            rate_limit: self.rate_limit,
+            ordered: self.ordered,
+            ordering_policy: self.ordering_policy,
+        }
     }
 }
 
@@ -318,11 +396,44 @@ pub async fn warnings(webhook: &CheckedWebhook, targets: &TargetPolicy) -> Vec<S
         .collect()
 }
 
+/// The schema's refusal of a webhook row, as the field at fault when the
+/// constraint names one: a rule only the schema knows (or one a caller
+/// skipped) is still one message naming the field, answered as bad input.
+fn refused(e: tokio_postgres::Error) -> Error {
+    let field = e
+        .as_db_error()
+        .and_then(|db| db.constraint())
+        .and_then(|c| match c {
+            "name_not_blank" => Some("name"),
+            "url_scheme" | "url_length" => Some("url"),
+            "event_types_syntax" => Some("events"),
+            "headers_object" | "headers_valid" | "tenant_headers" => Some("headers"),
+            "tenant_format" => Some("tenant"),
+            "rate_limit_positive" => Some("rate_limit"),
+            "ordered_available" => Some("ordered"),
+            "ordering_policy_known" => Some("ordering_policy"),
+            _ => None,
+        });
+    match field {
+        Some(field) => Error::invalid(field, crate::db_message(&e)),
+        None => Error::Database(e),
+    }
+}
+
+/// The refusal of a tenant that has as many webhooks as it may.
+fn too_many(tenant: Option<&str>, rules: &tenants::Rules) -> Error {
+    Error::Conflict(format!(
+        "tenant {} has {} webhooks, the most allowed (OUTBOXD_MAX_WEBHOOKS_PER_TENANT); delete one first",
+        tenant.unwrap_or_default(),
+        rules.max_webhooks
+    ))
+}
+
 /// A tenant's webhook only while the tenant has fewer than $6 (two
 /// concurrent additions may both pass: the limit bounds, it does not meter).
 const ADD: &str = "
-INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant, rate_limit)
-SELECT $1, $2, $3, $4, $5, $7
+INSERT INTO outbox.webhooks (name, url, event_types, headers, tenant, rate_limit, ordered, ordering_policy)
+SELECT $1, $2, $3, $4, $5, $7, $8, $9
  WHERE $5::text IS NULL OR (SELECT count(*) FROM outbox.webhooks WHERE tenant = $5) < $6
 RETURNING id";
 
@@ -343,10 +454,16 @@ pub async fn create(
 /// Adds a webhook, a tenant's within `rules.max_webhooks`.
 pub async fn create_with(
     client: &Client,
-    webhook: CheckedWebhook,
+    mut webhook: CheckedWebhook,
     targets: &TargetPolicy,
     rules: &tenants::Rules,
 ) -> Result<Created> {
+    // What a new webhook gets where the input leaves a field as it is.
+    webhook.rate_limit.get_or_insert(None);
+    webhook.ordered.get_or_insert(false);
+    webhook
+        .ordering_policy
+        .get_or_insert_with(|| FailurePolicy::default().as_str().to_owned());
     let warnings = warnings(&webhook, targets).await;
     let row = client
         .query_opt(
@@ -359,15 +476,14 @@ pub async fn create_with(
                 &webhook.tenant,
                 &rules.max_webhooks,
                 &webhook.rate_limit.flatten(),
+                &webhook.ordered,
+                &webhook.ordering_policy,
             ],
         )
-        .await?;
+        .await
+        .map_err(refused)?;
     let Some(row) = row else {
-        return Err(Error::Conflict(format!(
-            "tenant {} has {} webhooks, the most allowed (OUTBOXD_MAX_WEBHOOKS_PER_TENANT); delete one first",
-            webhook.tenant.as_deref().unwrap_or_default(),
-            rules.max_webhooks
-        )));
+        return Err(too_many(webhook.tenant.as_deref(), rules));
     };
     let id: i64 = row.get(0);
     let secret: String = client.query_one(SECRET, &[&id]).await?.get(0);
@@ -381,7 +497,8 @@ pub async fn create_with(
 
 /// A header given as `HIDDEN` keeps its stored value (a form or a script
 /// sends back what it was shown); one not stored is refused by the
-/// schema's header check as a null value.
+/// schema's header check as a null value. A webhook moved into a tenant
+/// ($11 other than its own) only while that tenant has fewer than $12.
 const UPDATE: &str = "
 UPDATE outbox.webhooks w
    SET name = $2, url = $3, event_types = $4,
@@ -390,18 +507,37 @@ UPDATE outbox.webhooks w
               FROM jsonb_each($5::jsonb) AS given(k, v)),
            '{}'::jsonb),
        rate_limit = CASE WHEN $7 THEN $8 ELSE w.rate_limit END,
+       ordered = coalesce($9, w.ordered),
+       ordering_policy = coalesce($10, w.ordering_policy),
+       tenant = $11,
        updated_at = now()
- WHERE id = $1";
+ WHERE id = $1
+   AND ($11::text IS NULL OR $11 IS NOT DISTINCT FROM w.tenant
+        OR (SELECT count(*) FROM outbox.webhooks o WHERE o.tenant = $11) < $12)";
 
-/// Replaces a webhook's name, URL, subscriptions and headers (a header
-/// whose value is `HIDDEN` keeps the value it has), and its rate limit when
-/// one is given; returns the warnings about it, as `create` does.
+/// What webhook `id` becomes under `change`, checked as a whole: the
+/// rules of the tenant it will belong to apply whoever edits it (an admin
+/// editing a tenant's webhook, or moving one into a tenant, included).
+pub async fn edited(
+    client: &Client,
+    id: i64,
+    change: WebhookChange,
+    rules: &tenants::Rules,
+) -> Result<CheckedWebhook> {
+    let current = get(client, id).await?;
+    change.over(&current).check_with(rules)
+}
+
+/// Writes an edit checked by `edited`: name, URL, subscriptions, headers
+/// (a value of `HIDDEN` keeps the stored one), the tenant, and the rate
+/// limit and ordering where given. A webhook moved into a tenant counts
+/// against that tenant's `rules.max_webhooks`.
 pub async fn update(
     client: &Client,
     id: i64,
     webhook: &CheckedWebhook,
-    targets: &TargetPolicy,
-) -> Result<Vec<String>> {
+    rules: &tenants::Rules,
+) -> Result<()> {
     let n = client
         .execute(
             UPDATE,
@@ -414,13 +550,19 @@ pub async fn update(
                 &HIDDEN,
                 &webhook.rate_limit.is_some(),
                 &webhook.rate_limit.flatten(),
+                &webhook.ordered,
+                &webhook.ordering_policy,
+                &webhook.tenant,
+                &rules.max_webhooks,
             ],
         )
-        .await?;
+        .await
+        .map_err(refused)?;
     if n == 0 {
-        return Err(Error::NotFound(format!("no webhook with id {id}")));
+        webhook_by_id(client, id).await?;
+        return Err(too_many(webhook.tenant.as_deref(), rules));
     }
-    Ok(warnings(webhook, targets).await)
+    Ok(())
 }
 
 /// Patterns that match no event type of the catalog: most often a typo, and
@@ -576,6 +718,8 @@ mod tests {
             paused_until: paused.then_some(at),
             tenant: None,
             rate_limit: None,
+            ordered: false,
+            ordering_policy: "skip".into(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! A pattern is `*`, an exact type, or `prefix.*`; the prefix form only matches below a
 //! `.` boundary so `payment.*` never catches `payments.x`. Validation mirrors the SQL
 //! CHECK on `outbox.events.event_type`, so a name accepted here is accepted there.
+//! Tenants are here too: their id, which events reach a tenant's webhook, and the
+//! headers a tenant's webhook may carry.
 
 use std::collections::{HashMap, HashSet};
 
@@ -74,6 +76,32 @@ pub fn tenant_receives(webhook_tenant: Option<&str>, event_tenant: Option<&str>)
         None => true,
         Some(w) => event_tenant == Some(w),
     }
+}
+
+/// Header-name prefixes a tenant's webhook may not carry: what the signature
+/// covers or frames, and what proxies route or trust by.
+pub const TENANT_FORBIDDEN_PREFIXES: [&str; 4] = ["webhook-", "content-", "x-forwarded-", "proxy-"];
+
+/// Header names a tenant's webhook may not carry.
+pub const TENANT_FORBIDDEN_NAMES: [&str; 7] = [
+    "host",
+    "forwarded",
+    "x-real-ip",
+    "via",
+    "expect",
+    "accept-encoding",
+    "x-http-method-override",
+];
+
+/// True if a tenant's webhook may carry header `name` (any case): not one
+/// the signature covers or frames (`webhook-*`, `content-*`) nor one that
+/// proxies and receivers route or trust by. A tenant's headers are typed by
+/// a customer; the platform's operators may set any of them on their own
+/// webhooks. Mirrors `outbox.is_tenant_header` in SQL (migration V24).
+pub fn tenant_may_set_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    !TENANT_FORBIDDEN_PREFIXES.iter().any(|p| n.starts_with(p))
+        && !TENANT_FORBIDDEN_NAMES.contains(&n.as_str())
 }
 
 /// True if any of `patterns` selects `event_type`.
@@ -223,7 +251,46 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tenants_may_not_set_what_the_platform_signs_or_routes_by() {
+        for bad in [
+            "webhook-signature",
+            "Webhook-Id",
+            "content-encoding",
+            "Content-Type",
+            "host",
+            "HOST",
+            "x-forwarded-for",
+            "forwarded",
+            "proxy-authorization",
+            "x-real-ip",
+            "via",
+            "expect",
+            "accept-encoding",
+            "x-http-method-override",
+        ] {
+            assert!(!tenant_may_set_header(bad), "{bad}");
+        }
+        for ok in [
+            "authorization",
+            "x-api-key",
+            "x-customer",
+            "hostname",
+            "webhook",
+        ] {
+            assert!(tenant_may_set_header(ok), "{ok}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn a_header_is_judged_whatever_its_case(name in "[a-zA-Z-]{1,24}") {
+            prop_assert_eq!(
+                tenant_may_set_header(&name),
+                tenant_may_set_header(&name.to_ascii_lowercase())
+            );
+        }
+
         #[test]
         fn a_platform_event_reaches_platform_webhooks_only(w in "[a-z0-9]{1,8}") {
             prop_assert!(!tenant_receives(Some(&w), None));

@@ -3,13 +3,16 @@
 //! Standard Webhooks headers (`webhook-id` stable per event, the attempt's
 //! `webhook-timestamp`, `webhook-signature` with one entry per live secret),
 //! then the webhook's own headers, which may not replace the signed ones.
+//! A tenant's webhook carries only the headers a tenant may set, whoever
+//! wrote them (the schema refuses the others since V24; rows from before it
+//! may still hold some).
 
 use bytes::Bytes;
 use chrono::SecondsFormat;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
-use outboxd_core::{message, signing};
+use outboxd_core::{matching, message, signing};
 use outboxd_db::{Claimed, Webhook};
 
 pub const USER_AGENT_VALUE: &str = concat!("outboxd/", env!("CARGO_PKG_VERSION"));
@@ -85,7 +88,9 @@ pub fn build(
         ) else {
             continue;
         };
-        if !RESERVED.contains(&name.as_str()) {
+        let tenants_may =
+            webhook.tenant.is_none() || matching::tenant_may_set_header(name.as_str());
+        if !RESERVED.contains(&name.as_str()) && tenants_may {
             builder = builder.header(name, value);
         }
     }
@@ -161,6 +166,24 @@ mod tests {
         let sigs: Vec<_> = req.headers().get_all("webhook-signature").iter().collect();
         assert_eq!(sigs.len(), 1);
         assert_ne!(sigs[0], "forged");
+    }
+
+    #[test]
+    fn a_tenants_webhook_carries_only_the_headers_a_tenant_may_set() {
+        let headers = vec![
+            ("authorization", "Bearer t"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("content-encoding", "gzip"),
+        ];
+        let platform = build(&hook(headers.clone()), &delivery(), 1).unwrap();
+        assert_eq!(platform.headers()["x-forwarded-for"], "10.0.0.1");
+        let mut tenants = hook(headers);
+        tenants.tenant = Some("acme".into());
+        let req = build(&tenants, &delivery(), 1).unwrap();
+        let h = req.headers();
+        assert_eq!(h["authorization"], "Bearer t");
+        assert!(h.get("x-forwarded-for").is_none(), "{h:?}");
+        assert!(h.get("content-encoding").is_none(), "{h:?}");
     }
 
     #[test]

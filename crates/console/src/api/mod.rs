@@ -89,6 +89,7 @@ pub(crate) fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::Open
         for op in [
             &mut item.get,
             &mut item.put,
+            &mut item.patch,
             &mut item.post,
             &mut item.delete,
         ]

@@ -1,14 +1,23 @@
-//! `/api/webhooks`: list, add, read, replace and delete webhooks, enable and
-//! disable them, rotate a secret, send a test event, replay failures.
+//! `/api/webhooks`: list, add, read, replace, change and delete webhooks,
+//! enable and disable them, rotate a secret, send a test event, replay
+//! failures.
+//!
+//! The optional settings (`rate_limit`, `ordered`, `ordering_policy`) are
+//! read as JSON values and checked here, so a wrong type is refused with
+//! the field named rather than as malformed JSON.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
-use outboxd_admin::webhooks::{self as ops, Created, Rotated, WebhookInput, WebhookSummary};
-use outboxd_admin::{replay, test_event, test_event::TestResult, validate};
+use outboxd_admin::webhooks::{
+    self as ops, Created, OrderingPolicy, Rotated, WebhookChange, WebhookInput, WebhookSummary,
+};
+use outboxd_admin::{replay, test_event, test_event::TestResult, validate, Error};
+use outboxd_core::ordering::FailurePolicy;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,7 +30,7 @@ use crate::AppState;
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list, create))
-        .routes(routes!(get, replace, delete))
+        .routes(routes!(get, replace, patch, delete))
         .routes(routes!(enable))
         .routes(routes!(disable))
         .routes(routes!(rotate_secret))
@@ -29,10 +38,11 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(replay_failed))
 }
 
-/// A webhook as a caller gives it.
+/// A webhook as a caller gives it (add, replace).
 #[derive(Deserialize, ToSchema)]
 #[schema(as = WebhookInput, example = json!({"name": "Billing", "url": "http://127.0.0.1:9/hooks",
-    "event_types": ["payment.*"], "headers": {"x-tenant": "acme"}}))]
+    "event_types": ["payment.*"], "headers": {"x-tenant": "acme"}, "rate_limit": 50,
+    "ordered": false, "ordering_policy": "skip"}))]
 pub(crate) struct WebhookBody {
     /// Free text, not blank.
     name: String,
@@ -46,25 +56,193 @@ pub(crate) struct WebhookBody {
     headers: Option<BTreeMap<String, String>>,
     /// The customer the webhook is for (null: a platform webhook, which
     /// gets every tenant's events). A portal session's is always its own.
+    /// On a replace, absent or null keeps the webhook's tenant.
     #[serde(default)]
     tenant: Option<String>,
+    /// Requests per second to it, all replicas together, at least 1;
+    /// absent or null: no limit.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    rate_limit: Option<Value>,
+    /// Send the events of one ordering key one at a time, in order;
+    /// absent or null: false.
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    ordered: Option<Value>,
+    /// What an ordered webhook does when a delivery of a key finally
+    /// fails: skip (the next goes) or halt (the key waits for an admin);
+    /// absent or null: skip.
+    #[serde(default)]
+    #[schema(value_type = Option<OrderingPolicy>)]
+    ordering_policy: Option<Value>,
 }
 
 impl WebhookBody {
-    /// The input, the tenant's own for a tenant's session.
-    pub(crate) fn into_input(self, caller: &Caller) -> WebhookInput {
-        WebhookInput {
+    /// The input of a new webhook, the tenant's own for a tenant's session.
+    pub(crate) fn into_input(self, caller: &Caller) -> Result<WebhookInput, Error> {
+        let tenant = match caller.tenant() {
+            Some(t) => Some(t.to_owned()),
+            None => self.tenant.clone(),
+        };
+        let c = self.into_change(caller)?;
+        Ok(WebhookInput {
+            name: c.name.unwrap_or_default(),
+            url: c.url.unwrap_or_default(),
+            events: c.events.unwrap_or_default(),
+            headers: c.headers.unwrap_or_default(),
+            tenant,
+            rate_limit: c.rate_limit,
+            ordered: c.ordered,
+            ordering_policy: c.ordering_policy,
+        })
+    }
+
+    /// A replace as a change: every field given, but the tenant only when
+    /// the body names one (a replace never makes a tenant's webhook the
+    /// platform's, which would send it every tenant's events).
+    fn into_change(self, caller: &Caller) -> Result<WebhookChange, Error> {
+        Ok(WebhookChange {
+            name: Some(self.name),
+            url: Some(self.url),
+            events: Some(self.event_types),
+            headers: Some(self.headers.unwrap_or_default().into_iter().collect()),
+            tenant: match caller.tenant() {
+                Some(_) => None,
+                None => self.tenant.map(Some),
+            },
+            rate_limit: Some(rate_limit_of(self.rate_limit.as_ref())?),
+            ordered: Some(ordered_of(self.ordered.as_ref())?.unwrap_or(false)),
+            ordering_policy: Some(
+                policy_of(self.ordering_policy.as_ref())?
+                    .unwrap_or_else(|| FailurePolicy::default().as_str().to_owned()),
+            ),
+        })
+    }
+}
+
+/// What a partial edit changes: only the fields given. `null` removes
+/// what can be removed: the headers, the rate limit, the tenant (which
+/// makes it a platform webhook); for the other fields it is as absent.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = WebhookChange, example = json!({"rate_limit": 20, "ordered": true, "ordering_policy": "halt"}))]
+pub(crate) struct WebhookPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    #[schema(min_items = 1)]
+    event_types: Option<Vec<String>>,
+    /// The whole set; a value sent as `(hidden)` keeps the stored one.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    headers: Option<Value>,
+    /// Another tenant's id moves the webhook there (admin only; a portal
+    /// session's webhook stays its own); null makes it a platform webhook.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    tenant: Option<Value>,
+    /// At least 1; null removes the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 2147483647)]
+    rate_limit: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<bool>)]
+    ordered: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<OrderingPolicy>)]
+    ordering_policy: Option<Value>,
+}
+
+impl WebhookPatch {
+    fn into_change(self, caller: &Caller) -> Result<WebhookChange, Error> {
+        let headers = match self.headers {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Object(m)) => Some(
+                m.into_iter()
+                    .map(|(k, v)| match v {
+                        Value::String(v) => Ok((k, v)),
+                        _ => Err(Error::invalid(
+                            "headers",
+                            format!("the value of {k} must be a string"),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(_) => {
+                return Err(Error::invalid(
+                    "headers",
+                    "headers must be an object of name: value, or null for none",
+                ))
+            }
+        };
+        let tenant = match (caller.tenant(), self.tenant) {
+            (Some(_), _) | (None, None) => None,
+            (None, Some(Value::Null)) => Some(None),
+            (None, Some(Value::String(t))) => Some(Some(t)),
+            (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "tenant",
+                    "tenant must be a tenant id, or null for a platform webhook",
+                ))
+            }
+        };
+        Ok(WebhookChange {
             name: self.name,
             url: self.url,
             events: self.event_types,
-            headers: self.headers.unwrap_or_default().into_iter().collect(),
-            tenant: match caller.tenant() {
-                Some(t) => Some(t.to_owned()),
-                None => self.tenant,
+            headers,
+            tenant,
+            rate_limit: match &self.rate_limit {
+                None => None,
+                Some(v) => Some(rate_limit_of(Some(v))?),
             },
-            // The API does not set limits yet: an edit keeps the current one.
-            rate_limit: None,
-        }
+            ordered: ordered_of(self.ordered.as_ref())?,
+            ordering_policy: policy_of(self.ordering_policy.as_ref())?,
+        })
+    }
+}
+
+/// A field given, `null` included (absent is the field's default, None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// `rate_limit`: a whole number (checked by the shared rules), or null.
+fn rate_limit_of(v: Option<&Value>) -> Result<Option<i64>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            Error::invalid(
+                "rate_limit",
+                format!("{v} is not a rate limit: give requests per second, a whole number at least 1, or null for no limit"),
+            )
+        }),
+    }
+}
+
+/// `ordered`: true or false (null: not given).
+fn ordered_of(v: Option<&Value>) -> Result<Option<bool>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(Error::invalid(
+            "ordered",
+            format!("{v} is not true or false: ordered is whether the events of one ordering key go one at a time"),
+        )),
+    }
+}
+
+/// `ordering_policy`: a string, checked by the shared rules (null: not given).
+fn policy_of(v: Option<&Value>) -> Result<Option<String>, Error> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) => Ok(Some(p.clone())),
+        Some(v) => Err(Error::invalid(
+            "ordering_policy",
+            format!("{v} is not an ordering policy: use skip (a failed event stays failed and the next one goes) or halt (the key waits for an admin)"),
+        )),
     }
 }
 
@@ -131,9 +309,32 @@ async fn checked(
     client: &tokio_postgres::Client,
     body: WebhookBody,
 ) -> ApiResult<ops::CheckedWebhook> {
-    let checked = body.into_input(caller).check_with(&state.portal.rules)?;
+    let checked = body.into_input(caller)?.check_with(&state.portal.rules)?;
     ops::require_catalogued(client, &checked.event_types).await?;
     Ok(checked)
+}
+
+/// Applies an edit to webhook `id`: checked as the webhook it becomes
+/// (under its tenant's rules, whoever asks), its patterns against the
+/// catalog when they are given, then written; the webhook as saved.
+async fn apply(
+    state: &AppState,
+    client: &tokio_postgres::Client,
+    id: i64,
+    change: WebhookChange,
+) -> ApiResult<Json<Saved>> {
+    let rules = &state.portal.rules;
+    let events_given = change.events.is_some();
+    let checked = ops::edited(client, id, change, rules).await?;
+    if events_given {
+        ops::require_catalogued(client, &checked.event_types).await?;
+    }
+    ops::update(client, id, &checked, rules).await?;
+    let warnings = ops::warnings(&checked, &state.targets_for(checked.tenant.as_deref())).await;
+    Ok(Json(Saved {
+        webhook: ops::get(client, id).await?,
+        warnings,
+    }))
 }
 
 /// Every webhook with its health over the last hour.
@@ -234,7 +435,8 @@ async fn owned(caller: &Caller, client: &tokio_postgres::Client, id: &str) -> Ap
     Ok(id)
 }
 
-/// Replace name, URL, event types and headers.
+/// Replace name, URL, event types, headers, rate limit and ordering (the
+/// tenant only when given).
 #[utoipa::path(put, path = "/api/webhooks/{id}", operation_id = "updateWebhook",
     params(("id" = i64, Path, minimum = 1)),
     request_body = WebhookBody,
@@ -247,14 +449,25 @@ async fn replace(
     Body(body): Body<WebhookBody>,
 ) -> ApiResult<Json<Saved>> {
     let id = owned(&caller, &db, &id).await?;
-    ops::get(&db, id).await?;
-    let checked = checked(&state, &caller, &db, body).await?;
-    let targets = state.targets_for(checked.tenant.as_deref());
-    let warnings = ops::update(&db, id, &checked, &targets).await?;
-    Ok(Json(Saved {
-        webhook: ops::get(&db, id).await?,
-        warnings,
-    }))
+    let change = body.into_change(&caller)?;
+    apply(&state, &db, id, change).await
+}
+
+/// Change the fields given and keep the rest.
+#[utoipa::path(patch, path = "/api/webhooks/{id}", operation_id = "patchWebhook",
+    params(("id" = i64, Path, minimum = 1)),
+    request_body = WebhookPatch,
+    responses((status = 200, description = "The webhook as saved", body = Saved)))]
+async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    db: Db,
+    Path(id): Path<String>,
+    Body(body): Body<WebhookPatch>,
+) -> ApiResult<Json<Saved>> {
+    let id = owned(&caller, &db, &id).await?;
+    let change = body.into_change(&caller)?;
+    apply(&state, &db, id, change).await
 }
 
 /// Delete a webhook; its waiting deliveries are cancelled.

@@ -82,7 +82,7 @@ async fn subscribe(
         events: vec![s.event],
         headers: Vec::new(),
         tenant: None,
-        rate_limit: None,
+        ..WebhookInput::default()
     }
     .check()?;
     webhooks::require_catalogued(&db, &checked.event_types).await?;

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
 use outboxd_admin::format::{age, time};
-use outboxd_admin::webhooks::{self, WebhookInput, WebhookSummary};
+use outboxd_admin::webhooks::{self, WebhookChange, WebhookInput, WebhookSummary};
 use outboxd_admin::{event_types, replay, test_event, validate, Error};
 use tokio_postgres::Client;
 
@@ -23,6 +23,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/webhooks", get(list))
         .route("/webhooks/new", get(new_form).post(add))
+        .route("/webhooks/{id}", get(detail))
         .route("/webhooks/{id}/edit", get(edit_form).post(edit))
         .route("/webhooks/{id}/enable", post(enable))
         .route("/webhooks/{id}/disable", post(disable))
@@ -65,6 +66,27 @@ async fn list_page(ctx: Ctx, client: &Client) -> PageResult {
     ))
 }
 
+/// One webhook's section of the list, on a page of its own.
+async fn detail(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
+    let id = id_of(&id)?;
+    ctx.caller.owns_webhook(&db, id).await?;
+    let row = WebhookRow::from(webhooks::get(&db, id).await?);
+    let mut types: Vec<String> = event_types::list(&db)
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    types.push(test_event::DEFAULT_EVENT_TYPE.into());
+    Ok(render(
+        StatusCode::OK,
+        &Webhooks {
+            l: ctx.l,
+            rows: vec![row],
+            event_types: types,
+        },
+    ))
+}
+
 async fn new_form(ctx: Ctx, db: Db) -> PageResult {
     let form = WebhookForm::new(ctx.l, None);
     let form = form.with_catalog(&db, &[]).await?;
@@ -80,6 +102,9 @@ async fn edit_form(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
     form.url = w.url.clone();
     form.headers = headers_text(&w.headers);
     form.tenant = w.tenant.clone().unwrap_or_default();
+    form.rate_limit = w.rate_limit.map(|n| n.to_string()).unwrap_or_default();
+    form.ordered = w.ordered;
+    form.ordering_policy = w.ordering_policy.clone();
     let form = form.with_catalog(&db, &w.event_types).await?;
     Ok(render(StatusCode::OK, &form))
 }
@@ -100,6 +125,47 @@ async fn edit(
     save(&state, ctx, &db, Some(id), &form).await
 }
 
+/// What the webhook form posted, as typed (to show it again with an error).
+struct Posted {
+    name: String,
+    url: String,
+    events: Vec<String>,
+    headers: String,
+    tenant: String,
+    rate_limit: String,
+    ordered: bool,
+    ordering_policy: String,
+}
+
+impl Posted {
+    fn read(body: &Form) -> Posted {
+        let mut events = crate::http::all(&body.0, "events");
+        events.extend(
+            body.text("patterns")
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty()),
+        );
+        Posted {
+            name: body.text("name"),
+            url: body.text("url").trim().to_owned(),
+            events,
+            headers: body.text("headers"),
+            tenant: body.text("tenant").trim().to_owned(),
+            rate_limit: body.text("rate_limit"),
+            // An unchecked box is not posted at all.
+            ordered: body.first("ordered").is_some(),
+            ordering_policy: body.text("ordering_policy"),
+        }
+    }
+}
+
+/// What a saved form did.
+enum Saved {
+    Added(webhooks::Created),
+    Edited(Vec<String>),
+}
+
 async fn save(
     state: &AppState,
     ctx: Ctx,
@@ -107,85 +173,98 @@ async fn save(
     id: Option<i64>,
     body: &Form,
 ) -> PageResult {
-    let mut events = crate::http::all(&body.0, "events");
-    let patterns = body.text("patterns");
-    events.extend(
-        patterns
-            .split(',')
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty()),
-    );
-    let headers_text = body.text("headers");
-    let tenant_text = body.text("tenant").trim().to_owned();
-    let tenant = match ctx.caller.tenant() {
-        Some(t) => Some(t.to_owned()),
-        None => Some(tenant_text.clone()).filter(|t| !t.is_empty()),
-    };
-    let input = WebhookInput {
-        name: body.text("name"),
-        url: body.text("url").trim().to_owned(),
-        events: events.clone(),
-        headers: Vec::new(),
-        tenant,
-        // The form does not set limits yet: an edit keeps the current one.
-        rate_limit: None,
-    };
-    let rules = &state.portal.rules;
-    let checked = match parse_headers(&headers_text).and_then(|headers| {
-        WebhookInput {
-            headers,
-            ..input.clone()
-        }
-        .check_with(rules)
-    }) {
-        Ok(c) => webhooks::require_catalogued(client, &c.event_types)
-            .await
-            .map(|_| c),
-        Err(e) => Err(e),
-    };
-    let checked = match checked {
-        Ok(c) => c,
-        Err(Error::Invalid { field, message }) => {
-            let mut form = WebhookForm::new(ctx.l, id);
-            form.name = input.name;
-            form.url = input.url;
-            form.headers = headers_text;
-            form.tenant = tenant_text;
-            match field {
-                "name" => form.err_name = Some(message),
-                "url" => form.err_url = Some(message),
-                "headers" => form.err_headers = Some(message),
-                "tenant" => form.err_tenant = Some(message),
-                _ => form.err_events = Some(message),
-            }
-            let form = form.with_catalog(client, &events).await?;
-            return Ok(render(StatusCode::BAD_REQUEST, &form));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    match id {
-        None => {
-            let targets = state.targets_for(checked.tenant.as_deref());
-            let created = webhooks::create_with(client, checked, &targets, rules).await?;
-            Ok(render(StatusCode::OK, &Secret {
-                l: ctx.warn(&created.warnings).l,
-                heading: "Webhook added".into(),
-                id: created.id,
-                name: created.webhook.name,
-                secret: created.secret,
-                note: "Events of the chosen types are delivered from now on; send a test event to check the endpoint.".into(),
-            }))
-        }
-        Some(id) => {
-            let targets = state.targets_for(checked.tenant.as_deref());
-            let warnings = webhooks::update(client, id, &checked, &targets).await?;
+    let posted = Posted::read(body);
+    match write(state, &ctx, client, id, &posted).await {
+        Ok(Saved::Added(created)) => Ok(render(StatusCode::OK, &Secret {
+            l: ctx.warn(&created.warnings).l,
+            heading: "Webhook added".into(),
+            id: created.id,
+            name: created.webhook.name,
+            secret: created.secret,
+            note: "Events of the chosen types are delivered from now on; send a test event to check the endpoint.".into(),
+        })),
+        Ok(Saved::Edited(warnings)) => {
+            let id = id.unwrap_or_default();
             list_page(
                 ctx.warn(&warnings).notice(format!("Webhook {id} saved.")),
                 client,
             )
             .await
         }
+        Err(Error::Invalid { field, message }) => {
+            let mut form = WebhookForm::new(ctx.l, id);
+            let events = posted.events.clone();
+            form.fill(posted);
+            match field {
+                "name" => form.err_name = Some(message),
+                "url" => form.err_url = Some(message),
+                "headers" => form.err_headers = Some(message),
+                "tenant" => form.err_tenant = Some(message),
+                "rate_limit" => form.err_rate_limit = Some(message),
+                "ordered" => form.err_ordered = Some(message),
+                "ordering_policy" => form.err_ordering_policy = Some(message),
+                _ => form.err_events = Some(message),
+            }
+            let form = form.with_catalog(client, &events).await?;
+            Ok(render(StatusCode::BAD_REQUEST, &form))
+        }
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Checks and writes what the form posted: a new webhook, or an edit
+/// checked as the webhook it makes (under the rules of the tenant it will
+/// belong to, whoever edits it). A portal's webhook is always its own.
+async fn write(
+    state: &AppState,
+    ctx: &Ctx,
+    client: &Client,
+    id: Option<i64>,
+    posted: &Posted,
+) -> Result<Saved, Error> {
+    let headers = parse_headers(&posted.headers)?;
+    let rate_limit = validate::rate_limit_text(&posted.rate_limit)?.map(i64::from);
+    let form_tenant = Some(posted.tenant.clone()).filter(|t| !t.is_empty());
+    let rules = &state.portal.rules;
+    let change = WebhookChange {
+        name: Some(posted.name.clone()),
+        url: Some(posted.url.clone()),
+        events: Some(posted.events.clone()),
+        headers: Some(headers),
+        tenant: match ctx.caller.tenant() {
+            Some(_) => None,
+            None => Some(form_tenant.clone()),
+        },
+        rate_limit: Some(rate_limit),
+        ordered: Some(posted.ordered),
+        ordering_policy: Some(posted.ordering_policy.clone()),
+    };
+    let Some(id) = id else {
+        let input = WebhookInput {
+            name: posted.name.clone(),
+            url: posted.url.clone(),
+            events: posted.events.clone(),
+            headers: change.headers.clone().unwrap_or_default(),
+            tenant: match ctx.caller.tenant() {
+                Some(t) => Some(t.to_owned()),
+                None => form_tenant,
+            },
+            rate_limit: change.rate_limit,
+            ordered: change.ordered,
+            ordering_policy: change.ordering_policy,
+        };
+        let checked = input.check_with(rules)?;
+        webhooks::require_catalogued(client, &checked.event_types).await?;
+        let targets = state.targets_for(checked.tenant.as_deref());
+        return Ok(Saved::Added(
+            webhooks::create_with(client, checked, &targets, rules).await?,
+        ));
+    };
+    let checked = webhooks::edited(client, id, change, rules).await?;
+    webhooks::require_catalogued(client, &checked.event_types).await?;
+    webhooks::update(client, id, &checked, rules).await?;
+    let targets = state.targets_for(checked.tenant.as_deref());
+    Ok(Saved::Edited(webhooks::warnings(&checked, &targets).await))
 }
 
 async fn enable(ctx: Ctx, db: Db, Path(id): Path<String>, _: Form) -> PageResult {
@@ -362,6 +441,8 @@ struct WebhookRow {
     last: String,
     pending: i64,
     tenant: Option<String>,
+    rate_limit: String,
+    ordering: String,
 }
 
 impl From<WebhookSummary> for WebhookRow {
@@ -386,6 +467,15 @@ impl From<WebhookSummary> for WebhookRow {
                 _ => "never".into(),
             },
             pending: w.pending,
+            rate_limit: match w.rate_limit {
+                Some(n) => format!("{n} requests/s"),
+                None => "no limit".into(),
+            },
+            ordering: match (w.ordered, w.ordering_policy.as_str()) {
+                (false, _) => "unordered".into(),
+                (true, "halt") => "per key; a failed event halts its key".into(),
+                (true, _) => "per key; a failed event is skipped".into(),
+            },
             tenant: w.tenant,
             name: w.name,
             url: w.url,
@@ -409,11 +499,17 @@ struct WebhookForm {
     patterns: String,
     headers: String,
     tenant: String,
+    rate_limit: String,
+    ordered: bool,
+    ordering_policy: String,
     err_name: Option<String>,
     err_url: Option<String>,
     err_events: Option<String>,
     err_headers: Option<String>,
     err_tenant: Option<String>,
+    err_rate_limit: Option<String>,
+    err_ordered: Option<String>,
+    err_ordering_policy: Option<String>,
 }
 
 struct CatalogOption {
@@ -442,12 +538,29 @@ impl WebhookForm {
             patterns: String::new(),
             headers: String::new(),
             tenant: String::new(),
+            rate_limit: String::new(),
+            ordered: false,
+            ordering_policy: "skip".into(),
             err_name: None,
             err_url: None,
             err_events: None,
             err_headers: None,
             err_tenant: None,
+            err_rate_limit: None,
+            err_ordered: None,
+            err_ordering_policy: None,
         }
+    }
+
+    /// The fields as they were posted.
+    fn fill(&mut self, posted: Posted) {
+        self.name = posted.name;
+        self.url = posted.url;
+        self.headers = posted.headers;
+        self.tenant = posted.tenant;
+        self.rate_limit = posted.rate_limit;
+        self.ordered = posted.ordered;
+        self.ordering_policy = posted.ordering_policy;
     }
 
     /// The catalog as options, `chosen` selected; chosen patterns that are

@@ -93,8 +93,12 @@ pub struct WebhooksArgs {
 pub enum WebhooksCommand {
     /// Every webhook with its recent delivery health.
     List(WebhookListArgs),
+    /// One webhook: its settings and health.
+    Show(WebhookShowArgs),
     /// Add a webhook; prints its id and its secret (shown this once).
     Add(WebhookAddArgs),
+    /// Change a webhook: only the settings given, the rest stay as they are.
+    Edit(WebhookEditArgs),
     /// Enable a webhook: new events reach it again.
     Enable(WebhookRefArgs),
     /// Disable a webhook: its waiting deliveries are cancelled.
@@ -136,6 +140,32 @@ pub struct WebhookAddArgs {
     #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
 
+    /// At most this many requests per second, all replicas together, or
+    /// none (the default) for no limit
+    #[arg(long, value_name = "PER_SECOND|none")]
+    pub rate_limit: Option<String>,
+
+    /// Send the events of one ordering key one at a time, in order
+    #[arg(long, value_name = "true|false", default_value = "false", action = clap::ArgAction::Set)]
+    pub ordered: bool,
+
+    /// When a delivery of an ordered key finally fails: skip (the next event
+    /// goes) or halt (the key waits for an admin)
+    #[arg(long, value_name = "skip|halt", default_value = "skip")]
+    pub ordering_policy: String,
+
+    /// Print the new webhook as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub rules: WebhookRuleArgs,
+}
+
+/// What a webhook being written is judged by, as the daemon and the
+/// console judge it.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookRuleArgs {
     /// Most webhooks one tenant may have (as for `run`)
     #[arg(long, env = "OUTBOXD_MAX_WEBHOOKS_PER_TENANT", default_value = "50", value_parser = count(1, 100_000), value_name = "N")]
     pub max_webhooks_per_tenant: u64,
@@ -143,18 +173,82 @@ pub struct WebhookAddArgs {
     /// Private ranges a tenant's webhook may name anyway (as for `run`)
     #[arg(long, env = "OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub tenant_allow_private_targets: AllowList,
-    /// At most this many requests per second, all replicas together (default: no limit)
-    #[arg(long, value_name = "PER_SECOND")]
-    pub rate_limit: Option<i64>,
-
-    /// Print the new webhook as JSON
-    #[arg(long)]
-    pub json: bool,
 
     /// The daemon's allowlist of private targets (as for `run`), to warn
     /// when the URL would be refused
     #[arg(long, env = "OUTBOXD_ALLOW_PRIVATE_TARGETS", value_parser = parse_allow_list, default_value_t, hide_default_value = true, value_name = "CIDRS")]
     pub allow_private_targets: AllowList,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookEditArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Webhook id or name
+    #[arg(value_name = "WEBHOOK")]
+    pub webhook: String,
+
+    /// A new name
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// A new endpoint URL, http:// or https://
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// New event types, comma-separated: exact (payment.received), prefix (payment.*) or *
+    #[arg(long, value_delimiter = ',', value_name = "PATTERNS")]
+    pub events: Option<Vec<String>>,
+
+    /// Extra request header, NAME=VALUE (repeatable): the webhook's headers
+    /// become exactly these
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    pub headers: Vec<String>,
+
+    /// Remove every custom header
+    #[arg(long, conflicts_with = "headers")]
+    pub clear_headers: bool,
+
+    /// Move the webhook to this tenant (held to its rules), or none to make
+    /// it a platform webhook (which gets every tenant's events)
+    #[arg(long, value_name = "TENANT|none")]
+    pub tenant: Option<String>,
+
+    /// At most this many requests per second, all replicas together, or
+    /// none for no limit
+    #[arg(long, value_name = "PER_SECOND|none")]
+    pub rate_limit: Option<String>,
+
+    /// Send the events of one ordering key one at a time, in order
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    pub ordered: Option<bool>,
+
+    /// When a delivery of an ordered key finally fails: skip (the next event
+    /// goes) or halt (the key waits for an admin)
+    #[arg(long, value_name = "skip|halt")]
+    pub ordering_policy: Option<String>,
+
+    /// Print the webhook as saved as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub rules: WebhookRuleArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookShowArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Webhook id or name
+    #[arg(value_name = "WEBHOOK")]
+    pub webhook: String,
+
+    /// Print JSON instead of lines
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl AllowList {
