@@ -13,61 +13,7 @@ use outboxd_testkit::{
     free_port, wait_for_count, wait_until, Daemon, Received, Receiver, Reply, TestDb,
 };
 
-use crate::support::BIN;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// A failure reported the way people need it: non-zero, one line.
-    fn assert_one_line_error(&self, contains: &str) {
-        assert_ne!(
-            self.code,
-            Some(0),
-            "expected failure; stdout: {}",
-            self.stdout
-        );
-        let err = self.stderr.trim();
-        assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
-        assert!(err.starts_with("outboxd: "), "{err}");
-        assert!(
-            err.contains(contains),
-            "{err:?} should mention {contains:?}"
-        );
-    }
-}
-
-/// Runs `outboxd <args>` against `db` with a clean environment.
-async fn cli(db: &TestDb, args: &[&str]) -> Run {
-    cli_env(db, args, &[]).await
-}
-
-/// `cli` with variables added or overridden.
-async fn cli_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .expect("running outboxd");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
+use crate::support::{cli, cli_env, BIN};
 
 fn verifies(r: &Received, secret: &str) -> bool {
     let secret = Secret::parse(secret).unwrap();

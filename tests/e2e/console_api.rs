@@ -9,78 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outboxd_testkit::db::count;
-use outboxd_testkit::{
-    free_port, http_request, wait_until, Daemon, HttpAnswer, Receiver, Reply, TestDb,
-};
+use outboxd_testkit::{free_port, wait_until, Daemon, HttpAnswer, Receiver, Reply, TestDb};
 use serde_json::json;
 
-use crate::support::BIN;
+use crate::support::{Console, BIN};
 const TOKEN: &str = "test-token-0123456789abcdef";
-
-struct Admin {
-    port: u16,
-    daemon: Daemon,
-}
-
-impl Admin {
-    /// The daemon with the console on a free loopback port, token set.
-    async fn start(db: &TestDb, token: Option<&str>) -> Admin {
-        let (daemon, port) = Daemon::start_with_console(BIN, &db.url, token, &[]).await;
-        Admin { port, daemon }
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> HttpAnswer {
-        let auth = format!("Bearer {TOKEN}");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        http_request(
-            self.port,
-            method,
-            path,
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            &body,
-        )
-        .await
-        .expect("the admin API answers")
-    }
-
-    /// Posts the login form.
-    async fn login(&self, token: &str) -> HttpAnswer {
-        self.raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("token={token}"),
-        )
-        .await
-    }
-
-    /// The CSRF token of the form at `path`, for the session of `cookie`.
-    async fn csrf(&self, cookie: &str, path: &str) -> String {
-        let page = self.raw("GET", path, &[("cookie", cookie)], "").await;
-        assert_eq!(page.status, 200, "{}", page.body);
-        page.body
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .expect("the form carries a CSRF token")
-            .to_owned()
-    }
-
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> HttpAnswer {
-        http_request(self.port, method, path, headers, body)
-            .await
-            .expect("the admin API answers")
-    }
-}
 
 async fn catalog(db: &TestDb) {
     db.client()
@@ -103,7 +36,7 @@ fn assert_error(r: &HttpAnswer, status: u16, contains: &str) {
 #[tokio::test]
 async fn the_api_refuses_requests_without_the_right_token() {
     let db = TestDb::new().await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let none = admin.raw("GET", "/api/webhooks", &[], "").await;
     assert_error(&none, 401, "token");
     assert_eq!(none.header("www-authenticate"), Some("Bearer"));
@@ -148,7 +81,7 @@ async fn the_api_refuses_requests_without_the_right_token() {
 async fn webhooks_are_added_edited_and_removed_over_the_api() {
     let db = TestDb::new().await;
     catalog(&db).await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let created = admin
         .call(
             "POST",
@@ -253,7 +186,7 @@ async fn webhooks_are_added_edited_and_removed_over_the_api() {
 async fn bad_input_is_answered_with_400_and_the_reason() {
     let db = TestDb::new().await;
     catalog(&db).await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let add = |body: serde_json::Value| {
         let admin = &admin;
         async move { admin.call("POST", "/api/webhooks", Some(body)).await }
@@ -334,7 +267,7 @@ async fn test_events_deliveries_and_replays_over_the_api() {
         }
     })
     .await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let c = admin
         .call(
             "POST",
@@ -427,7 +360,7 @@ async fn test_events_deliveries_and_replays_over_the_api() {
 #[tokio::test]
 async fn the_event_catalog_over_the_api() {
     let db = TestDb::new().await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let r = admin
         .call(
             "POST",
@@ -484,7 +417,7 @@ async fn zapier_subscribes_receives_and_unsubscribes() {
     let db = TestDb::new().await;
     catalog(&db).await;
     let receiver = Receiver::ok().await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let sample = admin
         .call("GET", "/api/hooks/sample?event=payment.received", None)
         .await;
@@ -560,7 +493,7 @@ async fn zapier_subscribes_receives_and_unsubscribes() {
 async fn console_forms_need_a_session_and_its_csrf_token() {
     let db = TestDb::new().await;
     catalog(&db).await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     // Not logged in: sent to the login form.
     let r = admin.raw("GET", "/webhooks", &[], "").await;
     assert_eq!(r.status, 303);
@@ -652,7 +585,7 @@ async fn a_public_admin_listener_without_a_token_stops_start_up() {
 #[tokio::test]
 async fn on_loopback_without_a_token_the_api_is_open_to_local_callers_only() {
     let db = TestDb::new().await;
-    let admin = Admin::start(&db, None).await;
+    let admin = Console::start(&db, None, &[]).await;
     let r = admin.raw("GET", "/api/webhooks", &[], "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     // A DNS-rebinding page reaches 127.0.0.1 under another name.
@@ -666,14 +599,7 @@ async fn on_loopback_without_a_token_the_api_is_open_to_local_callers_only() {
 async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
     let db = TestDb::new().await;
     catalog(&db).await;
-    let (daemon, port) = Daemon::start_with_console(
-        BIN,
-        &db.url,
-        Some(TOKEN),
-        &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")],
-    )
-    .await;
-    let admin = Admin { port, daemon };
+    let admin = Console::start(&db, Some(TOKEN), &[("OUTBOXD_ALLOW_PRIVATE_TARGETS", "")]).await;
     let body =
         |url: &str| json!({"name": "local", "url": url, "event_types": ["payment.received"]});
 
@@ -730,13 +656,9 @@ async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
         .to_owned();
     let csrf = admin.csrf(&cookie, "/webhooks/new").await;
     let saved = admin
-        .raw(
-            "POST",
+        .post_form(
+            &cookie,
             "/webhooks/new",
-            &[
-                ("cookie", &cookie),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
             &format!(
                 "name=B&url=http%3A%2F%2Flocalhost%3A9%2F&events=payment.received&csrf={csrf}"
             ),
@@ -767,14 +689,14 @@ async fn test_events_to_a_hanging_endpoint_hold_no_database_connection() {
     let (hang_id, _) =
         outboxd_testkit::db::add_webhook(&client, "hangs", &hanging.url("/"), &["none.ever"]).await;
     outboxd_testkit::db::add_webhook(&client, "ok", &ok.url("/ok"), &["order.created"]).await;
-    let (daemon, port) = Daemon::start_with_console(
-        BIN,
-        &db.url,
-        Some(TOKEN),
-        &[("OUTBOXD_REQUEST_TIMEOUT", "30s"), ("OUTBOXD_LEASE", "60s")],
-    )
-    .await;
-    let admin = Arc::new(Admin { port, daemon });
+    let admin = Arc::new(
+        Console::start(
+            &db,
+            Some(TOKEN),
+            &[("OUTBOXD_REQUEST_TIMEOUT", "30s"), ("OUTBOXD_LEASE", "60s")],
+        )
+        .await,
+    );
 
     // 16 test events at once, twice the pool, all waiting on the endpoint.
     let tests: Vec<_> = (0..16)
@@ -820,7 +742,7 @@ const HEADER_VALUE: &str = "Bearer sekrit-header-value-5e1f";
 
 /// Adds a webhook with a credential in a custom header through the API,
 /// then edits it as a script would: sending back what it was shown.
-async fn webhook_with_a_credential(admin: &Admin, url: &str) -> i64 {
+async fn webhook_with_a_credential(admin: &Console, url: &str) -> i64 {
     catalog_types(admin).await;
     let created = admin
         .call(
@@ -846,7 +768,7 @@ async fn webhook_with_a_credential(admin: &Admin, url: &str) -> i64 {
     id
 }
 
-async fn catalog_types(admin: &Admin) {
+async fn catalog_types(admin: &Console) {
     let r = admin
         .call(
             "POST",
@@ -861,7 +783,7 @@ async fn catalog_types(admin: &Admin) {
 async fn the_api_shows_header_names_but_no_values_unless_asked() {
     let db = TestDb::new().await;
     let ok = Receiver::ok().await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let id = webhook_with_a_credential(&admin, &ok.url("/hook")).await;
 
     let list = admin.call("GET", "/api/webhooks", None).await;
@@ -894,9 +816,7 @@ async fn the_api_shows_header_names_but_no_values_unless_asked() {
 async fn debug_logs_never_show_a_header_value() {
     let db = TestDb::new().await;
     let ok = Receiver::ok().await;
-    let (daemon, port) =
-        Daemon::start_with_console(BIN, &db.url, Some(TOKEN), &[("RUST_LOG", "debug")]).await;
-    let admin = Admin { port, daemon };
+    let admin = Console::start(&db, Some(TOKEN), &[("RUST_LOG", "debug")]).await;
     let id = webhook_with_a_credential(&admin, &ok.url("/hook")).await;
     let test = admin
         .call("POST", &format!("/api/webhooks/{id}/test"), None)
@@ -937,7 +857,7 @@ async fn the_admin_token_read_from_a_file_shows_neither_in_ps_nor_in_the_environ
         &[("OUTBOXD_ADMIN_TOKEN_FILE", file.to_str().unwrap())],
     )
     .await;
-    let admin = Admin { port, daemon };
+    let admin = Console::at(port, daemon, TOKEN);
     assert_eq!(admin.call("GET", "/api/webhooks", None).await.status, 200);
     let none = admin.raw("GET", "/api/webhooks", &[], "").await;
     assert_eq!(none.status, 401);
@@ -983,7 +903,7 @@ async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
         .unwrap()
         .get(0);
     let nested = format!("{}{}", "[".repeat(200), "]".repeat(200));
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     for path in [
         format!("/api/deliveries/{delivery}"),
         "/api/event-types".into(),
@@ -1019,7 +939,7 @@ async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
 #[tokio::test]
 async fn null_headers_a_lowercase_bearer_and_an_endless_url_are_handled() {
     let db = TestDb::new().await;
-    let admin = Admin::start(&db, Some(TOKEN)).await;
+    let admin = Console::start(&db, Some(TOKEN), &[]).await;
     let created = admin
         .call(
             "POST",

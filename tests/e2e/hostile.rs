@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio_postgres::Client;
 
-use crate::support::BIN;
+use crate::support::{ready, BIN};
 
 /// A short whole-request timeout and two attempts: every test here ends in
 /// a few seconds, and "retried" is attempt 1 `retry`, attempt 2 `failed`.
@@ -547,14 +547,7 @@ async fn a_slow_webhook_does_not_hold_up_a_fast_one() {
         ("OUTBOXD_LEASE", "30s"),
     ];
     let daemon = Daemon::start(BIN, &db.url, &env);
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            matches!(daemon.get("/readyz").await, Some((200, _)))
-        })
-        .await,
-        "daemon not ready\n{}",
-        daemon.log()
-    );
+    ready(&[&daemon]).await;
     let delivered_to_fast = format!(
         "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {fast_hook} AND state = 'delivered'"
     );
@@ -620,14 +613,7 @@ async fn a_webhook_at_its_slot_limit_is_served_again_as_slots_free_not_at_the_ne
         ("OUTBOXD_POLL_INTERVAL", "10s"),
     ];
     let daemon = Daemon::start(BIN, &db.url, &env);
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            matches!(daemon.get("/readyz").await, Some((200, _)))
-        })
-        .await,
-        "daemon not ready\n{}",
-        daemon.log()
-    );
+    ready(&[&daemon]).await;
     let started = Instant::now();
     publish_many(&client, "order.created", EVENTS).await;
     wait_for_count(

@@ -21,4 +21,6 @@ mod rate;
 mod scale;
 mod security;
 mod ssrf;
+mod tenant_edits;
 mod tenants;
+mod webhook_settings;

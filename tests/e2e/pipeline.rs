@@ -13,7 +13,7 @@ use outboxd_testkit::{wait_for_count, wait_until, Daemon, Receiver, Reply, TestD
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::support::{attempts_of_delivery, delivered_counter, Attempt, BIN};
+use crate::support::{attempts_of_delivery, delivered_counter, ready, Attempt, BIN};
 
 #[tokio::test]
 async fn fans_out_each_event_to_exactly_the_matching_webhooks_signed() {
@@ -362,16 +362,7 @@ async fn two_daemons_deliver_5000_events_exactly_once() {
     ];
     let a = Daemon::start(BIN, &db.url, &env);
     let b = Daemon::start(BIN, &db.url, &env);
-    for d in [&a, &b] {
-        assert!(
-            wait_until(Duration::from_secs(20), || async {
-                matches!(d.get("/readyz").await, Some((200, _)))
-            })
-            .await,
-            "daemon not ready\n{}",
-            d.log()
-        );
-    }
+    ready(&[&a, &b]).await;
     publish_many(&client, "order.created", EVENTS).await;
 
     wait_for_count(

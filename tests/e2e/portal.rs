@@ -8,75 +8,38 @@
 use std::time::Duration;
 
 use outboxd_testkit::db::count;
-use outboxd_testkit::{http_request, wait_until, Daemon, HttpAnswer, Receiver, TestDb};
+use outboxd_testkit::{wait_until, Receiver, TestDb};
 use serde_json::json;
 
-use crate::support::BIN;
+use crate::support::{csrf_of, path_of, Console, BIN};
 use crate::tenants::TENANT_LOOPBACK;
 
 const TOKEN: &str = "portal-token-0123456789abcdef";
 
-struct Console {
-    port: u16,
-    daemon: Daemon,
+/// The console with tenants' loopback receivers allowed, and `env`.
+async fn start(db: &TestDb, env: &[(&str, &str)]) -> Console {
+    let mut all = vec![TENANT_LOOPBACK];
+    all.extend_from_slice(env);
+    Console::start(db, Some(TOKEN), &all).await
 }
 
-impl Console {
-    async fn start(db: &TestDb, env: &[(&str, &str)]) -> Console {
-        let mut all = vec![TENANT_LOOPBACK];
-        all.extend_from_slice(env);
-        let (daemon, port) = Daemon::start_with_console(BIN, &db.url, Some(TOKEN), &all).await;
-        Console { port, daemon }
-    }
+/// A portal link for `tenant`, made through the API.
+async fn link(console: &Console, tenant: &str) -> String {
+    let r = console
+        .call("POST", &format!("/api/tenants/{tenant}/portal-link"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["url"].as_str().unwrap().to_owned()
+}
 
-    async fn raw(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> HttpAnswer {
-        http_request(self.port, method, path, headers, body)
-            .await
-            .expect("the console answers")
-    }
-
-    async fn admin(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> HttpAnswer {
-        let auth = format!("Bearer {TOKEN}");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        self.raw(method, path, &[("authorization", &auth)], &body)
-            .await
-    }
-
-    /// A call with the portal session's cookie.
-    async fn as_tenant(
-        &self,
-        cookie: &str,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> HttpAnswer {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        self.raw(method, path, &[("cookie", cookie)], &body).await
-    }
-
-    async fn link(&self, tenant: &str) -> String {
-        let r = self
-            .admin("POST", &format!("/api/tenants/{tenant}/portal-link"), None)
-            .await;
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.json()["url"].as_str().unwrap().to_owned()
-    }
-
-    /// Opens a link; the session cookie it sets.
-    async fn open(&self, url: &str) -> String {
-        let r = self.raw("GET", path_of(url), &[], "").await;
-        assert_eq!(r.status, 303, "{}", r.body);
-        assert_eq!(r.header("location"), Some("/webhooks"));
-        let set = r.header("set-cookie").expect("a session cookie").to_owned();
-        assert!(set.contains("HttpOnly"), "{set}");
-        set.split(';').next().unwrap().to_owned()
-    }
+/// Opens a link; the session cookie it sets.
+async fn open(console: &Console, url: &str) -> String {
+    let r = console.raw("GET", path_of(url), &[], "").await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/webhooks"));
+    let set = r.header("set-cookie").expect("a session cookie").to_owned();
+    assert!(set.contains("HttpOnly"), "{set}");
+    set.split(';').next().unwrap().to_owned()
 }
 
 /// `outboxd portal-link` with only the given environment.
@@ -87,19 +50,6 @@ fn portal_link_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Outpu
         cmd.env(k, v);
     }
     cmd.output().expect("running outboxd portal-link")
-}
-
-fn path_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    &rest[rest.find('/').unwrap()..]
-}
-
-fn csrf_of(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("a CSRF token")
-        .to_owned()
 }
 
 /// A catalog, three webhooks (acme's, globex's, the platform's) and one
@@ -189,19 +139,19 @@ async fn world(db: &TestDb) -> World {
 #[tokio::test]
 async fn a_portal_session_reaches_its_own_tenants_data_only() {
     let db = TestDb::new().await;
-    let console = Console::start(&db, &[("OUTBOXD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
+    let console = start(&db, &[("OUTBOXD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
     let w = world(&db).await;
-    let url = console.link("acme").await;
+    let url = link(&console, "acme").await;
     assert!(
         url.starts_with(&format!("http://127.0.0.1:{}/portal/open?", console.port)),
         "{url}"
     );
     assert!(!url.contains(TOKEN));
-    let cookie = console.open(&url).await;
+    let cookie = open(&console, &url).await;
 
     // Its own webhooks and deliveries.
     let list = console
-        .as_tenant(&cookie, "GET", "/api/webhooks", None)
+        .with_cookie(&cookie, "GET", "/api/webhooks", None)
         .await;
     assert_eq!(list.status, 200, "{}", list.body);
     let ids: Vec<i64> = list
@@ -213,7 +163,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
         .collect();
     assert_eq!(ids, [w.acme]);
     let log = console
-        .as_tenant(&cookie, "GET", "/api/deliveries", None)
+        .with_cookie(&cookie, "GET", "/api/deliveries", None)
         .await;
     assert!(
         log.json()
@@ -226,7 +176,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     );
     // Asking for another webhook by filter changes nothing.
     let filtered = console
-        .as_tenant(
+        .with_cookie(
             &cookie,
             "GET",
             &format!("/api/deliveries?webhook_id={}&tenant=globex", w.globex),
@@ -241,14 +191,14 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     );
     assert_eq!(
         console
-            .as_tenant(&cookie, "GET", &format!("/api/webhooks/{}", w.acme), None)
+            .with_cookie(&cookie, "GET", &format!("/api/webhooks/{}", w.acme), None)
             .await
             .status,
         200
     );
     assert_eq!(
         console
-            .as_tenant(
+            .with_cookie(
                 &cookie,
                 "GET",
                 &format!("/api/deliveries/{}", w.acme_delivery),
@@ -279,7 +229,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
                 Some(json!({"since": "1h"})),
             ),
         ] {
-            let r = console.as_tenant(&cookie, method, &path, body).await;
+            let r = console.with_cookie(&cookie, method, &path, body).await;
             assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
         }
     }
@@ -288,7 +238,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
             ("GET", format!("/api/deliveries/{other}")),
             ("POST", format!("/api/deliveries/{other}/replay")),
         ] {
-            let r = console.as_tenant(&cookie, method, &path, None).await;
+            let r = console.with_cookie(&cookie, method, &path, None).await;
             assert_eq!(r.status, 404, "{method} {path}: {}", r.body);
         }
     }
@@ -321,12 +271,12 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
         ),
         ("GET", "/api/hooks/sample?event=order.created", None),
     ] {
-        let r = console.as_tenant(&cookie, method, path, body).await;
+        let r = console.with_cookie(&cookie, method, path, body).await;
         assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
     }
     assert_eq!(
         console
-            .as_tenant(&cookie, "GET", "/api/event-types", None)
+            .with_cookie(&cookie, "GET", "/api/event-types", None)
             .await
             .status,
         200
@@ -335,7 +285,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     // A webhook it adds is its own, whatever the body says; a private
     // address and the platform's headers are refused; the limit holds.
     let add =
-        |body: serde_json::Value| console.as_tenant(&cookie, "POST", "/api/webhooks", Some(body));
+        |body: serde_json::Value| console.with_cookie(&cookie, "POST", "/api/webhooks", Some(body));
     let r = add(json!({"name": "Mine", "url": "https://hooks.acme.example/", "event_types": ["order.*"], "tenant": "globex"})).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["tenant"], "acme");
@@ -389,15 +339,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     let csrf = csrf_of(&page.body);
     let form = format!("csrf={csrf}");
     let post = console
-        .raw(
-            "POST",
-            &format!("/webhooks/{}/disable", w.globex),
-            &[
-                ("cookie", &cookie),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            &form,
-        )
+        .post_form(&cookie, &format!("/webhooks/{}/disable", w.globex), &form)
         .await;
     assert_eq!(post.status, 404);
     for path in ["/event-types/new", "/tenants"] {
@@ -411,7 +353,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     let forged = "outboxd_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert_eq!(
         console
-            .as_tenant(forged, "GET", "/api/webhooks", None)
+            .with_cookie(forged, "GET", "/api/webhooks", None)
             .await
             .status,
         401
@@ -425,21 +367,11 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     );
 
     // Signing out ends the session.
-    let out = console
-        .raw(
-            "POST",
-            "/logout",
-            &[
-                ("cookie", &cookie),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            &form,
-        )
-        .await;
+    let out = console.post_form(&cookie, "/logout", &form).await;
     assert_eq!(out.status, 303);
     assert_eq!(
         console
-            .as_tenant(&cookie, "GET", "/api/webhooks", None)
+            .with_cookie(&cookie, "GET", "/api/webhooks", None)
             .await
             .status,
         401
@@ -453,8 +385,8 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
 #[tokio::test]
 async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
     let db = TestDb::new().await;
-    let console = Console::start(&db, &[]).await;
-    let url = console.link("acme").await;
+    let console = start(&db, &[]).await;
+    let url = link(&console, "acme").await;
     let tampered = url.replace("tenant=acme", "tenant=globex");
     for bad in [
         tampered.as_str(),
@@ -466,7 +398,7 @@ async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
         assert!(r.header("set-cookie").is_none());
         assert!(r.body.contains("Go back to the site"), "{}", r.body);
     }
-    console.open(&url).await;
+    open(&console, &url).await;
     let replayed = console.raw("GET", path_of(&url), &[], "").await;
     assert_eq!(replayed.status, 401);
     assert!(replayed.body.contains("used already"), "{}", replayed.body);
@@ -498,9 +430,7 @@ async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
         format!("http://127.0.0.1:{}", console.port),
     );
     let fresh = portal_link_cli(&["--tenant", "acme"], &[token.clone(), console_url]);
-    console
-        .open(String::from_utf8(fresh.stdout).unwrap().trim())
-        .await;
+    open(&console, String::from_utf8(fresh.stdout).unwrap().trim()).await;
     let bad_tenant = portal_link_cli(&["--tenant", "Not Valid"], &[token, listen]);
     assert!(!bad_tenant.status.success());
     assert!(String::from_utf8_lossy(&bad_tenant.stderr).contains("--tenant"));
@@ -509,16 +439,9 @@ async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
 #[tokio::test]
 async fn signing_out_ends_an_admin_session_on_every_replica() {
     let db = TestDb::new().await;
-    let one = Console::start(&db, &[]).await;
-    let two = Console::start(&db, &[]).await;
-    let login = one
-        .raw(
-            "POST",
-            "/login",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!("token={TOKEN}"),
-        )
-        .await;
+    let one = start(&db, &[]).await;
+    let two = start(&db, &[]).await;
+    let login = one.login(TOKEN).await;
     assert_eq!(login.status, 303);
     let cookie = login
         .header("set-cookie")
@@ -532,17 +455,7 @@ async fn signing_out_ends_an_admin_session_on_every_replica() {
         .await;
     assert_eq!(page.status, 200, "the other replica knows the session");
     let form = format!("csrf={}", csrf_of(&page.body));
-    let out = two
-        .raw(
-            "POST",
-            "/logout",
-            &[
-                ("cookie", &cookie),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            &form,
-        )
-        .await;
+    let out = two.post_form(&cookie, "/logout", &form).await;
     assert_eq!(out.status, 303);
     for replica in [&one, &two] {
         let r = replica
@@ -556,7 +469,7 @@ async fn signing_out_ends_an_admin_session_on_every_replica() {
 #[tokio::test]
 async fn the_portal_may_be_framed_by_the_configured_origins_only() {
     let db = TestDb::new().await;
-    let console = Console::start(
+    let console = start(
         &db,
         &[
             ("OUTBOXD_PORTAL_FRAME_ANCESTORS", "https://platform.example"),
@@ -565,7 +478,7 @@ async fn the_portal_may_be_framed_by_the_configured_origins_only() {
         ],
     )
     .await;
-    let cookie = console.open(&console.link("acme").await).await;
+    let cookie = open(&console, &link(&console, "acme").await).await;
     let page = console
         .raw("GET", "/webhooks", &[("cookie", &cookie)], "")
         .await;

@@ -9,20 +9,7 @@ use std::time::{Duration, Instant};
 use outboxd_testkit::db::{add_webhook, publish_many};
 use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
 
-use crate::support::{delivered_counter, BIN};
-
-async fn ready(daemons: &[&Daemon]) {
-    for d in daemons {
-        assert!(
-            wait_until(Duration::from_secs(30), || async {
-                matches!(d.get("/readyz").await, Some((200, _)))
-            })
-            .await,
-            "daemon not ready\n{}",
-            d.log()
-        );
-    }
-}
+use crate::support::{delivered_counter, ready, BIN};
 
 async fn limit(client: &tokio_postgres::Client, webhook: i64, rate: i32) {
     client

@@ -17,7 +17,7 @@ use outboxd_testkit::receiver::{Receiver, Reply};
 use outboxd_testkit::{wait_for_count, wait_until, Daemon, TestDb};
 use tokio_postgres::Client;
 
-use crate::support::BIN;
+use crate::support::{ready, BIN};
 
 /// `n` webhooks `bulk-<i>`, each subscribed to `t<i>.*`, all at `url`.
 async fn add_many_webhooks(client: &Client, n: i64, url: &str) {
@@ -29,17 +29,6 @@ async fn add_many_webhooks(client: &Client, n: i64, url: &str) {
         )
         .await
         .expect("adding webhooks");
-}
-
-async fn ready(d: &Daemon) {
-    assert!(
-        wait_until(Duration::from_secs(30), || async {
-            matches!(d.get("/readyz").await, Some((200, _)))
-        })
-        .await,
-        "daemon not ready\n{}",
-        d.log()
-    );
 }
 
 /// Publishes a `late.created` event and waits until the `late` webhook has
@@ -82,8 +71,7 @@ async fn a_webhook_added_beside_10000_others_receives_within_a_second_on_two_rep
     add_many_webhooks(&client, 10_000, &receiver.url("/bulk")).await;
     let a = Daemon::start(BIN, &db.url, &[("OUTBOXD_POLL_INTERVAL", "10s")]);
     let b = Daemon::start(BIN, &db.url, &[("OUTBOXD_POLL_INTERVAL", "10s")]);
-    ready(&a).await;
-    ready(&b).await;
+    ready(&[&a, &b]).await;
 
     let (late, _) = add_webhook(&client, "late", &receiver.url("/late"), &["late.*"]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -161,8 +149,7 @@ async fn ten_thousand_webhooks_with_some_disabled_and_deleted_mid_run_deliver_th
     ];
     let a = Daemon::start(BIN, &db.url, &env);
     let b = Daemon::start(BIN, &db.url, &env);
-    ready(&a).await;
-    ready(&b).await;
+    ready(&[&a, &b]).await;
     // Every event fanned out, the victims' deliveries mostly waiting.
     wait_for_count(
         &client,
@@ -285,7 +272,7 @@ async fn a_flood_of_webhook_notifications_costs_a_few_reloads() {
     let receiver = Receiver::ok().await;
     add_many_webhooks(&client, 1_000, &receiver.url("/bulk")).await;
     let d = Daemon::start(BIN, &db.url, &[]);
-    ready(&d).await;
+    ready(&[&d]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = cpu_seconds(d.pid());
     // Any role may notify; distinct payloads are not folded into one.
@@ -396,7 +383,7 @@ async fn partitions_rotate_while_delivering_and_retention_keeps_what_is_younger(
     let before_v14 = "SELECT count(*) FROM outbox.attempt_partitions WHERE name = 'delivery_attempts_before_v14'";
     assert_eq!(count(&client, before_v14).await, 1);
     let d = Daemon::start(BIN, &db.url, &[("OUTBOXD_RETENTION", "20s")]);
-    ready(&d).await;
+    ready(&[&d]).await;
 
     // 50 events a second for 45 s; every few seconds, every attempt younger
     // than the retention must still be readable.

@@ -1,7 +1,11 @@
-//! What the end-to-end tests share: the binary under test and the delivery
-//! log as the tests compare it.
+//! What the end-to-end tests share: the binary under test, waiting for a
+//! daemon to be ready, the admin console as a client calls it (the admin's
+//! token, a session's cookie, raw requests, CSRF tokens), the CLI run as a
+//! child process, and the delivery log as the tests compare it.
 
-use outboxd_testkit::Daemon;
+use std::time::Duration;
+
+use outboxd_testkit::{http_request, wait_until, Daemon, HttpAnswer, TestDb};
 use tokio_postgres::Client;
 
 /// The `outboxd` binary cargo built for these tests.
@@ -66,4 +70,224 @@ pub async fn wait_for_deliveries_in(
     let sql = format!("SELECT count(*) FROM outbox.deliveries WHERE state = '{state}'");
     outboxd_testkit::wait_for_count(client, &sql, n, std::time::Duration::from_secs(30), daemons)
         .await;
+}
+
+/// What a run of the CLI did.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// A failure reported the way people need it: non-zero, one line.
+    pub fn assert_one_line_error(&self, contains: &str) {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "expected failure; stdout: {}",
+            self.stdout
+        );
+        let err = self.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "one line expected, got: {err}");
+        assert!(err.starts_with("outboxd: "), "{err}");
+        assert!(
+            err.contains(contains),
+            "{err:?} should mention {contains:?}"
+        );
+    }
+}
+
+/// Runs `outboxd <args>` against `db` with a clean environment (the
+/// platform's loopback targets allowed).
+pub async fn cli(db: &TestDb, args: &[&str]) -> Run {
+    cli_env(db, args, &[]).await
+}
+
+/// `cli` with variables added or overridden.
+pub async fn cli_env(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("running outboxd");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Waits until every daemon answers `/readyz` with 200 (failing with its
+/// log after 30 s).
+pub async fn ready(daemons: &[&Daemon]) {
+    for d in daemons {
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                matches!(d.get("/readyz").await, Some((200, _)))
+            })
+            .await,
+            "daemon not ready\n{}",
+            d.log()
+        );
+    }
+}
+
+/// A daemon serving the admin console and API on a loopback port, and the
+/// calls the tests make to it.
+pub struct Console {
+    pub port: u16,
+    pub daemon: Daemon,
+    /// The admin token `call` sends.
+    pub token: String,
+}
+
+impl Console {
+    /// The daemon with the console on a free loopback port, `token` set
+    /// (None: no token, open to loopback callers), and `env`.
+    pub async fn start(db: &TestDb, token: Option<&str>, env: &[(&str, &str)]) -> Console {
+        let (daemon, port) = Daemon::start_with_console(BIN, &db.url, token, env).await;
+        Console::at(port, daemon, token.unwrap_or_default())
+    }
+
+    /// A console started otherwise, whose admin token is `token`.
+    pub fn at(port: u16, daemon: Daemon, token: &str) -> Console {
+        Console {
+            port,
+            daemon,
+            token: token.to_owned(),
+        }
+    }
+
+    /// A request as given, no credentials added.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> HttpAnswer {
+        http_request(self.port, method, path, headers, body)
+            .await
+            .expect("the console answers")
+    }
+
+    /// An API call with the admin token and a JSON body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> HttpAnswer {
+        let auth = format!("Bearer {}", self.token);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw(
+            method,
+            path,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            &body,
+        )
+        .await
+    }
+
+    /// A call with a session's cookie (an admin's or a tenant's portal).
+    pub async fn with_cookie(
+        &self,
+        cookie: &str,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> HttpAnswer {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw(method, path, &[("cookie", cookie)], &body).await
+    }
+
+    /// Posts the login form with `token`.
+    pub async fn login(&self, token: &str) -> HttpAnswer {
+        self.raw(
+            "POST",
+            "/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("token={token}"),
+        )
+        .await
+    }
+
+    /// An admin session: the cookie the login with the admin token sets.
+    pub async fn admin_session(&self) -> String {
+        let r = self.login(&self.token).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        r.header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_owned()
+    }
+
+    /// The CSRF token of the form at `path`, for the session of `cookie`.
+    pub async fn csrf(&self, cookie: &str, path: &str) -> String {
+        let page = self.raw("GET", path, &[("cookie", cookie)], "").await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        csrf_of(&page.body)
+    }
+
+    /// Posts a form body (see `form`) with the session of `cookie`.
+    pub async fn post_form(&self, cookie: &str, path: &str, body: &str) -> HttpAnswer {
+        self.raw(
+            "POST",
+            path,
+            &[
+                ("cookie", cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            body,
+        )
+        .await
+    }
+}
+
+/// A form body of `fields`, URL-encoded.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |s: &str| -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The path (and query) of a URL.
+pub fn path_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    &rest[rest.find('/').unwrap()..]
+}
+
+/// The CSRF token a page's forms carry.
+pub fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the form carries a CSRF token")
+        .to_owned()
 }
