@@ -132,9 +132,11 @@ struct Posted {
     events: Vec<String>,
     headers: String,
     tenant: String,
-    rate_limit: String,
+    /// Absent (a client that does not know the field): left as it is.
+    rate_limit: Option<String>,
     ordered: bool,
-    ordering_policy: String,
+    /// Absent: left as it is (`skip` for a new webhook).
+    ordering_policy: Option<String>,
 }
 
 impl Posted {
@@ -152,10 +154,10 @@ impl Posted {
             events,
             headers: body.text("headers"),
             tenant: body.text("tenant").trim().to_owned(),
-            rate_limit: body.text("rate_limit"),
+            rate_limit: body.first("rate_limit").map(str::to_owned),
             // An unchecked box is not posted at all.
             ordered: body.first("ordered").is_some(),
-            ordering_policy: body.text("ordering_policy"),
+            ordering_policy: body.first("ordering_policy").map(str::to_owned),
         }
     }
 }
@@ -223,7 +225,11 @@ async fn write(
     posted: &Posted,
 ) -> Result<Saved, Error> {
     let headers = parse_headers(&posted.headers)?;
-    let rate_limit = validate::rate_limit_text(&posted.rate_limit)?.map(i64::from);
+    let rate_limit = posted
+        .rate_limit
+        .as_deref()
+        .map(|r| validate::rate_limit_text(r).map(|n| n.map(i64::from)))
+        .transpose()?;
     let form_tenant = Some(posted.tenant.clone()).filter(|t| !t.is_empty());
     let rules = &state.portal.rules;
     let change = WebhookChange {
@@ -235,9 +241,9 @@ async fn write(
             Some(_) => None,
             None => Some(form_tenant.clone()),
         },
-        rate_limit: Some(rate_limit),
+        rate_limit,
         ordered: Some(posted.ordered),
-        ordering_policy: Some(posted.ordering_policy.clone()),
+        ordering_policy: posted.ordering_policy.clone(),
     };
     let Some(id) = id else {
         let input = WebhookInput {
@@ -558,9 +564,9 @@ impl WebhookForm {
         self.url = posted.url;
         self.headers = posted.headers;
         self.tenant = posted.tenant;
-        self.rate_limit = posted.rate_limit;
+        self.rate_limit = posted.rate_limit.unwrap_or_default();
         self.ordered = posted.ordered;
-        self.ordering_policy = posted.ordering_policy;
+        self.ordering_policy = posted.ordering_policy.unwrap_or_else(|| "skip".into());
     }
 
     /// The catalog as options, `chosen` selected; chosen patterns that are
