@@ -182,8 +182,17 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     fill(&c, "#name", "Billing service").await;
     fill(&c, "#url", "billing.example/hooks").await;
     click(&c, "#events option[value='payment.received']").await;
+    fill(&c, "#rate_limit", "12").await;
+    c.find(Locator::Css("#ordering_policy"))
+        .await
+        .unwrap()
+        .select_by_value("halt")
+        .await
+        .unwrap();
     click(&c, "#save").await;
     text_when(&c, "#error-url", |t| t.contains("must start with http")).await;
+    let rate = c.find(Locator::Css("#rate_limit")).await.unwrap();
+    assert_eq!(rate.prop("value").await.unwrap().as_deref(), Some("12"));
     fill(&c, "#url", &receiver.url("/hooks")).await;
     let kept = c
         .find(Locator::Css("#events option[value='payment.received']"))
@@ -196,9 +205,27 @@ async fn an_admin_adds_a_webhook_tests_it_and_replays_a_failure_in_the_browser()
     shot(&c, "03-webhook-form").await;
     click(&c, "#save").await;
     let secret = text_when(&c, "#secret", |t| t.starts_with("whsec_")).await;
+    let settings = db
+        .client()
+        .await
+        .query_one(
+            "SELECT rate_limit, ordering_policy FROM outbox.webhooks",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            settings.get::<_, Option<i32>>(0),
+            settings.get::<_, String>(1)
+        ),
+        (Some(12), "halt".to_owned()),
+        "the rate limit and policy typed in the form"
+    );
 
     // Send Test Event: success on the page.
     c.goto(&format!("{base}/webhooks")).await.unwrap();
+    text_when(&c, ".rate-limit", |t| t == "12 requests/s").await;
     c.find(Locator::Css("select[name='event_type']"))
         .await
         .unwrap()

@@ -170,6 +170,19 @@ async fn bad_settings_are_refused_naming_the_field_and_what_it_takes() {
             .await;
         assert_refused(&r, field, says);
     }
+    // A body is an object, not the fields' values in a row.
+    for method in ["PATCH", "PUT"] {
+        let r = console
+            .raw(
+                method,
+                &path,
+                &[("authorization", &format!("Bearer {TOKEN}"))],
+                "[null, null]",
+            )
+            .await;
+        assert_eq!(r.status, 400, "{method}: {}", r.body);
+        assert!(r.body.contains("must be a JSON object"), "{}", r.body);
+    }
     assert_eq!(
         count(
             &db.client().await,

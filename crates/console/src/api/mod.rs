@@ -201,7 +201,15 @@ async fn bytes_of(req: Request) -> Result<Bytes, ApiError> {
     })
 }
 
+/// Every body is an object: serde would take a struct from an array of
+/// its fields' values too, which the document does not allow.
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed JSON: the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))
 }
