@@ -277,6 +277,44 @@ pub fn form(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// A public address for webhooks that are never sent to, so that no check
+/// resolves a name.
+pub const PUBLIC_URL: &str = "https://93.184.216.34/hooks";
+
+/// Catalogues `order.created`, which the console and the API require of
+/// a webhook's patterns.
+pub async fn catalog_order_created(db: &TestDb) {
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox.event_types (name, description, example_payload)
+             VALUES ('order.created', 'An order was placed.', '{\"order\": 1}')",
+        )
+        .await
+        .expect("cataloguing order.created");
+}
+
+/// An API error answer: its status, the field it names (when given) and
+/// a part of its message.
+pub fn assert_api_error(r: &HttpAnswer, status: u16, field: Option<&str>, contains: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    let body = r.json();
+    if let Some(field) = field {
+        assert_eq!(body["field"], field, "{}", r.body);
+    }
+    let e = body["error"].as_str().unwrap_or_default();
+    assert!(e.contains(contains), "{e:?} should mention {contains:?}");
+}
+
+/// The message a re-rendered form shows next to a field (`error-<field>`).
+pub fn form_error<'a>(page: &'a str, field: &str) -> &'a str {
+    let marker = format!("id=\"error-{field}\">");
+    page.split(&marker)
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("no error next to {field} on the page: {page}"))
+}
+
 /// The path (and query) of a URL.
 pub fn path_of(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);

@@ -7,36 +7,15 @@
 use std::time::Duration;
 
 use outboxd_testkit::db::count;
-use outboxd_testkit::{wait_until, Daemon, HttpAnswer, Receiver, TestDb};
+use outboxd_testkit::{wait_until, Daemon, Receiver, TestDb};
 use serde_json::json;
 
-use crate::support::{cli, cli_env, csrf_of, form, Console, BIN};
+use crate::support::{
+    assert_api_error, catalog_order_created, cli, cli_env, csrf_of, form, form_error, Console, BIN,
+    PUBLIC_URL,
+};
 
 const TOKEN: &str = "tenant-edits-token-0123456789abcdef";
-
-/// A public address, so that no check resolves a name.
-const PUBLIC_URL: &str = "https://93.184.216.34/hooks";
-
-async fn catalog(db: &TestDb) {
-    db.client()
-        .await
-        .batch_execute(
-            "INSERT INTO outbox.event_types (name, description, example_payload)
-             VALUES ('order.created', 'An order was placed.', '{\"order\": 1}')",
-        )
-        .await
-        .unwrap();
-}
-
-fn assert_refused(r: &HttpAnswer, status: u16, field: Option<&str>, contains: &str) {
-    assert_eq!(r.status, status, "{}", r.body);
-    let body = r.json();
-    if let Some(field) = field {
-        assert_eq!(body["field"], field, "{}", r.body);
-    }
-    let e = body["error"].as_str().unwrap_or_default();
-    assert!(e.contains(contains), "{e:?} should mention {contains:?}");
-}
 
 fn hook(
     name: &str,
@@ -64,7 +43,7 @@ async fn tenant_of(console: &Console, id: i64) -> serde_json::Value {
 #[tokio::test]
 async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_held_to_its_rules() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(
         &db,
         Some(TOKEN),
@@ -91,7 +70,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
         ),
     ] {
         let r = console.call("POST", "/api/webhooks", Some(body)).await;
-        assert_refused(&r, 400, Some(field), says);
+        assert_api_error(&r, 400, Some(field), says);
     }
     let acme = add(
         &console,
@@ -120,7 +99,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
         ),
     ] {
         let r = console.call("PUT", &path, Some(body)).await;
-        assert_refused(&r, 400, Some(field), says);
+        assert_api_error(&r, 400, Some(field), says);
     }
     let r = console
         .call(
@@ -129,7 +108,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
             Some(json!({"url": "http://169.254.169.254/latest"})),
         )
         .await;
-    assert_refused(&r, 400, Some("url"), "public address");
+    assert_api_error(&r, 400, Some("url"), "public address");
     let r = console
         .call(
             "PATCH",
@@ -137,7 +116,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
             Some(json!({"headers": {"content-type": "text/plain"}})),
         )
         .await;
-    assert_refused(&r, 400, Some("headers"), "content-type");
+    assert_api_error(&r, 400, Some("headers"), "content-type");
     let r = console
         .call(
             "PUT",
@@ -177,7 +156,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
                 Some(json!({"tenant": "acme"})),
             )
             .await;
-        assert_refused(&r, 400, Some(field), "tenant");
+        assert_api_error(&r, 400, Some(field), "tenant");
         assert_eq!(tenant_of(&console, id).await, json!(null));
     }
 
@@ -194,12 +173,12 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
             Some(hook("acme c", PUBLIC_URL, Some("acme"), json!({}))),
         )
         .await;
-    assert_refused(&r, 409, None, "OUTBOXD_MAX_WEBHOOKS_PER_TENANT");
+    assert_api_error(&r, 409, None, "OUTBOXD_MAX_WEBHOOKS_PER_TENANT");
     let clean_path = format!("/api/webhooks/{clean}");
     let r = console
         .call("PATCH", &clean_path, Some(json!({"tenant": "acme"})))
         .await;
-    assert_refused(&r, 409, None, "tenant acme has 2 webhooks");
+    assert_api_error(&r, 409, None, "tenant acme has 2 webhooks");
     let r = console
         .call(
             "PUT",
@@ -207,7 +186,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
             Some(hook("clean", PUBLIC_URL, Some("acme"), json!({}))),
         )
         .await;
-    assert_refused(&r, 409, None, "tenant acme has 2 webhooks");
+    assert_api_error(&r, 409, None, "tenant acme has 2 webhooks");
     assert_eq!(tenant_of(&console, clean).await, json!(null));
 
     // null makes a webhook the platform's; then there is room to move one in.
@@ -226,7 +205,7 @@ async fn an_admin_adding_editing_or_moving_a_tenants_webhook_over_the_api_is_hel
 #[tokio::test]
 async fn an_admin_editing_a_tenants_webhook_in_the_console_is_held_to_its_rules() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(&db, Some(TOKEN), &[]).await;
     let acme = add(&console, hook("acme", PUBLIC_URL, Some("acme"), json!({}))).await;
     let platform = add(
@@ -261,25 +240,21 @@ async fn an_admin_editing_a_tenants_webhook_in_the_console_is_held_to_its_rules(
             ("ordering_policy", "skip"),
         ])
     };
-    for (body, error_id, says) in [
+    for (body, field, says) in [
         (
             post(PUBLIC_URL, "X-Forwarded-For: 10.0.0.1", "acme"),
-            "error-headers",
+            "headers",
             "X-Forwarded-For cannot be set on a tenant",
         ),
         (
             post("http://10.0.0.5/", "", "acme"),
-            "error-url",
+            "url",
             "public address",
         ),
     ] {
         let r = console.post_form(&cookie, &edit_path, &body).await;
         assert_eq!(r.status, 400, "{}", r.body);
-        let error = r
-            .body
-            .split(&format!("id=\"{error_id}\">"))
-            .nth(1)
-            .unwrap_or_else(|| panic!("{error_id} on the page: {}", r.body));
+        let error = form_error(&r.body, field);
         assert!(error.contains(says), "{error}");
     }
     // Moving the platform's webhook into the tenant with its forwarding header.
@@ -291,7 +266,11 @@ async fn an_admin_editing_a_tenants_webhook_in_the_console_is_held_to_its_rules(
         )
         .await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("id=\"error-headers\""), "{}", r.body);
+    assert!(
+        form_error(&r.body, "headers").contains("x-forwarded-for"),
+        "{}",
+        r.body
+    );
     assert_eq!(tenant_of(&console, platform).await, json!(null));
     let headers = db
         .client()

@@ -5,35 +5,16 @@
 //! `show` and `list`.
 
 use outboxd_testkit::db::count;
-use outboxd_testkit::{HttpAnswer, TestDb};
+use outboxd_testkit::TestDb;
 use serde_json::json;
 
-use crate::support::{cli, csrf_of, form, path_of, Console};
+use crate::support::{
+    assert_api_error, catalog_order_created, cli, csrf_of, form, form_error, path_of, Console,
+    PUBLIC_URL,
+};
 use crate::tenants::TENANT_LOOPBACK;
 
 const TOKEN: &str = "settings-token-0123456789abcdef";
-
-/// A public address, so that no check resolves a name.
-const PUBLIC_URL: &str = "https://93.184.216.34/hooks";
-
-async fn catalog(db: &TestDb) {
-    db.client()
-        .await
-        .batch_execute(
-            "INSERT INTO outbox.event_types (name, description, example_payload)
-             VALUES ('order.created', 'An order was placed.', '{\"order\": 1}')",
-        )
-        .await
-        .unwrap();
-}
-
-fn assert_refused(r: &HttpAnswer, field: &str, contains: &str) {
-    assert_eq!(r.status, 400, "{}", r.body);
-    let body = r.json();
-    assert_eq!(body["field"], field, "{}", r.body);
-    let e = body["error"].as_str().unwrap_or_default();
-    assert!(e.contains(contains), "{e:?} should mention {contains:?}");
-}
 
 /// The three settings as the API shows webhook `id`.
 async fn settings(console: &Console, id: i64) -> serde_json::Value {
@@ -52,7 +33,7 @@ fn body(name: &str) -> serde_json::Value {
 #[tokio::test]
 async fn the_api_sets_reads_back_and_clears_the_rate_limit_and_the_policy() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(&db, Some(TOKEN), &[]).await;
 
     let mut add = body("limited");
@@ -139,7 +120,7 @@ async fn the_api_sets_reads_back_and_clears_the_rate_limit_and_the_policy() {
 #[tokio::test]
 async fn bad_settings_are_refused_naming_the_field_and_what_it_takes() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(&db, Some(TOKEN), &[]).await;
     let created = console
         .call("POST", "/api/webhooks", Some(body("plain")))
@@ -162,13 +143,13 @@ async fn bad_settings_are_refused_naming_the_field_and_what_it_takes() {
         let r = console
             .call("POST", "/api/webhooks", Some(add.clone()))
             .await;
-        assert_refused(&r, field, says);
+        assert_api_error(&r, 400, Some(field), says);
         let r = console.call("PUT", &path, Some(add)).await;
-        assert_refused(&r, field, says);
+        assert_api_error(&r, 400, Some(field), says);
         let r = console
             .call("PATCH", &path, Some(json!({ field: value })))
             .await;
-        assert_refused(&r, field, says);
+        assert_api_error(&r, 400, Some(field), says);
     }
     // A body is an object, not the fields' values in a row.
     for method in ["PATCH", "PUT"] {
@@ -213,7 +194,7 @@ fn form_of(csrf: &str, name: &str, rate_limit: &str, ordered: bool, policy: &str
 #[tokio::test]
 async fn the_console_form_sets_shows_and_clears_the_settings() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let client = db.client().await;
     let console = Console::start(&db, Some(TOKEN), &[]).await;
     let cookie = console.admin_session().await;
@@ -277,10 +258,10 @@ async fn the_console_form_sets_shows_and_clears_the_settings() {
 
     // Bad values come back on the form, next to their field, nothing saved.
     let csrf = csrf_of(&edit.body);
-    for (rate, policy, error_id, says) in [
-        ("0", "skip", "error-rate_limit", "at least 1"),
-        ("lots", "skip", "error-rate_limit", "at least 1"),
-        ("5", "sometimes", "error-ordering_policy", "halt"),
+    for (rate, policy, field, says) in [
+        ("0", "skip", "rate_limit", "at least 1"),
+        ("lots", "skip", "rate_limit", "at least 1"),
+        ("5", "sometimes", "ordering_policy", "halt"),
     ] {
         let r = console
             .post_form(
@@ -290,11 +271,7 @@ async fn the_console_form_sets_shows_and_clears_the_settings() {
             )
             .await;
         assert_eq!(r.status, 400, "{}", r.body);
-        let error = r
-            .body
-            .split(&format!("id=\"{error_id}\">"))
-            .nth(1)
-            .unwrap_or_else(|| panic!("{error_id} on the page: {}", r.body));
+        let error = form_error(&r.body, field);
         assert!(error.contains(says), "{error}");
         assert!(
             r.body.contains(&format!("value=\"{rate}\"")),
@@ -321,7 +298,7 @@ async fn the_console_form_sets_shows_and_clears_the_settings() {
 #[tokio::test]
 async fn a_tenant_sets_the_settings_on_its_own_webhooks_only() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(&db, Some(TOKEN), &[TENANT_LOOPBACK]).await;
     let mut theirs = body("globex's");
     theirs["tenant"] = json!("globex");
@@ -540,7 +517,7 @@ async fn the_cli_adds_edits_shows_and_lists_the_settings() {
 #[tokio::test]
 async fn an_ordered_webhook_is_accepted_by_the_api_the_form_and_the_cli() {
     let db = TestDb::new().await;
-    catalog(&db).await;
+    catalog_order_created(&db).await;
     let console = Console::start(&db, Some(TOKEN), &[]).await;
 
     let mut add = body("ordered");

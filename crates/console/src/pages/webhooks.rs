@@ -50,20 +50,25 @@ async fn list_page(ctx: Ctx, client: &Client) -> PageResult {
         .into_iter()
         .map(WebhookRow::from)
         .collect();
+    Ok(render(
+        StatusCode::OK,
+        &Webhooks {
+            l: ctx.l,
+            rows,
+            event_types: test_types(client).await?,
+        },
+    ))
+}
+
+/// The event types a test event may have: the catalog's and the default.
+async fn test_types(client: &Client) -> Result<Vec<String>, Error> {
     let mut types: Vec<String> = event_types::list(client)
         .await?
         .into_iter()
         .map(|t| t.name)
         .collect();
     types.push(test_event::DEFAULT_EVENT_TYPE.into());
-    Ok(render(
-        StatusCode::OK,
-        &Webhooks {
-            l: ctx.l,
-            rows,
-            event_types: types,
-        },
-    ))
+    Ok(types)
 }
 
 /// One webhook's section of the list, on a page of its own.
@@ -71,18 +76,12 @@ async fn detail(ctx: Ctx, db: Db, Path(id): Path<String>) -> PageResult {
     let id = id_of(&id)?;
     ctx.caller.owns_webhook(&db, id).await?;
     let row = WebhookRow::from(webhooks::get(&db, id).await?);
-    let mut types: Vec<String> = event_types::list(&db)
-        .await?
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    types.push(test_event::DEFAULT_EVENT_TYPE.into());
     Ok(render(
         StatusCode::OK,
         &Webhooks {
             l: ctx.l,
             rows: vec![row],
-            event_types: types,
+            event_types: test_types(&db).await?,
         },
     ))
 }

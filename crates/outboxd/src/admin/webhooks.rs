@@ -144,6 +144,18 @@ async fn show(args: WebhookShowArgs) -> Result<()> {
     Ok(())
 }
 
+/// Warns of patterns the catalog does not know: most often a typo. The
+/// CLI only warns, for scripts that add a webhook before its types are
+/// catalogued.
+async fn warn_uncatalogued(client: &tokio_postgres::Client, patterns: &[String]) -> Result<()> {
+    for p in ops::uncatalogued(client, patterns).await? {
+        eprintln!(
+            "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
+        );
+    }
+    Ok(())
+}
+
 /// The tenants' rules as the daemon applies them.
 fn rules_of(args: &WebhookRuleArgs) -> outboxd_admin::tenants::Rules {
     outboxd_admin::tenants::Rules {
@@ -201,11 +213,7 @@ async fn add(args: WebhookAddArgs) -> Result<()> {
     let rules = rules_of(&args.rules);
     let checked = input.check_with(&rules).map_err(flag_error)?;
     let client = connect(&args.db).await?;
-    for p in ops::uncatalogued(&client, &checked.event_types).await? {
-        eprintln!(
-            "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
-        );
-    }
+    warn_uncatalogued(&client, &checked.event_types).await?;
     let targets = targets_for(checked.tenant.as_deref(), &args.rules);
     let created = ops::create_with(&client, checked, &targets, &rules)
         .await
@@ -269,11 +277,7 @@ async fn edit(args: WebhookEditArgs) -> Result<()> {
         .await
         .map_err(flag_error)?;
     if events_given {
-        for p in ops::uncatalogued(&client, &checked.event_types).await? {
-            eprintln!(
-                "warning: {p:?} matches no event type in the catalog; check the spelling (`outboxd event-types list`)"
-            );
-        }
+        warn_uncatalogued(&client, &checked.event_types).await?;
     }
     ops::update(&client, hook.id, &checked, &rules)
         .await
