@@ -646,14 +646,7 @@ async fn saving_a_webhook_the_ssrf_guard_would_refuse_warns_with_the_setting() {
     assert_eq!(public.json()["warnings"], json!([]), "{}", public.body);
 
     // The console's form shows the same warning above the new secret.
-    let login = admin.login(TOKEN).await;
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = admin.admin_session().await;
     let csrf = admin.csrf(&cookie, "/webhooks/new").await;
     let saved = admin
         .post_form(
@@ -913,14 +906,7 @@ async fn deeply_nested_payloads_and_examples_are_shown_not_a_crash() {
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         assert!(r.body.contains(&nested), "{path}: {}", r.body);
     }
-    let login = admin.login(TOKEN).await;
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = admin.admin_session().await;
     for path in [
         format!("/deliveries/{delivery}"),
         "/event-types".into(),

@@ -441,15 +441,7 @@ async fn signing_out_ends_an_admin_session_on_every_replica() {
     let db = TestDb::new().await;
     let one = start(&db, &[]).await;
     let two = start(&db, &[]).await;
-    let login = one.login(TOKEN).await;
-    assert_eq!(login.status, 303);
-    let cookie = login
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = one.admin_session().await;
     let page = two
         .raw("GET", "/webhooks", &[("cookie", &cookie)], "")
         .await;

@@ -3,6 +3,11 @@
 //! rotate); the list shows health from the delivery log rather than
 //! configuration alone, since "is this endpoint working" is asked first.
 //!
+//! An edit is checked as the webhook it makes (`WebhookChange::over` the
+//! stored row), so the rules of the tenant it will belong to apply whoever
+//! edits it: a tenant in its portal, or an admin editing a tenant's webhook
+//! or moving one into a tenant.
+//!
 //! Custom header values are credentials as often as not (`authorization`,
 //! an API key under any name), so every view shows their names with the
 //! value `HIDDEN`; `header_values` gives them on explicit request, and an
