@@ -283,6 +283,24 @@ async fn an_admin_editing_a_tenants_webhook_in_the_console_is_held_to_its_rules(
         .unwrap()
         .get::<_, String>(0);
     assert_eq!(headers, "{}", "nothing refused was saved");
+
+    // A form that does not post the tenant leaves it; a blank one is the platform.
+    let without_tenant = form(&[
+        ("csrf", csrf.as_str()),
+        ("name", "acme renamed"),
+        ("url", PUBLIC_URL),
+        ("events", "order.created"),
+    ]);
+    let r = console
+        .post_form(&cookie, &edit_path, &without_tenant)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(tenant_of(&console, acme).await, "acme");
+    let r = console
+        .post_form(&cookie, &edit_path, &post(PUBLIC_URL, "", ""))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(tenant_of(&console, acme).await, json!(null));
 }
 
 #[tokio::test]

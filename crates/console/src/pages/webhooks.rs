@@ -130,7 +130,9 @@ struct Posted {
     url: String,
     events: Vec<String>,
     headers: String,
-    tenant: String,
+    /// Absent (a portal's form, or a client that does not post it): an
+    /// edit leaves the tenant as it is; blank: the platform.
+    tenant: Option<String>,
     /// Absent (a client that does not know the field): left as it is.
     rate_limit: Option<String>,
     ordered: bool,
@@ -152,7 +154,7 @@ impl Posted {
             url: body.text("url").trim().to_owned(),
             events,
             headers: body.text("headers"),
-            tenant: body.text("tenant").trim().to_owned(),
+            tenant: body.first("tenant").map(|t| t.trim().to_owned()),
             rate_limit: body.first("rate_limit").map(str::to_owned),
             // An unchecked box is not posted at all.
             ordered: body.first("ordered").is_some(),
@@ -229,7 +231,11 @@ async fn write(
         .as_deref()
         .map(|r| validate::rate_limit_text(r).map(|n| n.map(i64::from)))
         .transpose()?;
-    let form_tenant = Some(posted.tenant.clone()).filter(|t| !t.is_empty());
+    // None: not posted (kept as it is); Some(None): blank (the platform's).
+    let form_tenant = posted
+        .tenant
+        .clone()
+        .map(|t| Some(t).filter(|t| !t.is_empty()));
     let rules = &state.portal.rules;
     let change = WebhookChange {
         name: Some(posted.name.clone()),
@@ -238,7 +244,7 @@ async fn write(
         headers: Some(headers),
         tenant: match ctx.caller.tenant() {
             Some(_) => None,
-            None => Some(form_tenant.clone()),
+            None => form_tenant.clone(),
         },
         rate_limit,
         ordered: Some(posted.ordered),
@@ -252,7 +258,7 @@ async fn write(
             headers: change.headers.clone().unwrap_or_default(),
             tenant: match ctx.caller.tenant() {
                 Some(t) => Some(t.to_owned()),
-                None => form_tenant,
+                None => form_tenant.flatten(),
             },
             rate_limit: change.rate_limit,
             ordered: change.ordered,
@@ -562,7 +568,7 @@ impl WebhookForm {
         self.name = posted.name;
         self.url = posted.url;
         self.headers = posted.headers;
-        self.tenant = posted.tenant;
+        self.tenant = posted.tenant.unwrap_or_default();
         self.rate_limit = posted.rate_limit.unwrap_or_default();
         self.ordered = posted.ordered;
         self.ordering_policy = posted.ordering_policy.unwrap_or_else(|| "skip".into());
