@@ -23,25 +23,6 @@ async fn start(db: &TestDb, env: &[(&str, &str)]) -> Console {
     Console::start(db, Some(TOKEN), &all).await
 }
 
-/// A portal link for `tenant`, made through the API.
-async fn link(console: &Console, tenant: &str) -> String {
-    let r = console
-        .call("POST", &format!("/api/tenants/{tenant}/portal-link"), None)
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()["url"].as_str().unwrap().to_owned()
-}
-
-/// Opens a link; the session cookie it sets.
-async fn open(console: &Console, url: &str) -> String {
-    let r = console.raw("GET", path_of(url), &[], "").await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(r.header("location"), Some("/webhooks"));
-    let set = r.header("set-cookie").expect("a session cookie").to_owned();
-    assert!(set.contains("HttpOnly"), "{set}");
-    set.split(';').next().unwrap().to_owned()
-}
-
 /// `outboxd portal-link` with only the given environment.
 fn portal_link_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Output {
     let mut cmd = std::process::Command::new(BIN);
@@ -141,13 +122,13 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
     let db = TestDb::new().await;
     let console = start(&db, &[("OUTBOXD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
     let w = world(&db).await;
-    let url = link(&console, "acme").await;
+    let url = console.portal_link("acme").await;
     assert!(
         url.starts_with(&format!("http://127.0.0.1:{}/portal/open?", console.port)),
         "{url}"
     );
     assert!(!url.contains(TOKEN));
-    let cookie = open(&console, &url).await;
+    let cookie = console.open_portal_link(&url).await;
 
     // Its own webhooks and deliveries.
     let list = console
@@ -386,7 +367,7 @@ async fn a_portal_session_reaches_its_own_tenants_data_only() {
 async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
     let db = TestDb::new().await;
     let console = start(&db, &[]).await;
-    let url = link(&console, "acme").await;
+    let url = console.portal_link("acme").await;
     let tampered = url.replace("tenant=acme", "tenant=globex");
     for bad in [
         tampered.as_str(),
@@ -398,7 +379,7 @@ async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
         assert!(r.header("set-cookie").is_none());
         assert!(r.body.contains("Go back to the site"), "{}", r.body);
     }
-    open(&console, &url).await;
+    console.open_portal_link(&url).await;
     let replayed = console.raw("GET", path_of(&url), &[], "").await;
     assert_eq!(replayed.status, 401);
     assert!(replayed.body.contains("used already"), "{}", replayed.body);
@@ -430,7 +411,9 @@ async fn tampered_expired_and_replayed_links_answer_401_with_what_to_do() {
         format!("http://127.0.0.1:{}", console.port),
     );
     let fresh = portal_link_cli(&["--tenant", "acme"], &[token.clone(), console_url]);
-    open(&console, String::from_utf8(fresh.stdout).unwrap().trim()).await;
+    console
+        .open_portal_link(String::from_utf8(fresh.stdout).unwrap().trim())
+        .await;
     let bad_tenant = portal_link_cli(&["--tenant", "Not Valid"], &[token, listen]);
     assert!(!bad_tenant.status.success());
     assert!(String::from_utf8_lossy(&bad_tenant.stderr).contains("--tenant"));
@@ -470,7 +453,9 @@ async fn the_portal_may_be_framed_by_the_configured_origins_only() {
         ],
     )
     .await;
-    let cookie = open(&console, &link(&console, "acme").await).await;
+    let cookie = console
+        .open_portal_link(&console.portal_link("acme").await)
+        .await;
     let page = console
         .raw("GET", "/webhooks", &[("cookie", &cookie)], "")
         .await;

@@ -236,6 +236,25 @@ impl Console {
             .to_owned()
     }
 
+    /// A portal link for `tenant`, made through the API.
+    pub async fn portal_link(&self, tenant: &str) -> String {
+        let r = self
+            .call("POST", &format!("/api/tenants/{tenant}/portal-link"), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["url"].as_str().unwrap().to_owned()
+    }
+
+    /// Opens a portal link; the session cookie it sets.
+    pub async fn open_portal_link(&self, url: &str) -> String {
+        let r = self.raw("GET", path_of(url), &[], "").await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(r.header("location"), Some("/webhooks"));
+        let set = r.header("set-cookie").expect("a session cookie").to_owned();
+        assert!(set.contains("HttpOnly"), "{set}");
+        set.split(';').next().unwrap().to_owned()
+    }
+
     /// The CSRF token of the form at `path`, for the session of `cookie`.
     pub async fn csrf(&self, cookie: &str, path: &str) -> String {
         let page = self.raw("GET", path, &[("cookie", cookie)], "").await;

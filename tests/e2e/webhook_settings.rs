@@ -9,8 +9,7 @@ use outboxd_testkit::TestDb;
 use serde_json::json;
 
 use crate::support::{
-    assert_api_error, catalog_order_created, cli, csrf_of, form, form_error, path_of, Console,
-    PUBLIC_URL,
+    assert_api_error, catalog_order_created, cli, csrf_of, form, form_error, Console, PUBLIC_URL,
 };
 use crate::tenants::TENANT_LOOPBACK;
 
@@ -306,17 +305,8 @@ async fn a_tenant_sets_the_settings_on_its_own_webhooks_only() {
     assert_eq!(theirs.status, 201, "{}", theirs.body);
     let theirs = theirs.json()["id"].as_i64().unwrap();
 
-    let link = console
-        .call("POST", "/api/tenants/acme/portal-link", None)
-        .await;
-    let url = link.json()["url"].as_str().unwrap().to_owned();
-    let opened = console.raw("GET", path_of(&url), &[], "").await;
-    assert_eq!(opened.status, 303, "{}", opened.body);
-    let cookie = opened
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_owned();
+    let url = console.portal_link("acme").await;
+    let cookie = console.open_portal_link(&url).await;
 
     // The API with the portal's session.
     let mut add = body("acme's");
