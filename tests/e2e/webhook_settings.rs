@@ -448,6 +448,32 @@ async fn the_cli_adds_edits_shows_and_lists_the_settings() {
     assert_eq!(r.get::<_, String>(3), PUBLIC_URL);
     let edit = cli(&db, &["webhooks", "edit", "Partner", "--rate-limit", "3"]).await;
     assert!(edit.ok(), "{}", edit.stderr);
+    let edit = cli(
+        &db,
+        &[
+            "webhooks",
+            "edit",
+            "Partner",
+            "--events",
+            "order.*,payment.received",
+            "--header",
+            "authorization=Bearer b",
+        ],
+    )
+    .await;
+    assert!(edit.ok(), "{}", edit.stderr);
+    let r = row("SELECT event_types, headers::text, rate_limit FROM outbox.webhooks").await;
+    assert_eq!(r.get::<_, Vec<String>>(0), ["order.*", "payment.received"]);
+    assert_eq!(r.get::<_, String>(1), r#"{"authorization": "Bearer b"}"#);
+    assert_eq!(r.get::<_, Option<i32>>(2), Some(3), "the limit stays");
+    let edit = cli(&db, &["webhooks", "edit", "Partner", "--clear-headers"]).await;
+    assert!(edit.ok(), "{}", edit.stderr);
+    assert_eq!(
+        row("SELECT headers::text FROM outbox.webhooks")
+            .await
+            .get::<_, String>(0),
+        "{}"
+    );
 
     let list = cli(&db, &["webhooks", "list"]).await;
     let header = list.stdout.lines().next().unwrap_or_default();
