@@ -257,6 +257,16 @@ async fn an_admin_editing_a_tenants_webhook_in_the_console_is_held_to_its_rules(
         let error = form_error(&r.body, field);
         assert!(error.contains(says), "{error}");
     }
+    // Adding one with the tenant set.
+    let r = console
+        .post_form(
+            &cookie,
+            "/webhooks/new",
+            &post("http://127.0.0.1:9/", "", "acme"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(form_error(&r.body, "url").contains("127.0.0.1 is loopback"));
     // Moving the platform's webhook into the tenant with its forwarding header.
     let r = console
         .post_form(
