@@ -1657,7 +1657,7 @@ CREATE INDEX console_sessions_expiry ON outbox.console_sessions USING btree (exp
 -- Name: deliveries_due; Type: INDEX; Schema: outbox; Owner: -
 --
 
-CREATE INDEX deliveries_due ON outbox.deliveries USING btree (webhook_id, next_attempt_at) WHERE (state = 'pending'::text);
+CREATE INDEX deliveries_due ON outbox.deliveries USING btree (webhook_id, LEAST(attempts, 1), next_attempt_at) WHERE (state = 'pending'::text);
 
 --
 -- Name: deliveries_failed; Type: INDEX; Schema: outbox; Owner: -

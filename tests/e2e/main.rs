@@ -13,6 +13,7 @@ mod console_browser;
 mod console_openapi;
 mod faults;
 mod hostile;
+mod lanes;
 mod listeners;
 mod operations;
 mod pipeline;

@@ -29,6 +29,8 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 use tokio_postgres::{Client, Config, NoTls};
 
+mod lanes;
+
 #[derive(Debug, Parser)]
 #[command(about = "Measures outboxd: drain, fan-out, latency, host insert cost, CPU and memory")]
 struct Args {
@@ -64,7 +66,8 @@ struct Args {
     /// The limit of the rate-limited webhook in the rate run, requests per second
     #[arg(long, default_value_t = 200)]
     rate_limit: i32,
-    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate,many,sparse,dead)
+    /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate,many,sparse,dead,
+    /// retry-backlog,recovery)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the measurements, the chaos soak for this long (e.g. 10m):
@@ -421,6 +424,7 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
             ),
         });
     }
+    rows.extend(lanes::runs(only, &db, &tally, &mut daemon, &receiver_url, &args).await?);
     rows.push(Row {
         name: "daemon CPU while idle".into(),
         value: format!("{:.2}% of a core", idle_cpu * 100.0),

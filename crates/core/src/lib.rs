@@ -6,6 +6,7 @@
 pub mod address;
 pub mod breaker;
 pub mod descriptors;
+pub mod lanes;
 pub mod matching;
 pub mod message;
 pub mod ordering;
@@ -21,6 +22,7 @@ pub mod wakeup;
 pub mod window;
 
 pub use breaker::{Breaker, BreakerPolicy};
+pub use lanes::{Lane, Rooms};
 pub use matching::{
     any_matches, is_valid_event_type, is_valid_pattern, pattern_matches, Subscriptions,
 };

@@ -72,7 +72,7 @@ impl Windows {
 }
 
 /// A quarter of a window, at least one delivery.
-fn share(window: usize) -> usize {
+pub(crate) fn share(window: usize) -> usize {
     (window / 4).max(1)
 }
 

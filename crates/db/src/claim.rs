@@ -8,7 +8,11 @@
 //! any replica's circuit breaker (`outbox.webhook_health`) and has room,
 //! locks its oldest due rows (at most the room) with `FOR UPDATE SKIP
 //! LOCKED` and marks them `in_flight` under a lease deadline and a new
-//! fencing token. The walk stops as soon as the claim has its fill. The
+//! fencing token. A webhook's due rows come in two lanes
+//! (`outboxd_core::lanes`), each a range of the same index: first
+//! attempts first, then retries within the room they may fill, so a
+//! backlog of retries never sorts ahead of a fresh event. The walk stops
+//! as soon as the claim has its fill. The
 //! deliverer names only the webhooks whose room is not the default (those
 //! holding something, paused or gone), so idle webhooks cost nothing, and
 //! one webhook's backlog cannot crowd out another's. No lock is held during
@@ -19,12 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use outboxd_core::lanes::Rooms;
 
 use crate::{Error, Pool};
 
 /// `$1` the webhook to start the walk at, `$2` a JSON object of the rooms
-/// that are not `$3` (keyed by webhook id: looked up by binary search),
-/// `$4` the most rows in all, `$6` the most payload bytes (the rows taken
+/// that are not `$3` for first attempts and `$7` for retries (keyed by
+/// webhook id, looked up by binary search; each `[fresh, retries]`), `$4`
+/// the most rows in all, `$6` the most payload bytes (the rows taken
 /// in walk order while their payloads fit, the first one always), counted
 /// as stored: reading the size costs nothing, while printing a large jsonb
 /// to measure it costs as much as sending it. A compressed payload counts
@@ -32,7 +38,11 @@ use crate::{Error, Pool};
 /// it has seen, bounds that. The locked ids go through `= ANY
 /// (ARRAY(...))` so that the update finds its rows by primary key: joined
 /// as a set, the planner (guessing a few hundred rows) chose a scan of the
-/// whole table.
+/// whole table. The lanes are `least(attempts, 1)`, the second column of
+/// `deliveries_due` (migrations/V22): 0 for a first attempt, 1 for a retry.
+/// Each lane locks in a subquery of its own (`FOR UPDATE` is not allowed
+/// on a `UNION` itself); the union's `LIMIT` keeps the two within the
+/// webhook's whole room.
 const CLAIM: &str = "
 WITH RECURSIVE walk(webhook_id) AS (
     (SELECT webhook_id FROM outbox.deliveries
@@ -58,16 +68,32 @@ UPDATE outbox.deliveries d
           FROM (
            SELECT l.id, row_number() OVER () AS n
              FROM walk w
-            CROSS JOIN LATERAL (SELECT coalesce(($2::jsonb ->> w.webhook_id::text)::int8, $3)) AS r(room)
             CROSS JOIN LATERAL (
-                  SELECT id
-                    FROM outbox.deliveries
-                   WHERE state = 'pending'
-                     AND webhook_id = w.webhook_id
-                     AND next_attempt_at <= now()
-                   ORDER BY next_attempt_at
-                   LIMIT r.room
-                     FOR UPDATE SKIP LOCKED) l
+                  SELECT coalesce(($2::jsonb -> w.webhook_id::text ->> 0)::int8, $3),
+                         coalesce(($2::jsonb -> w.webhook_id::text ->> 1)::int8, $7)) AS r(room, retries)
+            CROSS JOIN LATERAL (
+                  SELECT id FROM (
+                      SELECT id
+                        FROM outbox.deliveries
+                       WHERE state = 'pending'
+                         AND webhook_id = w.webhook_id
+                         AND least(attempts, 1) = 0
+                         AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at
+                       LIMIT r.room
+                         FOR UPDATE SKIP LOCKED) fresh
+                  UNION ALL
+                  SELECT id FROM (
+                      SELECT id
+                        FROM outbox.deliveries
+                       WHERE state = 'pending'
+                         AND webhook_id = w.webhook_id
+                         AND least(attempts, 1) = 1
+                         AND next_attempt_at <= now()
+                       ORDER BY next_attempt_at
+                       LIMIT r.retries
+                         FOR UPDATE SKIP LOCKED) retry
+                  LIMIT r.room) l
             WHERE w.webhook_id IS NOT NULL
               AND r.room > 0
               AND EXISTS (SELECT 1 FROM outbox.webhooks wh
@@ -118,21 +144,24 @@ pub struct Wants {
     /// Where the walk over the webhooks starts (the webhook the last claim
     /// ended at; 0 from the start).
     pub from_webhook: i64,
-    /// Room of a webhook not listed.
-    pub default: i64,
+    /// Room of a webhook not listed, per lane.
+    pub default: Rooms,
     /// Webhooks whose room is not the default.
-    pub rooms: HashMap<i64, i64>,
+    pub rooms: HashMap<i64, Rooms>,
     /// Payload bytes the claim may bring in.
     pub bytes: i64,
 }
 
 impl Wants {
-    /// Only these webhooks, with these rooms.
-    pub fn only(rooms: &[(i64, i64)]) -> Self {
+    /// Only these webhooks, with these rooms (for either lane).
+    pub fn only(rooms: &[(i64, usize)]) -> Self {
         Self {
             from_webhook: 0,
-            default: 0,
-            rooms: rooms.iter().copied().collect(),
+            default: Rooms::default(),
+            rooms: rooms
+                .iter()
+                .map(|&(id, room)| (id, Rooms::both(room)))
+                .collect(),
             bytes: i64::MAX,
         }
     }
@@ -147,14 +176,19 @@ pub async fn claim(
     limit: i64,
     lease: Duration,
 ) -> Result<Vec<Claimed>, Error> {
-    let no_room = wants.default <= 0 && wants.rooms.values().all(|&r| r <= 0);
+    let no_room = wants.default.fresh == 0 && wants.rooms.values().all(|r| r.fresh == 0);
     if limit <= 0 || wants.bytes <= 0 || no_room {
         return Ok(Vec::new());
     }
     let rooms: serde_json::Map<String, serde_json::Value> = wants
         .rooms
         .iter()
-        .map(|(id, room)| (id.to_string(), (*room).max(0).into()))
+        .map(|(id, room)| {
+            (
+                id.to_string(),
+                serde_json::json!([room.fresh, room.retries]),
+            )
+        })
         .collect();
     let rooms = serde_json::Value::Object(rooms);
     let lease_ms = lease.as_secs_f64() * 1000.0;
@@ -166,10 +200,11 @@ pub async fn claim(
             &[
                 &wants.from_webhook,
                 &rooms,
-                &wants.default,
+                &(wants.default.fresh as i64),
                 &limit,
                 &lease_ms,
                 &wants.bytes,
+                &(wants.default.retries as i64),
             ],
         )
         .await?;

@@ -57,7 +57,9 @@ impl Room {
         Arc::new(Self {
             windows,
             inner: Mutex::new(RoomInner {
-                default: windows.full(),
+                // A webhook holding nothing: its whole room for fresh
+                // deliveries (`outboxd_core::lanes`).
+                default: windows.full_rooms().fresh,
                 ..RoomInner::default()
             }),
             published: Notify::new(),
@@ -211,8 +213,9 @@ pub struct Handoff {
 mod tests {
     use super::*;
 
-    /// A webhook's whole window here: 16 deliveries (one request slot).
-    const W: usize = outboxd_core::window::FACTOR;
+    /// A webhook's whole room for fresh deliveries here: 24 (one request
+    /// slot's window of 16, and its fresh reserve).
+    const W: usize = outboxd_core::lanes::fresh_window(outboxd_core::window::FACTOR);
 
     fn room() -> Arc<Room> {
         Room::new(Windows::new(8, 1))
@@ -221,16 +224,16 @@ mod tests {
     #[test]
     fn room_is_taken_once_until_it_arrives() {
         let room = room();
-        assert_eq!(room.take(1, 12), 12);
-        assert_eq!(room.take(1, 12), 4, "only what is not in transit");
-        assert_eq!(room.take(1, 12), 0);
+        assert_eq!(room.take(1, 20), 20);
+        assert_eq!(room.take(1, 20), 4, "only what is not in transit");
+        assert_eq!(room.take(1, 20), 0);
         assert_eq!(room.in_transit()[&1], W);
         // The deliverer's next view may not count them yet; in transit
         // still does.
         room.publish(HashMap::from([(1, W)]));
         assert_eq!(room.take(1, 1), 0);
-        // Twelve of sixteen arrive; the room they filled is gone.
-        room.arrived(1, W, 12);
+        // Twenty of 24 arrive; the room they filled is gone.
+        room.arrived(1, W, 20);
         assert!(room.in_transit().is_empty());
         assert_eq!(room.take(1, 20), 4);
         // Other webhooks have the default room.

@@ -3,10 +3,14 @@
 //! When a daemon's breaker opens, the webhook's waiting deliveries are moved to
 //! the end of the pause, so no replica sends them and none spends an attempt;
 //! the webhook is disabled if it has been failing for longer than allowed with
-//! no delivered attempt since. These run only on breaker transitions, never per
-//! delivery, so a healthy pipeline pays nothing for them.
+//! no delivered attempt since. When it recovers, the retries it was waiting
+//! for (backoff may have put them hours ahead) are made due at once, in
+//! batches. These run only on breaker transitions, never per delivery, so a
+//! healthy pipeline pays nothing for them.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use crate::{Error, Pool};
 
@@ -55,11 +59,40 @@ UPDATE outbox.webhooks w
                       AND a.outcome = 'delivered')
 RETURNING w.id";
 
-/// A delivered attempt ends the run of failures.
+/// A delivered attempt ends the run of failures. Returns the time of the
+/// recovery when this call ended the run (another replica's may have).
 const HEALTHY: &str = "
 UPDATE outbox.webhook_health
    SET failing_since = NULL, paused_until = NULL, updated_at = now()
- WHERE webhook_id = $1 AND (failing_since IS NOT NULL OR paused_until IS NOT NULL)";
+ WHERE webhook_id = $1 AND (failing_since IS NOT NULL OR paused_until IS NOT NULL)
+RETURNING now()";
+
+/// One batch of a recovery: makes due now the webhook's waiting deliveries
+/// of lane `$2` (`least(attempts, 1)`, as in `deliveries_due`) scheduled
+/// later than now and untouched since the recovery at `$3` (a retry that
+/// failed after it keeps its backoff), in schedule order, at most `$4`.
+/// A row made due is no longer later than the next batch's now, so batches
+/// go on where the last one ended. Returns how many.
+const MAKE_DUE: &str = "
+WITH later AS (
+    SELECT id FROM outbox.deliveries
+     WHERE webhook_id = $1 AND state = 'pending' AND least(attempts, 1) = $2
+       AND next_attempt_at > now() AND updated_at < $3
+     ORDER BY next_attempt_at
+     LIMIT $4
+       FOR UPDATE SKIP LOCKED),
+moved AS (
+    UPDATE outbox.deliveries d
+       SET next_attempt_at = now(), updated_at = now()
+      FROM later
+     WHERE d.id = later.id
+    RETURNING 1)
+SELECT count(*) FROM moved";
+
+/// Rows one batch of a recovery makes due: small enough that no statement
+/// holds many row locks for long, large enough that 100,000 take a few
+/// seconds.
+pub const MAKE_DUE_BATCH: i64 = 1000;
 
 /// What a pause did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,8 +138,33 @@ pub async fn pause(
 }
 
 /// Marks webhook `id` healthy again (a delivered attempt after a pause).
-pub async fn healthy(pool: &Pool, id: i64) -> Result<(), Error> {
+/// Returns when it recovered, if this call ended its run of failures (of
+/// several replicas closing their breakers, one gets it).
+pub async fn healthy(pool: &Pool, id: i64) -> Result<Option<DateTime<Utc>>, Error> {
     let client = pool.get().await?;
-    client.execute(HEALTHY, &[&id]).await?;
-    Ok(())
+    Ok(client.query_opt(HEALTHY, &[&id]).await?.map(|r| r.get(0)))
+}
+
+/// After a recovery at `since`: makes every delivery of webhook `id` that
+/// waits for a later attempt, and was not touched since, due now, fresh
+/// ones first (held back by a pause another replica wrote), then retries,
+/// each in schedule order and in batches of `MAKE_DUE_BATCH`. Returns how
+/// many.
+pub async fn make_due(pool: &Pool, id: i64, since: DateTime<Utc>) -> Result<u64, Error> {
+    let client = pool.get().await?;
+    let stmt = client.prepare_cached(MAKE_DUE).await?;
+    let mut total = 0;
+    for lane in [0i32, 1] {
+        loop {
+            let moved: i64 = client
+                .query_one(&stmt, &[&id, &lane, &since, &MAKE_DUE_BATCH])
+                .await?
+                .get(0);
+            total += moved as u64;
+            if moved == 0 {
+                break;
+            }
+        }
+    }
+    Ok(total)
 }

@@ -5,14 +5,18 @@
 //! healthy one costs nothing). A transition's side effects run as tasks of
 //! their own so the loop never waits on them: an opening writes the pause
 //! (every replica then holds the waiting deliveries back) and hands the
-//! webhook's queue back after it; a recovery clears the failure record.
+//! webhook's queue back after it; a recovery clears the failure record and
+//! makes the retries the webhook was waiting for due at once (the replica
+//! that clears the shared record does it, once).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
 use outboxd_db::{claim, health, Pool};
 use outboxd_metrics as names;
+use tokio::sync::Notify;
 
 #[derive(Default)]
 pub(crate) struct Breakers {
@@ -106,13 +110,33 @@ impl Opened {
     }
 }
 
-/// A recovery: the webhook's failure record is cleared.
-pub(crate) fn closed(pool: Pool, webhook_id: i64) {
+/// A recovery: the webhook's failure record is cleared and, by the replica
+/// that cleared it, its waiting retries are made due; `ready` is told.
+pub(crate) fn closed(pool: Pool, webhook_id: i64, ready: Arc<Notify>) {
     tracing::info!(webhook_id, "webhook delivered again; pause lifted");
     tokio::spawn(async move {
-        if let Err(e) = health::healthy(&pool, webhook_id).await {
-            tracing::debug!(webhook_id, error = %e, "could not clear the webhook's failure record");
+        let since = match health::healthy(&pool, webhook_id).await {
+            Ok(Some(since)) => since,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(webhook_id, error = %e, "could not clear the webhook's failure record");
+                return;
+            }
+        };
+        match health::make_due(&pool, webhook_id, since).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(
+                        webhook_id,
+                        deliveries = n,
+                        "waiting retries of the recovered webhook made due"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(webhook_id, error = %e,
+                "could not make the recovered webhook's waiting retries due; they are sent when they were scheduled"),
         }
+        ready.notify_one();
     });
 }
 

@@ -2,13 +2,15 @@
 //! queued per webhook, and the room each webhook has left.
 //!
 //! Plain bookkeeping owned by the loop (no locks, no I/O), so the rules it
-//! applies (the window of `outboxd_core::window`, the breaker's limits, the
-//! payload budget) are tested here as values.
+//! applies (the window of `outboxd_core::window`, the lanes of fresh
+//! deliveries and retries of `outboxd_core::lanes`, the breaker's limits,
+//! the payload budget) are tested here as values.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use outboxd_core::breaker::State;
+use outboxd_core::lanes::{Lane, Rooms, Turns};
 use outboxd_core::Windows;
 use outboxd_db::Claimed;
 
@@ -31,11 +33,34 @@ pub(crate) struct Lease {
     pub webhook_id: i64,
     /// Its payload's bytes, counted in the budget until it finishes.
     pub bytes: usize,
+    pub lane: Lane,
 }
 
 pub(crate) struct Queued {
     pub delivery: Claimed,
     pub claimed_at: Instant,
+}
+
+/// One webhook's queue: a lane of fresh deliveries and one of retries,
+/// each oldest first, and whose turn the next free slot is.
+#[derive(Default)]
+struct Queues {
+    fresh: VecDeque<Queued>,
+    retries: VecDeque<Queued>,
+    turns: Turns,
+}
+
+impl Queues {
+    fn len(&self) -> usize {
+        self.fresh.len() + self.retries.len()
+    }
+
+    fn lane(&mut self, lane: Lane) -> &mut VecDeque<Queued> {
+        match lane {
+            Lane::Fresh => &mut self.fresh,
+            Lane::Retry => &mut self.retries,
+        }
+    }
 }
 
 pub(crate) struct InFlight {
@@ -44,8 +69,10 @@ pub(crate) struct InFlight {
     pub total: usize,
     /// Requests running per webhook.
     per_webhook: HashMap<i64, usize>,
-    /// Leased deliveries waiting for a slot of their webhook, oldest first.
-    queued: HashMap<i64, VecDeque<Queued>>,
+    /// Of those, retries.
+    retries_running: HashMap<i64, usize>,
+    /// Leased deliveries waiting for a slot of their webhook, per lane.
+    queued: HashMap<i64, Queues>,
     pub queued_total: usize,
     /// Payload bytes of the deliveries held: past `BYTES_IN_FLIGHT` no
     /// more are claimed, whatever room the windows have.
@@ -70,6 +97,7 @@ impl InFlight {
             windows,
             total: 0,
             per_webhook: HashMap::new(),
+            retries_running: HashMap::new(),
             queued: HashMap::new(),
             queued_total: 0,
             held_bytes: 0,
@@ -104,20 +132,26 @@ impl InFlight {
         self.queued_total += 1;
         self.held_bytes += delivery.payload.len();
         self.touched.insert(delivery.webhook_id);
+        let lane = Lane::of_attempt(delivery.attempt);
         self.queued
             .entry(delivery.webhook_id)
             .or_default()
+            .lane(lane)
             .push_back(Queued {
                 delivery,
                 claimed_at,
             });
     }
 
-    /// The webhook's oldest queued delivery, if any.
+    /// The webhook's next queued delivery, if any: the oldest of the lane
+    /// whose turn it is.
     pub fn dequeue(&mut self, webhook_id: i64) -> Option<Queued> {
         let queue = self.queued.get_mut(&webhook_id)?;
-        let next = queue.pop_front();
-        if queue.is_empty() {
+        let lane = queue
+            .turns
+            .next(!queue.fresh.is_empty(), !queue.retries.is_empty());
+        let next = lane.and_then(|lane| queue.lane(lane).pop_front());
+        if queue.len() == 0 {
             self.queued.remove(&webhook_id);
         }
         let next = next?;
@@ -138,7 +172,9 @@ impl InFlight {
         self.touched.insert(webhook_id);
         self.queued_total -= queue.len();
         queue
+            .fresh
             .into_iter()
+            .chain(queue.retries)
             .map(|q| {
                 self.held_bytes -= q.delivery.payload.len();
                 q.delivery
@@ -148,7 +184,7 @@ impl InFlight {
 
     /// How many deliveries the webhook has queued.
     pub fn queued_of(&self, webhook_id: i64) -> usize {
-        self.queued.get(&webhook_id).map_or(0, VecDeque::len)
+        self.queued.get(&webhook_id).map_or(0, Queues::len)
     }
 
     /// Webhooks with something queued.
@@ -161,6 +197,9 @@ impl InFlight {
         self.total += 1;
         self.touched.insert(lease.webhook_id);
         *self.per_webhook.entry(lease.webhook_id).or_default() += 1;
+        if lease.lane == Lane::Retry {
+            *self.retries_running.entry(lease.webhook_id).or_default() += 1;
+        }
         self.leases.insert(task, lease);
     }
 
@@ -170,10 +209,15 @@ impl InFlight {
         self.touched.insert(lease.webhook_id);
         self.held_bytes -= lease.bytes;
         self.total -= 1;
-        if let Some(n) = self.per_webhook.get_mut(&lease.webhook_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_webhook.remove(&lease.webhook_id);
+        for (running, counted) in [
+            (&mut self.per_webhook, true),
+            (&mut self.retries_running, lease.lane == Lane::Retry),
+        ] {
+            if let Some(n) = running.get_mut(&lease.webhook_id).filter(|_| counted) {
+                *n -= 1;
+                if *n == 0 {
+                    running.remove(&lease.webhook_id);
+                }
             }
         }
         Some(lease)
@@ -187,29 +231,44 @@ impl InFlight {
             .chain(
                 self.queued
                     .values()
-                    .flatten()
+                    .flat_map(|q| q.fresh.iter().chain(&q.retries))
                     .map(|q| (q.delivery.delivery_id, q.delivery.lease)),
             )
             .collect()
     }
 
     pub fn held(&self, webhook_id: i64) -> usize {
-        self.running(webhook_id) + self.queued.get(&webhook_id).map_or(0, VecDeque::len)
+        self.running(webhook_id) + self.queued_of(webhook_id)
     }
 
-    /// How many deliveries the webhook may hold, running and queued.
+    /// What the webhook holds, running and queued: (fresh, retries).
+    pub fn held_by_lane(&self, webhook_id: i64) -> (usize, usize) {
+        let retries = self.retries_running.get(&webhook_id).copied().unwrap_or(0)
+            + self.queued.get(&webhook_id).map_or(0, |q| q.retries.len());
+        (self.held(webhook_id) - retries, retries)
+    }
+
+    /// How many retries the webhook may hold, running and queued (fresh
+    /// deliveries half as many more: `outboxd_core::lanes`).
     pub fn window(&self, webhook_id: i64, now: Instant) -> usize {
         self.windows.of(self.limit(webhook_id, now))
     }
 
-    /// How many more deliveries the webhook may hold (the rest of its
-    /// window; none while the queued payloads fill their budget).
-    pub fn room(&self, webhook_id: i64, now: Instant) -> usize {
+    /// How many more deliveries the webhook may hold, per lane (none while
+    /// the queued payloads fill their budget).
+    pub fn rooms(&self, webhook_id: i64, now: Instant) -> Rooms {
         if self.over_budget() {
-            return 0;
+            return Rooms::default();
         }
-        self.window(webhook_id, now)
-            .saturating_sub(self.held(webhook_id))
+        let (fresh, retries) = self.held_by_lane(webhook_id);
+        self.windows
+            .rooms(self.window(webhook_id, now), fresh, retries)
+    }
+
+    /// How many more fresh deliveries the webhook may hold: the room the
+    /// fan-out may take.
+    pub fn room(&self, webhook_id: i64, now: Instant) -> usize {
+        self.rooms(webhook_id, now).fresh
     }
 
     pub fn over_budget(&self) -> bool {
@@ -255,13 +314,18 @@ impl InFlight {
 mod tests {
     use super::*;
     use chrono::Utc;
+    use outboxd_core::lanes::fresh_window;
     use outboxd_core::window::FACTOR;
 
     fn delivery(id: i64, webhook_id: i64, payload_bytes: usize) -> Claimed {
+        attempt(id, webhook_id, payload_bytes, 1)
+    }
+
+    fn attempt(id: i64, webhook_id: i64, payload_bytes: usize, attempt: i32) -> Claimed {
         Claimed {
             delivery_id: id,
             lease: 1,
-            attempt: 1,
+            attempt,
             event_id: id,
             webhook_id,
             event_type: "bench.event".into(),
@@ -274,10 +338,36 @@ mod tests {
     fn the_window_is_a_multiple_of_the_webhook_concurrency() {
         let now = Instant::now();
         let mut in_flight = InFlight::new(Windows::new(256, 4));
-        assert_eq!(in_flight.room(7, now), FACTOR * 4);
+        let fresh = fresh_window(FACTOR * 4);
+        assert_eq!(in_flight.window(7, now), FACTOR * 4);
+        assert_eq!(in_flight.room(7, now), fresh);
         in_flight.enqueue(delivery(1, 7, 10), now);
-        assert_eq!(in_flight.room(7, now), FACTOR * 4 - 1);
-        assert_eq!(in_flight.room(8, now), FACTOR * 4);
+        assert_eq!(in_flight.room(7, now), fresh - 1);
+        assert_eq!(in_flight.room(8, now), fresh);
+    }
+
+    #[test]
+    fn fresh_deliveries_pass_queued_retries() {
+        let now = Instant::now();
+        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        for id in 0..FACTOR as i64 * 4 {
+            in_flight.enqueue(attempt(id, 7, 10, 2), now);
+        }
+        let rooms = in_flight.rooms(7, now);
+        assert_eq!(rooms.retries, 0, "retries fill their window");
+        assert_eq!(rooms.fresh, fresh_window(FACTOR * 4) - FACTOR * 4);
+        in_flight.enqueue(delivery(100, 7, 10), now);
+        in_flight.enqueue(delivery(101, 7, 10), now);
+        assert_eq!(in_flight.held_by_lane(7), (2, FACTOR * 4));
+        let order: Vec<i64> = (0..6)
+            .map(|_| in_flight.dequeue(7).unwrap().delivery.delivery_id)
+            .collect();
+        assert_eq!(
+            order,
+            [100, 101, 0, 1, 2, 3],
+            "fresh first, then retries in order"
+        );
+        assert_eq!(in_flight.held_by_lane(7), (0, FACTOR * 4 - 4));
     }
 
     #[test]
@@ -314,6 +404,7 @@ mod tests {
                 lease: 1,
                 webhook_id: 8,
                 bytes: mib,
+                lane: Lane::Fresh,
             },
         );
         assert_eq!(in_flight.byte_room(), mib);

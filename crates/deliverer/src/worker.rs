@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use outboxd_core::breaker::{BreakerPolicy, Transition};
+use outboxd_core::lanes::{Lane, Rooms};
 use outboxd_core::outcome::{is_blocked, Outcome};
 use outboxd_core::retry::RetryPolicy;
 use outboxd_core::Windows;
@@ -98,6 +99,11 @@ struct Loop {
     payload_size: f64,
     /// Whether the queue may hold due rows we have not claimed.
     more: bool,
+    /// When the loop looks for due rows anyway (a retry's time came, other
+    /// replicas' fan-outs): a deadline kept across the loop's turns, so
+    /// that a steady stream of fresh events, each waking the loop, cannot
+    /// put it off for ever.
+    next_poll: tokio::time::Instant,
     db_failures: u32,
 }
 
@@ -144,6 +150,7 @@ impl Loop {
             cursor: 0,
             payload_size: 1024.0,
             more: true,
+            next_poll: tokio::time::Instant::now(),
             db_failures: 0,
         }
     }
@@ -159,10 +166,6 @@ impl Loop {
         loop {
             self.maybe_claim();
             self.publish_room();
-            let backoff = match self.db_failures {
-                0 => self.settings.poll_interval,
-                n => outboxd_core::retry::database_backoff(n),
-            };
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return,
@@ -188,7 +191,12 @@ impl Loop {
                 }
                 _ = rate_granted.notified() => self.pump(None),
                 _ = self.ready.notified() => self.more = true,
-                _ = tokio::time::sleep(backoff) => {
+                _ = tokio::time::sleep_until(self.next_poll) => {
+                    let backoff = match self.db_failures {
+                        0 => self.settings.poll_interval,
+                        n => outboxd_core::retry::database_backoff(n),
+                    };
+                    self.next_poll = tokio::time::Instant::now() + backoff;
                     self.more = true;
                     self.in_flight.rate.tidy();
                 }
@@ -326,6 +334,8 @@ impl Loop {
             }
             Ok(Err(e)) => {
                 self.db_failures += 1;
+                self.next_poll = tokio::time::Instant::now()
+                    + outboxd_core::retry::database_backoff(self.db_failures);
                 metrics::counter!(names::DATABASE_ERRORS).increment(1);
                 tracing::warn!(error = %e, "claiming deliveries failed");
                 false
@@ -337,11 +347,11 @@ impl Loop {
         }
     }
 
-    /// What the claim may take: a full window of every webhook except
-    /// those listed, each with the rest of its window less what it holds
-    /// and what the fan-out is handing over, or nothing where that is not
-    /// worth a claim. Lists only the webhooks holding something, paused,
-    /// gone or in transit.
+    /// What the claim may take: full rooms of every webhook except those
+    /// listed, each with the rest of its lanes' windows less what it holds
+    /// and what the fan-out is handing over (fresh, all of it), or nothing
+    /// in a lane where that is not worth a claim. Lists only the webhooks
+    /// holding something, paused, gone or in transit.
     fn wants(&self) -> Wants {
         let now = Instant::now();
         let windows = self.in_flight.windows;
@@ -356,18 +366,21 @@ impl Loop {
             .map(|id| {
                 let transit = in_transit.get(&id).copied().unwrap_or(0);
                 let window = self.in_flight.window(id, now);
-                let room = self.in_flight.room(id, now).saturating_sub(transit);
-                let held = self.in_flight.held(id) + transit;
-                let worth = windows.worth_claiming(room, window, held);
-                (id, if worth { room as i64 } else { 0 })
+                let (fresh, retries) = self.in_flight.held_by_lane(id);
+                let rooms = if self.in_flight.over_budget() {
+                    Rooms::default()
+                } else {
+                    windows.rooms_worth_claiming(window, fresh + transit, retries)
+                };
+                (id, rooms)
             })
             .collect();
         Wants {
             from_webhook: self.cursor,
             default: if self.in_flight.over_budget() {
-                0
+                Rooms::default()
             } else {
-                windows.full() as i64
+                windows.full_rooms()
             },
             rooms,
             bytes: self.in_flight.byte_room() as i64,
@@ -470,21 +483,23 @@ impl Loop {
             lease: delivery.lease,
             webhook_id: delivery.webhook_id,
             bytes: delivery.payload.len(),
+            lane: Lane::of_attempt(delivery.attempt),
         };
         let handle = self.tasks.spawn(attempt::run(self.ctx.clone(), delivery));
         self.in_flight.started(handle.id(), lease);
     }
 
     /// Books a finished request, starts the next queued ones, passes the
-    /// record on, and notes whether a claim is worth making: the webhook's
-    /// window now has a share free (counted once, as it crosses that mark).
+    /// record on, and notes whether a claim is worth making: the window of
+    /// the request's lane now has a share free (counted once, as it crosses
+    /// that mark).
     async fn finished(&mut self, done: Result<(tokio::task::Id, AttemptRecord), JoinError>) {
         let (task_id, record) = match done {
             Ok((id, record)) => (id, Some(record)),
             Err(e) => (e.id(), None),
         };
         let was_full = self.in_flight.total >= self.settings.concurrency;
-        let webhook = self.in_flight.finished(task_id).map(|l| l.webhook_id);
+        let lease = self.in_flight.finished(task_id);
         // A 410 unsubscribes: what waits in the webhook's queue is
         // cancelled unsent, as the disable cancels what waits in the table.
         let mut cancelled = Vec::new();
@@ -507,14 +522,15 @@ impl Loop {
                 self.observe(record);
             }
         }
-        if let Some(webhook_id) = webhook {
+        if let Some(lease) = lease {
             // When the global limit was what held the others back, any
             // webhook's queue may start now; else only this one's.
-            self.pump((!was_full).then_some(webhook_id));
+            self.pump((!was_full).then_some(lease.webhook_id));
+            let (fresh, retries) = self.in_flight.held_by_lane(lease.webhook_id);
             if self
                 .in_flight
                 .windows
-                .just_freed(self.in_flight.held(webhook_id))
+                .lane_just_freed(lease.lane, fresh, retries)
             {
                 self.more = true;
             }
@@ -569,7 +585,11 @@ impl Loop {
                 }
                 .spawn(self.pool.clone());
             }
-            Some(Transition::Closed) => breakers::closed(self.pool.clone(), webhook_id),
+            Some(Transition::Closed) => {
+                // Its window is whole again: claim for it now.
+                self.more = true;
+                breakers::closed(self.pool.clone(), webhook_id, self.ready.clone());
+            }
         }
         metrics::gauge!(names::WEBHOOKS_PAUSED).set(self.in_flight.breakers.not_closed(now) as f64);
     }

@@ -1,0 +1,116 @@
+//! The lanes of a claim and a recovery against a real database: a claim
+//! takes a webhook's due first attempts before its older retries, and
+//! retries only within their room; a recovery makes the webhook's later
+//! deliveries due, in batches, and leaves alone a retry that failed after
+//! it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use outboxd_core::lanes::Rooms;
+use outboxd_db::claim::Wants;
+use outboxd_db::{claim, connect_pool, health};
+use outboxd_testkit::db::{add_webhook, count};
+use outboxd_testkit::TestDb;
+use tokio_postgres::Client;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// `n` deliveries of `webhook` with `attempts` spent, due at
+/// `next_attempt_at` (SQL over the event's `id`).
+async fn deliveries(client: &Client, webhook: i64, n: i64, attempts: i32, next_attempt_at: &str) {
+    let sql = format!(
+        "WITH e AS (
+             INSERT INTO outbox.events (event_type, payload, dispatched_at)
+             SELECT 'order.created', jsonb_build_object('n', i), now()
+               FROM generate_series(1, $2::int8) AS i
+             RETURNING id)
+         INSERT INTO outbox.deliveries (event_id, webhook_id, attempts, next_attempt_at)
+         SELECT id, $1, $3, {next_attempt_at} FROM e"
+    );
+    client
+        .execute(&sql, &[&webhook, &n, &attempts])
+        .await
+        .expect("inserting deliveries");
+}
+
+#[tokio::test]
+async fn a_claim_takes_first_attempts_before_older_retries_and_retries_within_their_room() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let pool = connect_pool(db.config.clone(), 4).unwrap();
+    let (hook, _) = add_webhook(&client, "hook", "http://127.0.0.1:9/hook", &["*"]).await;
+    deliveries(&client, hook, 50, 3, "now() - interval '1 hour'").await;
+    deliveries(&client, hook, 5, 0, "now()").await;
+    let wants = Wants {
+        rooms: HashMap::from([(
+            hook,
+            Rooms {
+                fresh: 20,
+                retries: 8,
+            },
+        )]),
+        bytes: i64::MAX,
+        ..Wants::default()
+    };
+    let claimed = claim::claim(&pool, &wants, 100, LEASE).await.unwrap();
+    let mut attempts: Vec<i32> = claimed.iter().map(|c| c.attempt).collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [vec![1; 5], vec![4; 8]].concat(),
+        "the five fresh first, then retries up to their room"
+    );
+    // Both lanes together never pass the whole room.
+    deliveries(&client, hook, 30, 0, "now()").await;
+    let claimed = claim::claim(&pool, &wants, 100, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 20);
+    assert!(claimed.iter().all(|c| c.attempt == 1));
+}
+
+#[tokio::test]
+async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failures() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let pool = connect_pool(db.config.clone(), 4).unwrap();
+    let (hook, _) = add_webhook(&client, "hook", "http://127.0.0.1:9/hook", &["*"]).await;
+    let (other, _) = add_webhook(&client, "other", "http://127.0.0.1:9/other", &["*"]).await;
+    let n = health::MAKE_DUE_BATCH * 2 + 7;
+    deliveries(
+        &client,
+        hook,
+        n,
+        5,
+        "now() + (1 + id % 6) * interval '1 hour'",
+    )
+    .await;
+    deliveries(&client, hook, 3, 0, "now() + interval '10 minutes'").await;
+    deliveries(&client, other, 4, 5, "now() + interval '1 hour'").await;
+    let since: chrono::DateTime<chrono::Utc> =
+        client.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    // A retry that failed after the recovery keeps its backoff.
+    deliveries(&client, hook, 1, 2, "now() + interval '20 seconds'").await;
+    client
+        .execute(
+            "UPDATE outbox.deliveries SET updated_at = now() + interval '1 second'
+              WHERE attempts = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let moved = health::make_due(&pool, hook, since).await.unwrap();
+    assert_eq!(moved, n as u64 + 3);
+    let due = format!(
+        "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {hook} AND next_attempt_at <= now()"
+    );
+    assert_eq!(count(&client, &due).await, n + 3);
+    let later = "SELECT count(*) FROM outbox.deliveries WHERE next_attempt_at > now()";
+    assert_eq!(
+        count(&client, later).await,
+        1 + 4,
+        "the new failure and the other webhook's"
+    );
+    // Done once: nothing left to move.
+    assert_eq!(health::make_due(&pool, hook, since).await.unwrap(), 0);
+}
