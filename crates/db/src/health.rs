@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 
 use crate::{Error, Pool};
 
@@ -148,9 +149,15 @@ pub async fn healthy(pool: &Pool, id: i64) -> Result<Option<DateTime<Utc>>, Erro
 /// After a recovery at `since`: makes every delivery of webhook `id` that
 /// waits for a later attempt, and was not touched since, due now, fresh
 /// ones first (held back by a pause another replica wrote), then retries,
-/// each in schedule order and in batches of `MAKE_DUE_BATCH`. Returns how
-/// many.
-pub async fn make_due(pool: &Pool, id: i64, since: DateTime<Utc>) -> Result<u64, Error> {
+/// each in schedule order and in batches of `MAKE_DUE_BATCH`, notifying
+/// `ready` after each (the deliverer claims them while the next batch is
+/// made). Returns how many.
+pub async fn make_due(
+    pool: &Pool,
+    id: i64,
+    since: DateTime<Utc>,
+    ready: &Notify,
+) -> Result<u64, Error> {
     let client = pool.get().await?;
     let stmt = client.prepare_cached(MAKE_DUE).await?;
     let mut total = 0;
@@ -164,6 +171,7 @@ pub async fn make_due(pool: &Pool, id: i64, since: DateTime<Utc>) -> Result<u64,
             if moved == 0 {
                 break;
             }
+            ready.notify_one();
         }
     }
     Ok(total)

@@ -12,6 +12,7 @@ use outboxd_db::claim::Wants;
 use outboxd_db::{claim, connect_pool, health};
 use outboxd_testkit::db::{add_webhook, count};
 use outboxd_testkit::TestDb;
+use tokio::sync::Notify;
 use tokio_postgres::Client;
 
 const LEASE: Duration = Duration::from_secs(60);
@@ -99,7 +100,9 @@ async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failu
         .await
         .unwrap();
 
-    let moved = health::make_due(&pool, hook, since).await.unwrap();
+    let moved = health::make_due(&pool, hook, since, &Notify::new())
+        .await
+        .unwrap();
     assert_eq!(moved, n as u64 + 3);
     let due = format!(
         "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = {hook} AND next_attempt_at <= now()"
@@ -112,5 +115,10 @@ async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failu
         "the new failure and the other webhook's"
     );
     // Done once: nothing left to move.
-    assert_eq!(health::make_due(&pool, hook, since).await.unwrap(), 0);
+    assert_eq!(
+        health::make_due(&pool, hook, since, &Notify::new())
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -123,7 +123,7 @@ pub(crate) fn closed(pool: Pool, webhook_id: i64, ready: Arc<Notify>) {
                 return;
             }
         };
-        match health::make_due(&pool, webhook_id, since).await {
+        match health::make_due(&pool, webhook_id, since, &ready).await {
             Ok(n) => {
                 if n > 0 {
                     tracing::info!(
