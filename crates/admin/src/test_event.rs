@@ -146,6 +146,7 @@ pub async fn prepare(client: &Client, webhook_id: i64, event_type: &str) -> Resu
         event_type: event_type.to_owned(),
         payload: event.get::<_, String>(1).into(),
         created_at: event.get(2),
+        ordering_key: None,
     };
     Ok(Prepared {
         hook,

@@ -1,7 +1,7 @@
 //! The states of a delivery, as `outbox.deliveries.state` spells them (its
 //! CHECK `state_known` allows exactly these): one type for the CLI's
 //! filters, the console, the result writer and the tests, instead of the
-//! same five strings typed in each.
+//! same six strings typed in each.
 //!
 //! With the `postgres` feature a state reads straight from a row; writing
 //! one goes through `as_str`, as the SQL compares with text.
@@ -11,14 +11,19 @@ use std::str::FromStr;
 
 use crate::outcome::Outcome;
 
-/// pending -> in_flight -> delivered | pending (retry) | failed; cancelled
-/// when the webhook is disabled or deleted first.
+/// pending -> in_flight -> delivered | pending (retry) | failed; held
+/// before pending while an earlier delivery of its ordering key is in the
+/// way (ordered webhooks, `crate::ordering`); cancelled when the webhook is
+/// disabled or deleted first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeliveryState {
     /// Waiting for its (next) attempt.
     Pending,
     /// Leased to a worker, its request under way.
     InFlight,
+    /// Waiting behind an earlier delivery of its ordering key; not claimed
+    /// until promoted to pending.
+    Held,
     Delivered,
     /// The attempt budget is spent, or the receiver answered 410 Gone.
     Failed,
@@ -27,9 +32,10 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 5] = [
+    pub const ALL: [DeliveryState; 6] = [
         DeliveryState::Pending,
         DeliveryState::InFlight,
+        DeliveryState::Held,
         DeliveryState::Delivered,
         DeliveryState::Failed,
         DeliveryState::Cancelled,
@@ -39,6 +45,7 @@ impl DeliveryState {
         match self {
             DeliveryState::Pending => "pending",
             DeliveryState::InFlight => "in_flight",
+            DeliveryState::Held => "held",
             DeliveryState::Delivered => "delivered",
             DeliveryState::Failed => "failed",
             DeliveryState::Cancelled => "cancelled",
@@ -53,7 +60,7 @@ impl DeliveryState {
         )
     }
 
-    /// "pending, in_flight, delivered, failed, cancelled", for messages.
+    /// "pending, in_flight, held, delivered, failed, cancelled", for messages.
     pub fn list() -> String {
         DeliveryState::ALL.map(DeliveryState::as_str).join(", ")
     }
@@ -124,7 +131,7 @@ mod tests {
         }
         assert_eq!(
             DeliveryState::list(),
-            "pending, in_flight, delivered, failed, cancelled"
+            "pending, in_flight, held, delivered, failed, cancelled"
         );
     }
 
@@ -133,7 +140,7 @@ mod tests {
         let e = "done".parse::<DeliveryState>().unwrap_err().to_string();
         assert_eq!(
             e,
-            "\"done\" is not a delivery state; use one of pending, in_flight, delivered, failed, cancelled"
+            "\"done\" is not a delivery state; use one of pending, in_flight, held, delivered, failed, cancelled"
         );
         assert!(
             "Pending".parse::<DeliveryState>().is_err(),
@@ -153,5 +160,6 @@ mod tests {
         }
         assert!(DeliveryState::Cancelled.is_finished());
         assert!(!DeliveryState::InFlight.is_finished());
+        assert!(!DeliveryState::Held.is_finished());
     }
 }

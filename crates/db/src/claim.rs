@@ -107,7 +107,7 @@ UPDATE outbox.deliveries d
      WHERE s.upto - s.size < $6))
    AND e.id = d.event_id
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id,
-          e.event_type, e.payload::text, e.created_at";
+          e.event_type, e.payload::text, e.created_at, d.ordering_key";
 
 /// Gives unfinished leases back (at shutdown, or queued too long, or when
 /// the breaker opens) without spending an attempt; a paused webhook's wait
@@ -136,6 +136,9 @@ pub struct Claimed {
     /// one copy shared by the deliveries of an event.
     pub payload: Arc<str>,
     pub created_at: DateTime<Utc>,
+    /// The ordering key, when the delivery keeps its key's order (its
+    /// webhook was ordered at fan-out): its result promotes the next one.
+    pub ordering_key: Option<String>,
 }
 
 /// What a claim may take: `default` for every webhook not in `rooms`.
@@ -223,6 +226,7 @@ pub async fn claim(
                 .or_insert_with(|| r.get::<_, &str>(6).into())
                 .clone(),
             created_at: r.get(7),
+            ordering_key: r.get(8),
         })
         .collect())
 }

@@ -12,7 +12,8 @@
 //! notify; `outboxd_core::wakeup` decides which. A batch is about as large
 //! as the deliverer has room for, so that its deliveries go in claimed (see
 //! `handoff`); when there is none for a poll interval, everything waiting
-//! is fanned out `pending` anyway.
+//! is fanned out `pending` anyway. A delivery of an ordered webhook whose
+//! key has a delivery in the way goes in `held` (see `INSERT_ORDERED`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,7 +57,66 @@ SELECT t.event_id, t.webhook_id,
        CASE WHEN t.claimed THEN now() + $4 * interval '1 millisecond' END
   FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS t(event_id, webhook_id, claimed)
 ON CONFLICT (event_id, webhook_id) DO NOTHING
-RETURNING id, event_id, webhook_id, state = 'in_flight'";
+RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
+
+/// The ordering keys of a batch's events, read only while some recipient
+/// webhook is ordered.
+const EVENT_KEYS: &str = "
+SELECT id, ordering_key FROM outbox.events WHERE id = ANY($1) AND ordering_key IS NOT NULL";
+
+/// First of the two statements of an ordered fan-out: lock, in id order,
+/// what can hold back the batch's (webhook, key) pairs (their heads, and
+/// under halt their failures not released). A result writer finishing one
+/// of those heads locks it `FOR UPDATE` in the same order, so one of the
+/// two goes first: either the writer committed before this lock was
+/// granted (the row no longer matches, and the insert's fresh snapshot
+/// sees the key free), or this transaction holds the lock until it has
+/// committed its held rows, and the writer's promotion, a later statement,
+/// sees them. Without the lock the insert could read the head in flight
+/// while its writer's promotion read no held row: the key would be stuck.
+const LOCK_KEYS: &str = "
+SELECT d.id
+  FROM outbox.deliveries d
+  JOIN outbox.webhooks w ON w.id = d.webhook_id
+ WHERE (d.webhook_id, d.ordering_key) IN (SELECT * FROM unnest($1::int8[], $2::text[]))
+   AND d.ordering_key IS NOT NULL
+   AND (d.state IN ('pending', 'in_flight')
+        OR (d.state = 'failed' AND d.released_at IS NULL AND w.ordering_policy = 'halt'))
+ ORDER BY d.id
+   FOR SHARE OF d";
+
+/// Second statement, after `LOCK_KEYS` (READ COMMITTED: a fresh snapshot):
+/// `$4` is the ordering key of each delivery to an ordered webhook (null
+/// otherwise). A keyed one goes `held` when its key has a head, a held one
+/// or (under halt) a failure not released, or an earlier event of the key
+/// in this batch; otherwise as `INSERT_DELIVERIES` (claimed when it got
+/// room). Earlier batches' deliveries are committed: fan-outs take turns
+/// on the stream's progress row.
+const INSERT_ORDERED: &str = "
+INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, lease, locked_until,
+                               ordering_key)
+SELECT t.event_id, t.webhook_id,
+       CASE WHEN t.held THEN 'held' WHEN t.claimed THEN 'in_flight' ELSE 'pending' END,
+       t.go::int4, t.go::int4::int8,
+       CASE WHEN t.go THEN now() + $5 * interval '1 millisecond' END,
+       t.ordering_key
+  FROM (SELECT u.*, u.claimed AND NOT u.held AS go
+          FROM (SELECT u.event_id, u.webhook_id, u.claimed, u.ordering_key,
+                       u.ordering_key IS NOT NULL AND (
+                           u.event_id > min(u.event_id) OVER (PARTITION BY u.webhook_id, u.ordering_key)
+                        OR EXISTS (SELECT 1 FROM outbox.deliveries b
+                                     JOIN outbox.webhooks w ON w.id = b.webhook_id
+                                    WHERE b.webhook_id = u.webhook_id
+                                      AND b.ordering_key = u.ordering_key
+                                      AND (b.state IN ('pending', 'in_flight', 'held')
+                                           OR (b.state = 'failed' AND b.released_at IS NULL
+                                               AND w.ordering_policy = 'halt')))) AS held,
+                       u.n
+                  FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::text[])
+                       WITH ORDINALITY AS u(event_id, webhook_id, claimed, ordering_key, n)) u) t
+ ORDER BY t.n
+ON CONFLICT (event_id, webhook_id) DO NOTHING
+RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
 
 /// Asks the host's insert trigger to notify (true) or to stay quiet because
 /// a daemon is busy polling anyway (false). Written only on a change.
@@ -218,6 +278,49 @@ impl Dispatcher {
         }
     }
 
+    /// The ordering key of each delivery to an ordered webhook (None for
+    /// the others and for events without a key); None when no delivery of
+    /// the batch has one, so an unordered batch costs no query and takes
+    /// the one-statement insert.
+    async fn ordering_keys(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        event_ids: &[i64],
+        webhook_ids: &[i64],
+    ) -> Result<Option<Vec<Option<String>>>, Error> {
+        if !self.cache.has_ordered() {
+            return Ok(None);
+        }
+        let ordered = self.cache.ordered_among(webhook_ids);
+        let mut wanted: Vec<i64> = event_ids
+            .iter()
+            .zip(&ordered)
+            .filter(|(_, &o)| o)
+            .map(|(&e, _)| e)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(None);
+        }
+        wanted.dedup();
+        let stmt = tx.prepare_cached(EVENT_KEYS).await?;
+        let key_of: HashMap<i64, String> = tx
+            .query(&stmt, &[&wanted])
+            .await?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if key_of.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            event_ids
+                .iter()
+                .zip(&ordered)
+                .map(|(e, &o)| if o { key_of.get(e).cloned() } else { None })
+                .collect(),
+        ))
+    }
+
     /// Takes one full batch of new events and fans it out.
     pub async fn dispatch_once(&self) -> Result<Round, Error> {
         self.dispatch(self.batch_size).await
@@ -283,6 +386,17 @@ impl Dispatcher {
                 ..Round::default()
             });
         }
+        let keys = self.ordering_keys(&tx, &event_ids, &webhook_ids).await?;
+        if let Some(keys) = &keys {
+            // Only a key's first delivery in the batch can go now: the rest
+            // are held, and room taken for them would only come back.
+            let mut first = std::collections::HashSet::new();
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(key) = key {
+                    offered[i] &= first.insert((webhook_ids[i], key.as_str()));
+                }
+            }
+        }
         // Room taken per webhook; the oldest events' deliveries get it.
         let at = Instant::now();
         let (taken, claimed) = match &self.handoff {
@@ -308,10 +422,30 @@ impl Dispatcher {
                 .handoff
                 .as_ref()
                 .map_or(0.0, |h| h.lease.as_secs_f64() * 1000.0);
-            let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
-            let inserted = tx
-                .query(&insert, &[&event_ids, &webhook_ids, &claimed, &lease_ms])
-                .await?;
+            let inserted = match &keys {
+                None => {
+                    let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
+                    tx.query(&insert, &[&event_ids, &webhook_ids, &claimed, &lease_ms])
+                        .await?
+                }
+                Some(keys) => {
+                    let (lock_webhooks, lock_keys): (Vec<i64>, Vec<&str>) = webhook_ids
+                        .iter()
+                        .zip(keys)
+                        .filter_map(|(&w, k)| Some((w, k.as_deref()?)))
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .unzip();
+                    let lock = tx.prepare_cached(LOCK_KEYS).await?;
+                    tx.query(&lock, &[&lock_webhooks, &lock_keys]).await?;
+                    let insert = tx.prepare_cached(INSERT_ORDERED).await?;
+                    tx.query(
+                        &insert,
+                        &[&event_ids, &webhook_ids, &claimed, keys, &lease_ms],
+                    )
+                    .await?
+                }
+            };
             tx.commit().await?;
             Ok::<_, Error>(inserted)
         }
@@ -335,6 +469,7 @@ impl Dispatcher {
                 event_type: event.get(1),
                 payload,
                 created_at: event.get(4),
+                ordering_key: r.get(4),
             });
         }
         let round = Round {

@@ -57,6 +57,37 @@ UPDATE outbox.deliveries d
                                WHERE wh.id = w.webhook_id AND wh.enabled)
             LIMIT 1000))";
 
+/// The same for held deliveries (ordered webhooks), which wait outside
+/// `deliveries_due`: a walk of `deliveries_by_key`, whose leading column is
+/// the webhook.
+const CANCEL_HELD_ORPHANS: &str = "
+WITH RECURSIVE walk(webhook_id) AS (
+    (SELECT webhook_id FROM outbox.deliveries
+      WHERE state = 'held' AND ordering_key IS NOT NULL
+      ORDER BY webhook_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT p.webhook_id FROM outbox.deliveries p
+             WHERE p.state = 'held' AND p.ordering_key IS NOT NULL
+               AND p.webhook_id > w.webhook_id
+             ORDER BY p.webhook_id LIMIT 1)
+      FROM walk w
+     WHERE w.webhook_id IS NOT NULL)
+UPDATE outbox.deliveries d
+   SET state = 'cancelled', updated_at = now(),
+       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
+ WHERE d.id = ANY (ARRAY(
+           SELECT o.id
+             FROM walk w
+            CROSS JOIN LATERAL (SELECT p.id FROM outbox.deliveries p
+                                 WHERE p.state = 'held' AND p.ordering_key IS NOT NULL
+                                   AND p.webhook_id = w.webhook_id
+                                 LIMIT 1000
+                                   FOR UPDATE SKIP LOCKED) o
+            WHERE w.webhook_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM outbox.webhooks wh
+                               WHERE wh.id = w.webhook_id AND wh.enabled)
+            LIMIT 1000))";
+
 /// How often the reaper looks.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -65,7 +96,8 @@ pub const INTERVAL: Duration = Duration::from_secs(5);
 pub struct Reaped {
     /// Expired leases put back `pending`.
     pub expired: u64,
-    /// Waiting deliveries of disabled or deleted webhooks cancelled.
+    /// Waiting deliveries (held ones too) of disabled or deleted webhooks
+    /// cancelled.
     pub orphans: u64,
 }
 
@@ -106,7 +138,8 @@ impl Reaper {
     pub async fn run_once(&self) -> Result<Reaped, Error> {
         let client = self.pool.get().await?;
         let expired = client.execute(REAP, &[]).await?;
-        let orphans = client.execute(CANCEL_ORPHANS, &[]).await?;
+        let orphans = client.execute(CANCEL_ORPHANS, &[]).await?
+            + client.execute(CANCEL_HELD_ORPHANS, &[]).await?;
         Ok(Reaped { expired, orphans })
     }
 }

@@ -9,6 +9,9 @@
 //! `earlier_attempts` (those before its last replay) are added here.
 //! A row the server refuses for its values is isolated and written without
 //! them, so one receiver's answer cannot fail the results of others.
+//! A batch with deliveries that keep an ordering key's order is one
+//! transaction instead: lock them, write, then promote each finished key's
+//! next held delivery (`PROMOTE`).
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
@@ -48,6 +51,20 @@ ins AS (
      WHERE r.state <> 'cancelled')
 SELECT id FROM done";
 
+/// First statement of a batch with ordered deliveries: lock them in id
+/// order, the order in which the fan-out and replays lock a key's heads
+/// `FOR SHARE`, so that the two never deadlock and one of them goes first
+/// (see `dispatch::LOCK_KEYS` for why neither then misses the other).
+const LOCK_FINISHING: &str = "
+SELECT id FROM outbox.deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// Last statement of such a batch, after `RECORD`: in its fresh snapshot,
+/// the earliest held delivery of each key whose head finished and no
+/// longer blocks (delivered, cancelled, failed under skip) becomes pending,
+/// due now. A head retried later stays the head; so does one that failed
+/// under halt (the key waits for an admin).
+const PROMOTE: &str = "SELECT id FROM outbox.promote_held($1::int8[], $2::text[])";
+
 /// 410 Gone: the receiver unsubscribed. The webhook is disabled, and the
 /// trigger on `enabled` cancels its waiting deliveries.
 const DISABLE: &str = "
@@ -80,6 +97,9 @@ pub struct AttemptRecord {
     /// The webhook is gone from the cache (disabled or deleted): no request
     /// was sent; the delivery is cancelled and no attempt is logged.
     pub cancelled: bool,
+    /// The delivery's ordering key when it keeps its key's order
+    /// (`Claimed::ordering_key`): finishing it may promote the next one.
+    pub ordering_key: Option<String>,
 }
 
 impl AttemptRecord {
@@ -110,6 +130,8 @@ pub struct Recorded {
     pub accepted: Vec<i64>,
     /// Webhooks disabled because they answered 410.
     pub disabled: Vec<i64>,
+    /// Held deliveries made pending because the head of their key finished.
+    pub promoted: u64,
 }
 
 /// Writes a batch. When the server refuses it for its values (a data error,
@@ -145,6 +167,7 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
         };
         recorded.accepted.extend(written.accepted);
         recorded.disabled.extend(written.disabled);
+        recorded.promoted += written.promoted;
     }
     Ok(recorded)
 }
@@ -190,29 +213,64 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
         &delays,
         &urls,
     ];
+    // Results of deliveries that keep a key's order and left the head
+    // state (a retry stays the head: nothing to promote).
+    let finished_keys: Vec<(i64, i64, &str)> = batch
+        .iter()
+        .filter_map(|r| Some((r.delivery_id, r.webhook_id, r.ordering_key.as_deref()?)))
+        .collect();
     let mut client = pool.get().await?;
-    if gone.is_empty() {
+    if gone.is_empty() && finished_keys.is_empty() {
         // The common case: one statement, its own transaction.
         let stmt = client.prepare_cached(RECORD).await?;
         let rows = client.query(&stmt, &params).await?;
         let accepted = rows.iter().map(|r| r.get(0)).collect();
         return Ok(Recorded {
             accepted,
-            disabled: Vec::new(),
+            ..Recorded::default()
         });
     }
-    // A 410: the results and the disable commit together.
+    // A 410 or ordered deliveries: the results, the disable and the
+    // promotions commit together.
     let tx = client.transaction().await?;
+    if !finished_keys.is_empty() {
+        let mut ids: Vec<i64> = finished_keys.iter().map(|k| k.0).collect();
+        ids.sort_unstable();
+        let lock = tx.prepare_cached(LOCK_FINISHING).await?;
+        tx.query(&lock, &[&ids]).await?;
+    }
     let stmt = tx.prepare_cached(RECORD).await?;
     let rows = tx.query(&stmt, &params).await?;
-    let accepted = rows.iter().map(|r| r.get(0)).collect();
-    let reason = "the endpoint answered 410 Gone";
-    let disabled = tx
-        .query(DISABLE, &[&gone, &reason])
-        .await?
+    let accepted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let mut disabled = Vec::new();
+    if !gone.is_empty() {
+        let reason = "the endpoint answered 410 Gone";
+        disabled = tx
+            .query(DISABLE, &[&gone, &reason])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    }
+    let mut promoted = 0;
+    let is_head: std::collections::HashSet<i64> = batch
         .iter()
-        .map(|r| r.get(0))
+        .filter(|r| r.state() == DeliveryState::Pending)
+        .map(|r| r.delivery_id)
         .collect();
+    let (webhooks, keys): (Vec<i64>, Vec<&str>) = finished_keys
+        .iter()
+        .filter(|k| accepted.contains(&k.0) && !is_head.contains(&k.0))
+        .map(|&(_, w, k)| (w, k))
+        .unzip();
+    if !webhooks.is_empty() {
+        let stmt = tx.prepare_cached(PROMOTE).await?;
+        promoted = tx.query(&stmt, &[&webhooks, &keys]).await?.len() as u64;
+    }
     tx.commit().await?;
-    Ok(Recorded { accepted, disabled })
+    Ok(Recorded {
+        accepted,
+        disabled,
+        promoted,
+    })
 }

@@ -40,6 +40,9 @@ pub struct Webhook {
     pub tenant: Option<String>,
     /// Requests per second, all replicas together (`outbox.rate_buckets`).
     pub rate_limit: Option<i32>,
+    /// Deliveries of one ordering key go one at a time, in order (the
+    /// fan-out copies the key and holds those behind another).
+    pub ordered: bool,
 }
 
 impl Webhook {
@@ -68,6 +71,9 @@ struct State {
     /// How many webhooks belong to a tenant: while none does, an event's
     /// tenant changes nothing and the fan-out need not read it.
     tenanted: usize,
+    /// How many webhooks are ordered: while none is, the fan-out need not
+    /// read ordering keys.
+    ordered: usize,
 }
 
 impl State {
@@ -80,12 +86,14 @@ impl State {
         }
         self.subscriptions.insert(id, &webhook.event_types);
         self.tenanted += usize::from(webhook.tenant.is_some());
+        self.ordered += usize::from(webhook.ordered);
         self.map.insert(id, Arc::new(webhook));
     }
 
     fn drop_entry(&mut self, id: i64) {
         if let Some(gone) = self.map.remove(&id) {
             self.tenanted -= usize::from(gone.tenant.is_some());
+            self.ordered -= usize::from(gone.ordered);
             self.subscriptions.remove(id);
             self.expiries.retain(|&(_, e)| e != id);
         }
@@ -100,7 +108,8 @@ macro_rules! load_webhooks {
         concat!(
             "SELECT id, name, url, event_types, coalesce(secret, ''), headers,
        CASE WHEN previous_secret_expires_at > now() THEN previous_secret END,
-       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit
+       extract(epoch FROM previous_secret_expires_at - now())::float8, tenant, rate_limit,
+       ordered
   FROM outbox.webhooks LEFT JOIN outbox.webhook_secrets ON webhook_id = id
  WHERE ",
             $where
@@ -171,6 +180,7 @@ fn from_row(row: &tokio_postgres::Row) -> (Webhook, Option<Instant>) {
         headers,
         tenant: row.get(8),
         rate_limit: row.get(9),
+        ordered: row.get(10),
     };
     (webhook, expires)
 }
@@ -307,6 +317,7 @@ impl WebhookCache {
                     headers: w.headers.clone(),
                     tenant: w.tenant.clone(),
                     rate_limit: w.rate_limit,
+                    ordered: w.ordered,
                 };
                 state.map.insert(*id, Arc::new(trimmed));
             }
@@ -320,5 +331,19 @@ impl WebhookCache {
     /// tenant changes nothing and the fan-out need not read it.
     pub fn has_tenants(&self) -> bool {
         self.read().tenanted > 0
+    }
+
+    /// Whether any webhook is ordered: without one, the fan-out need not
+    /// read ordering keys.
+    pub fn has_ordered(&self) -> bool {
+        self.read().ordered > 0
+    }
+
+    /// Which of these webhooks are ordered, as the cache knows them.
+    pub fn ordered_among(&self, ids: &[i64]) -> Vec<bool> {
+        let state = self.read();
+        ids.iter()
+            .map(|id| state.map.get(id).is_some_and(|w| w.ordered))
+            .collect()
     }
 }

@@ -73,6 +73,7 @@ fn delivered(c: &Claimed) -> AttemptRecord {
         retry_in_ms: None,
         gone: false,
         cancelled: false,
+        ordering_key: None,
     }
 }
 

@@ -197,5 +197,6 @@ fn base(delivery: &Claimed, started_at: DateTime<Utc>) -> AttemptRecord {
         retry_in_ms: None,
         gone: false,
         cancelled: false,
+        ordering_key: delivery.ordering_key.clone(),
     }
 }

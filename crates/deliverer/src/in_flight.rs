@@ -331,6 +331,7 @@ mod tests {
             event_type: "bench.event".into(),
             payload: "x".repeat(payload_bytes).into(),
             created_at: Utc::now(),
+            ordering_key: None,
         }
     }
 

@@ -119,6 +119,7 @@ mod tests {
                 .collect(),
             tenant: None,
             rate_limit: None,
+            ordered: false,
         }
     }
 
@@ -134,6 +135,7 @@ mod tests {
             created_at: chrono::Utc
                 .with_ymd_and_hms(2026, 11, 22, 14, 0, 0)
                 .unwrap(),
+            ordering_key: None,
         }
     }
 

@@ -116,6 +116,7 @@ impl Deliverer {
                 pool: self.pool.clone(),
                 results: results_rx,
                 lease: self.settings.lease,
+                ready: self.ready.clone(),
             }
             .run(),
         );

@@ -8,12 +8,13 @@
 //! have expired, the deliveries will be claimed again, and the batch is
 //! dropped with a warning (at-least-once, never lost).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::outcome::Outcome;
 use outboxd_db::{results, AttemptRecord, Pool};
 use outboxd_metrics as names;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// The most results written in one statement.
 const MAX_BATCH: usize = 2000;
@@ -28,6 +29,9 @@ pub struct ResultWriter {
     pub results: mpsc::Receiver<AttemptRecord>,
     /// How long a result can still matter: the lease length.
     pub lease: Duration,
+    /// Notified when a result promoted held deliveries: the next of their
+    /// keys is due now, and the loop claims it without waiting for a poll.
+    pub ready: Arc<Notify>,
 }
 
 impl ResultWriter {
@@ -46,6 +50,9 @@ impl ResultWriter {
         loop {
             match results::record(&self.pool, batch).await {
                 Ok(recorded) => {
+                    if recorded.promoted > 0 {
+                        self.ready.notify_one();
+                    }
                     observe(batch, &recorded);
                     return;
                 }

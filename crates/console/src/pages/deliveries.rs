@@ -150,6 +150,7 @@ async fn request_headers(client: &Client, d: &Delivery) -> Vec<(String, String)>
             .map(|p| std::sync::Arc::from(p.text()))
             .unwrap_or_else(|| "null".into()),
         created_at: d.event_created_at.unwrap_or(d.created_at),
+        ordering_key: None,
     };
     let ts = d
         .attempt_log
