@@ -72,6 +72,10 @@ BEGIN
        SET state = 'cancelled', locked_until = NULL, updated_at = now(),
            last_error = coalesce(last_error, CASE WHEN TG_OP = 'DELETE' THEN 'webhook deleted' ELSE 'webhook disabled' END)
      WHERE webhook_id = OLD.id AND state = 'pending';
+    UPDATE outbox.deliveries
+       SET state = 'cancelled', updated_at = now(),
+           last_error = coalesce(last_error, CASE WHEN TG_OP = 'DELETE' THEN 'webhook deleted' ELSE 'webhook disabled' END)
+     WHERE webhook_id = OLD.id AND ordering_key IS NOT NULL AND state = 'held';
     RETURN NULL;
 END
 $$;
@@ -147,10 +151,6 @@ BEGIN
         RAISE EXCEPTION 'webhook violates ordering_policy_known: ordering_policy must be skip (a failed event stays failed and the next one goes) or halt (the key waits for an admin) (got %)',
                 coalesce(quote_literal(NEW.ordering_policy), 'null')
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ordering_policy_known', TABLE = 'webhooks', SCHEMA = 'outbox';
-    END IF;
-    IF NEW.ordered THEN
-        RAISE EXCEPTION 'webhook violates ordered_available: ordered delivery is not available in this version (the claims do not keep the order of a key yet); leave ordered false'
-            USING ERRCODE = 'feature_not_supported', CONSTRAINT = 'ordered_available', TABLE = 'webhooks', SCHEMA = 'outbox';
     END IF;
     RETURN NEW;
 END
@@ -355,14 +355,14 @@ CREATE TABLE outbox.deliveries (
     replays integer DEFAULT 0 NOT NULL,
     ordering_key text,
     released_at timestamp with time zone,
-    CONSTRAINT state_known CHECK ((state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+    CONSTRAINT state_known CHECK ((state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'held'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
 );
 
 --
 -- Name: TABLE deliveries; Type: COMMENT; Schema: outbox; Owner: -
 --
 
-COMMENT ON TABLE outbox.deliveries IS 'One row per (event, webhook): pending -> in_flight -> delivered | pending (retry) | failed; cancelled when the webhook is disabled or deleted first.';
+COMMENT ON TABLE outbox.deliveries IS 'One row per (event, webhook): pending -> in_flight -> delivered | pending (retry) | failed; held while an earlier delivery of its ordering key is in the way (ordered webhooks); cancelled when the webhook is disabled or deleted first.';
 
 --
 -- Name: COLUMN deliveries.attempts; Type: COMMENT; Schema: outbox; Owner: -
@@ -383,6 +383,18 @@ COMMENT ON COLUMN outbox.deliveries.earlier_attempts IS 'attempts made before th
 COMMENT ON COLUMN outbox.deliveries.replays IS 'how often outbox.replay or replay_failed put it back';
 
 --
+-- Name: COLUMN deliveries.ordering_key; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.deliveries.ordering_key IS 'The event''s ordering key, copied when the webhook was ordered at fan-out; null: delivered without order.';
+
+--
+-- Name: COLUMN deliveries.released_at; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.deliveries.released_at IS 'When an admin skipped this failed delivery (outbox.skip_halted): it no longer halts its key.';
+
+--
 -- Name: is_next_of_key(outbox.deliveries, boolean, text); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -394,7 +406,7 @@ CREATE FUNCTION outbox.is_next_of_key(d outbox.deliveries, ordered boolean, poli
          WHERE e.webhook_id = d.webhook_id
            AND e.ordering_key = d.ordering_key
            AND e.event_id < d.event_id
-           AND e.state IN ('pending', 'in_flight', 'failed')
+           AND e.state IN ('pending', 'in_flight', 'held', 'failed')
            AND (e.state <> 'failed' OR (policy = 'halt' AND e.released_at IS NULL)))
 $$;
 
@@ -715,6 +727,33 @@ END
 $$;
 
 --
+-- Name: on_webhook_ordering_change(); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.on_webhook_ordering_change() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.ordered AND NOT NEW.ordered THEN
+        UPDATE outbox.deliveries
+           SET state = 'pending', next_attempt_at = now(), updated_at = now()
+         WHERE webhook_id = NEW.id AND ordering_key IS NOT NULL AND state = 'held';
+    ELSIF NEW.ordered AND OLD.ordering_policy = 'halt' AND NEW.ordering_policy = 'skip' THEN
+        PERFORM 1 FROM outbox.deliveries h
+          WHERE h.webhook_id = NEW.id AND h.ordering_key IS NOT NULL
+            AND h.state IN ('pending', 'in_flight')
+          ORDER BY h.id
+            FOR UPDATE;
+        PERFORM outbox.promote_held(array_agg(NEW.id), array_agg(k.ordering_key))
+           FROM (SELECT DISTINCT d.ordering_key FROM outbox.deliveries d
+                  WHERE d.webhook_id = NEW.id AND d.ordering_key IS NOT NULL
+                    AND d.state = 'held') k;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+--
 -- Name: payload_size(jsonb); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -741,6 +780,42 @@ BEGIN
     RETURN true;
 END
 $$;
+
+--
+-- Name: promote_held(bigint[], text[]); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.promote_held(webhook_ids bigint[], ordering_keys text[]) RETURNS SETOF bigint
+    LANGUAGE sql
+    AS $_$
+    UPDATE outbox.deliveries d
+       SET state = 'pending', next_attempt_at = now(), updated_at = now()
+     WHERE d.id = ANY (ARRAY(
+               SELECT n.id
+                 FROM (SELECT DISTINCT k.webhook_id, k.ordering_key
+                         FROM unnest($1, $2) AS k(webhook_id, ordering_key)
+                        WHERE k.ordering_key IS NOT NULL) k
+                 JOIN outbox.webhooks w ON w.id = k.webhook_id
+                CROSS JOIN LATERAL (
+                      SELECT h.* FROM outbox.deliveries h
+                       WHERE h.webhook_id = k.webhook_id AND h.ordering_key = k.ordering_key
+                         AND h.state = 'held'
+                       ORDER BY h.event_id
+                       LIMIT 1) n
+                WHERE NOT EXISTS (SELECT 1 FROM outbox.deliveries b
+                                   WHERE b.webhook_id = k.webhook_id
+                                     AND b.ordering_key = k.ordering_key
+                                     AND b.state IN ('pending', 'in_flight'))
+                  AND outbox.is_next_of_key(n::outbox.deliveries, w.ordered, w.ordering_policy)))
+       AND d.state = 'held'
+    RETURNING d.id
+$_$;
+
+--
+-- Name: FUNCTION promote_held(webhook_ids bigint[], ordering_keys text[]); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.promote_held(webhook_ids bigint[], ordering_keys text[]) IS 'Makes the earliest held delivery of each given (webhook, ordering key) pending when nothing blocks it any more.';
 
 --
 -- Name: publish(text, jsonb, text, text, text); Type: FUNCTION; Schema: outbox; Owner: -
@@ -845,15 +920,44 @@ CREATE FUNCTION outbox.replay(delivery_id bigint) RETURNS integer
     AS $_$
 DECLARE
     n integer;
+    d outbox.deliveries;
+    keyed boolean;
 BEGIN
-    UPDATE outbox.deliveries
-       SET state = 'pending', earlier_attempts = earlier_attempts + attempts, attempts = 0,
-           replays = replays + 1, next_attempt_at = now(), locked_until = NULL,
-           updated_at = now()
-     WHERE id = $1 AND state IN ('delivered', 'failed', 'cancelled');
-    GET DIAGNOSTICS n = ROW_COUNT;
-    IF n = 0 AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d WHERE d.id = $1) THEN
+    SELECT * INTO d FROM outbox.deliveries x WHERE x.id = $1;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'delivery % does not exist', $1 USING ERRCODE = 'no_data_found';
+    END IF;
+    keyed := d.ordering_key IS NOT NULL
+             AND EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = d.webhook_id AND w.ordered);
+    IF keyed THEN
+        PERFORM 1 FROM outbox.deliveries h
+          WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
+            AND h.state IN ('pending', 'in_flight')
+          ORDER BY h.id
+            FOR SHARE;
+    END IF;
+    UPDATE outbox.deliveries x
+       SET state = CASE WHEN keyed AND (
+                            EXISTS (SELECT 1 FROM outbox.deliveries h
+                                     WHERE h.webhook_id = x.webhook_id AND h.ordering_key = x.ordering_key
+                                       AND h.state IN ('pending', 'in_flight'))
+                            OR NOT outbox.is_next_of_key(x, true, w.ordering_policy))
+                        THEN 'held' ELSE 'pending' END,
+           earlier_attempts = x.earlier_attempts + x.attempts, attempts = 0,
+           replays = x.replays + 1, next_attempt_at = now(), locked_until = NULL,
+           released_at = NULL, updated_at = now()
+      FROM outbox.webhooks w
+     WHERE x.id = $1 AND w.id = x.webhook_id AND x.state IN ('delivered', 'failed', 'cancelled');
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = 0 AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = d.webhook_id) THEN
+        -- The webhook is deleted: replayed as before, and cancelled by the
+        -- orphan canceller.
+        UPDATE outbox.deliveries x
+           SET state = 'pending', earlier_attempts = x.earlier_attempts + x.attempts, attempts = 0,
+               replays = x.replays + 1, next_attempt_at = now(), locked_until = NULL,
+               released_at = NULL, updated_at = now()
+         WHERE x.id = $1 AND x.state IN ('delivered', 'failed', 'cancelled');
+        GET DIAGNOSTICS n = ROW_COUNT;
     END IF;
     RETURN n;
 END
@@ -868,15 +972,41 @@ CREATE FUNCTION outbox.replay_failed(webhook_id bigint, since timestamp with tim
     AS $_$
 DECLARE
     n integer;
+    w outbox.webhooks;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = $1) THEN
+    SELECT * INTO w FROM outbox.webhooks x WHERE x.id = $1;
+    IF NOT FOUND THEN
         RAISE EXCEPTION 'webhook % does not exist', $1 USING ERRCODE = 'no_data_found';
     END IF;
+    IF w.ordered THEN
+        PERFORM 1 FROM outbox.deliveries h
+          WHERE h.webhook_id = $1 AND h.ordering_key IS NOT NULL
+            AND h.state IN ('pending', 'in_flight')
+            AND h.ordering_key IN (SELECT f.ordering_key FROM outbox.deliveries f
+                                    WHERE f.webhook_id = $1 AND f.state = 'failed'
+                                      AND f.created_at >= $2 AND f.ordering_key IS NOT NULL)
+          ORDER BY h.id
+            FOR SHARE;
+    END IF;
     UPDATE outbox.deliveries d
-       SET state = 'pending', earlier_attempts = d.earlier_attempts + d.attempts, attempts = 0,
+       SET state = CASE WHEN r.held THEN 'held' ELSE 'pending' END,
+           earlier_attempts = d.earlier_attempts + d.attempts, attempts = 0,
            replays = d.replays + 1, next_attempt_at = now(), locked_until = NULL,
-           updated_at = now()
-     WHERE d.webhook_id = $1 AND d.state = 'failed' AND d.created_at >= $2;
+           released_at = NULL, updated_at = now()
+      FROM (SELECT f.id,
+                   w.ordered AND f.ordering_key IS NOT NULL AND (
+                       row_number() OVER (PARTITION BY f.ordering_key ORDER BY f.event_id) > 1
+                    OR EXISTS (SELECT 1 FROM outbox.deliveries h
+                                WHERE h.webhook_id = f.webhook_id AND h.ordering_key = f.ordering_key
+                                  AND h.state IN ('pending', 'in_flight'))
+                    OR EXISTS (SELECT 1 FROM outbox.deliveries e
+                                WHERE e.webhook_id = f.webhook_id AND e.ordering_key = f.ordering_key
+                                  AND e.event_id < f.event_id AND e.state = 'failed'
+                                  AND w.ordering_policy = 'halt' AND e.released_at IS NULL
+                                  AND e.created_at < $2)) AS held
+              FROM outbox.deliveries f
+             WHERE f.webhook_id = $1 AND f.state = 'failed' AND f.created_at >= $2) r
+     WHERE d.id = r.id AND d.state = 'failed';
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
@@ -982,6 +1112,42 @@ BEGIN
     RETURN new_id;
 END
 $_$;
+
+--
+-- Name: skip_halted(bigint); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.skip_halted(delivery_id bigint) RETURNS integer
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    d outbox.deliveries;
+    n integer;
+BEGIN
+    SELECT x.* INTO d FROM outbox.deliveries x JOIN outbox.webhooks w ON w.id = x.webhook_id
+     WHERE x.id = $1 AND x.state = 'failed' AND x.released_at IS NULL
+       AND x.ordering_key IS NOT NULL AND w.ordered AND w.ordering_policy = 'halt'
+       FOR UPDATE OF x;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'delivery % is not halting a key (it must be a failed, unreleased delivery of an ordered webhook whose ordering_policy is halt; see outbox.halted_keys)', $1
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM 1 FROM outbox.deliveries h
+      WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
+        AND h.state IN ('pending', 'in_flight')
+      ORDER BY h.id
+        FOR UPDATE;
+    UPDATE outbox.deliveries x SET released_at = now(), updated_at = now() WHERE x.id = $1;
+    SELECT count(*) INTO n FROM outbox.promote_held(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
+    RETURN n;
+END
+$_$;
+
+--
+-- Name: FUNCTION skip_halted(delivery_id bigint); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.skip_halted(delivery_id bigint) IS 'Releases a halted key: its failed delivery stays failed, the next one goes. Returns how many were promoted (0 or 1).';
 
 --
 -- Name: slow_rate(bigint, interval); Type: FUNCTION; Schema: outbox; Owner: -
@@ -1386,6 +1552,37 @@ ALTER TABLE outbox.events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: halted_keys; Type: VIEW; Schema: outbox; Owner: -
+--
+
+CREATE VIEW outbox.halted_keys AS
+ SELECT w.id AS webhook_id,
+    w.name AS webhook_name,
+    w.tenant,
+    d.ordering_key,
+    d.id AS delivery_id,
+    d.event_id,
+    e.event_type,
+    d.updated_at AS failed_at,
+    d.last_status,
+    d.last_error,
+    ( SELECT count(*) AS count
+           FROM outbox.deliveries h
+          WHERE ((h.webhook_id = d.webhook_id) AND (h.ordering_key = d.ordering_key) AND (h.state = 'held'::text))) AS waiting
+   FROM ((outbox.deliveries d
+     JOIN outbox.webhooks w ON ((w.id = d.webhook_id)))
+     LEFT JOIN outbox.events e ON ((e.id = d.event_id)))
+  WHERE (w.ordered AND (w.ordering_policy = 'halt'::text) AND (d.ordering_key IS NOT NULL) AND (d.state = 'failed'::text) AND (d.released_at IS NULL) AND (NOT (EXISTS ( SELECT 1
+           FROM outbox.deliveries b
+          WHERE ((b.webhook_id = d.webhook_id) AND (b.ordering_key = d.ordering_key) AND (b.state = 'failed'::text) AND (b.released_at IS NULL) AND (b.event_id < d.event_id))))));
+
+--
+-- Name: VIEW halted_keys; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON VIEW outbox.halted_keys IS 'Ordering keys of halt webhooks waiting for an admin: replay or skip (outbox.skip_halted) the failed delivery.';
+
+--
 -- Name: portal_links_used; Type: TABLE; Schema: outbox; Owner: -
 --
 
@@ -1654,6 +1851,12 @@ ALTER TABLE ONLY outbox.webhooks
 CREATE INDEX console_sessions_expiry ON outbox.console_sessions USING btree (expires_at);
 
 --
+-- Name: deliveries_by_key; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX deliveries_by_key ON outbox.deliveries USING btree (webhook_id, ordering_key, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'held'::text, 'failed'::text])));
+
+--
 -- Name: deliveries_due; Type: INDEX; Schema: outbox; Owner: -
 --
 
@@ -1670,12 +1873,6 @@ CREATE INDEX deliveries_failed ON outbox.deliveries USING btree (webhook_id) WHE
 --
 
 CREATE INDEX deliveries_leased ON outbox.deliveries USING btree (locked_until) WHERE (locked_until IS NOT NULL);
-
---
--- Name: deliveries_open_by_key; Type: INDEX; Schema: outbox; Owner: -
---
-
-CREATE INDEX deliveries_open_by_key ON outbox.deliveries USING btree (webhook_id, ordering_key, event_id) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'in_flight'::text, 'failed'::text])));
 
 --
 -- Name: delivery_attempts_by_delivery; Type: INDEX; Schema: outbox; Owner: -
@@ -1862,6 +2059,12 @@ CREATE TRIGGER webhooks_notify_insert AFTER INSERT ON outbox.webhooks REFERENCIN
 --
 
 CREATE TRIGGER webhooks_notify_update AFTER UPDATE ON outbox.webhooks REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION outbox.notify_webhooks_changed();
+
+--
+-- Name: webhooks webhooks_ordering_change; Type: TRIGGER; Schema: outbox; Owner: -
+--
+
+CREATE TRIGGER webhooks_ordering_change AFTER UPDATE OF ordered, ordering_policy ON outbox.webhooks FOR EACH ROW WHEN (((old.ordered IS DISTINCT FROM new.ordered) OR (old.ordering_policy IS DISTINCT FROM new.ordering_policy))) EXECUTE FUNCTION outbox.on_webhook_ordering_change();
 
 --
 -- Name: webhooks webhooks_touch; Type: TRIGGER; Schema: outbox; Owner: -

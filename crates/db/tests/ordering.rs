@@ -1,9 +1,9 @@
 //! The ordering schema against a real database: publish takes an ordering
 //! key by name (and still takes the old calls), the SQL rule of which
-//! delivery of a key may be claimed agrees with crates/core's, and an
-//! ordered webhook is refused while the claims do not keep the order.
+//! delivery of a key may go next and which held one is promoted agree
+//! with crates/core's, and a policy must be known.
 
-use outboxd_core::ordering::{is_claimable, FailurePolicy, Stage};
+use outboxd_core::ordering::{is_claimable, promoted, FailurePolicy, Stage};
 use outboxd_testkit::db::add_webhook;
 use outboxd_testkit::TestDb;
 use tokio_postgres::Client;
@@ -75,7 +75,7 @@ async fn publish_takes_an_ordering_key_by_name_and_the_old_calls_still_work() {
 }
 
 #[tokio::test]
-async fn an_ordered_webhook_is_refused_and_a_policy_must_be_known() {
+async fn an_ordered_webhook_is_accepted_and_a_policy_must_be_known() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let (id, _) = add_webhook(&client, "hook", "http://127.0.0.1:9/hook", &["*"]).await;
@@ -90,10 +90,13 @@ async fn an_ordered_webhook_is_refused_and_a_policy_must_be_known() {
             )
         }
     };
-    assert_eq!(
-        refused("UPDATE outbox.webhooks SET ordered = true WHERE id = $1").await,
-        ("0A000".into(), Some("ordered_available".into()))
-    );
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET ordered = true WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("ordered webhooks are available");
     assert_eq!(
         refused("UPDATE outbox.webhooks SET ordering_policy = 'stop' WHERE id = $1").await,
         ("23514".into(), Some("ordering_policy_known".into()))
@@ -112,6 +115,7 @@ fn row_of(stage: Stage) -> (&'static str, bool) {
     match stage {
         Stage::Pending => ("pending", false),
         Stage::InFlight => ("in_flight", false),
+        Stage::Held => ("held", false),
         Stage::Delivered => ("delivered", false),
         Stage::Failed { released } => ("failed", released),
         Stage::Cancelled => ("cancelled", false),
@@ -134,6 +138,12 @@ async fn the_sql_rule_agrees_with_the_core_rule() {
         &[Cancelled, Pending],
         &[Pending, Delivered, Pending],
         &[Delivered, failed, Pending, InFlight],
+        &[Delivered, Held, Held],
+        &[failed, Held],
+        &[Failed { released: true }, Held],
+        &[Cancelled, Held, Pending],
+        &[InFlight, Held],
+        &[Held, Pending],
     ];
     for policy in [FailurePolicy::Skip, FailurePolicy::Halt] {
         client
@@ -191,6 +201,38 @@ async fn the_sql_rule_agrees_with_the_core_rule() {
                 );
             }
             *i += 1;
+        }
+        // Promotion, as the result writer asks for it after a head
+        // finished: the held delivery the core rule names, or none.
+        client
+            .execute(
+                "UPDATE outbox.webhooks SET ordered = true, ordering_policy = $2 WHERE id = $1",
+                &[&webhook, &policy.as_str()],
+            )
+            .await
+            .unwrap();
+        let names: Vec<String> = (0..keys.len()).map(|k| format!("key-{k}")).collect();
+        let webhooks = vec![webhook; keys.len()];
+        let promoted_rows = client
+            .query(
+                "SELECT d.ordering_key,
+                        (SELECT count(*) FROM outbox.deliveries e
+                          WHERE e.ordering_key = d.ordering_key AND e.event_id < d.event_id)
+                   FROM outbox.promote_held($1, $2) p JOIN outbox.deliveries d ON d.id = p",
+                &[&webhooks, &names],
+            )
+            .await
+            .unwrap();
+        let got: std::collections::HashMap<String, i64> = promoted_rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for (k, key) in keys.iter().enumerate() {
+            assert_eq!(
+                got.get(&names[k]).map(|&i| i as usize),
+                promoted(key, policy),
+                "promotion of {key:?} under {policy}"
+            );
         }
     }
 }
