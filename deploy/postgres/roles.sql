@@ -63,6 +63,7 @@ GRANT EXECUTE ON FUNCTION
     outbox.check_webhook(),
     outbox.check_webhook_rate_limit(),
     outbox.check_webhook_ordering(),
+    outbox.on_webhook_ordering_change(),
     outbox.check_webhook_secret(),
     outbox.add_webhook_secret(),
     outbox.touch_webhook_of_secret(),
@@ -89,7 +90,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO o
 GRANT SELECT, INSERT, UPDATE ON outbox.webhook_secrets TO outbox_admin;
 GRANT SELECT ON outbox.events, outbox.deliveries, outbox.delivery_attempts,
                 outbox.delivery_log, outbox.webhook_health, outbox.wakeup,
-                outbox.dispatch_state, outbox.undispatched_events TO outbox_admin;
+                outbox.dispatch_state, outbox.undispatched_events,
+                outbox.halted_keys TO outbox_admin;
 GRANT EXECUTE ON FUNCTION outbox.is_dispatched(outbox.events) TO outbox_admin, outbox_daemon;
 -- Test events are events; replays and the cancel-on-disable trigger update deliveries.
 GRANT INSERT ON outbox.events TO outbox_admin;
@@ -97,13 +99,14 @@ GRANT INSERT ON outbox.events TO outbox_admin;
 -- webhook, lease or history.
 REVOKE UPDATE ON outbox.deliveries FROM outbox_admin;
 GRANT UPDATE (state, attempts, earlier_attempts, replays, next_attempt_at, locked_until,
-              last_error, updated_at)
+              last_error, updated_at, released_at)
    ON outbox.deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION
     outbox.publish(text, jsonb, text, text, text),
     outbox.send_test_event(bigint, text),
     outbox.replay(bigint),
     outbox.replay_failed(bigint, timestamptz),
+    outbox.skip_halted(bigint),
     outbox.rotate_secret(bigint, interval),
     outbox.add_webhook(text, text, text[], jsonb)
   TO outbox_admin;
@@ -137,5 +140,12 @@ GRANT EXECUTE ON FUNCTION
     outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz),
     outbox.is_next_of_key(outbox.deliveries, boolean, text)
   TO outbox_daemon;
+-- Ordered delivery: the result writer (and, as admins, replays, skips and
+-- policy changes) promote a key's next held delivery by the same rule.
+GRANT EXECUTE ON FUNCTION
+    outbox.promote_held(bigint[], text[]),
+    outbox.is_next_of_key(outbox.deliveries, boolean, text)
+  TO outbox_daemon, outbox_admin;
+GRANT SELECT ON outbox.halted_keys TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

@@ -43,10 +43,10 @@ pub struct WebhookStats {
 const QUEUE: &str = "
 WITH d AS (
     SELECT d.state, d.next_attempt_at, d.created_at FROM outbox.deliveries d
-     WHERE d.state IN ('pending', 'in_flight')
+     WHERE d.state IN ('pending', 'held', 'in_flight')
        AND ($1::text IS NULL OR d.webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $1)))
 SELECT b.n, b.age,
-       (SELECT count(*) FROM d WHERE state = 'pending'),
+       (SELECT count(*) FROM d WHERE state IN ('pending', 'held')),
        (SELECT count(*) FROM d WHERE state = 'pending' AND next_attempt_at <= now()),
        (SELECT count(*) FROM d WHERE state = 'in_flight'),
        (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM d)
@@ -58,7 +58,7 @@ SELECT b.n, b.age,
 const PER_WEBHOOK: &str = "
 SELECT w.id, w.name, w.enabled, h.attempts, h.delivered, h.retried, h.failed,
        (SELECT count(*) FROM outbox.deliveries d
-         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'in_flight')),
+         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight')),
        w.disabled_reason, w.disabled_at
   FROM outbox.webhooks w
   LEFT JOIN LATERAL (

@@ -12,9 +12,13 @@ use crate::Pool;
 
 const SAMPLE: &str = "
 SELECT b.n, b.age,
-       (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'),
-       (SELECT extract(epoch FROM now() - min(created_at))::float8
-          FROM outbox.deliveries WHERE state = 'pending'),
+       (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending')
+         + (SELECT count(*) FROM outbox.deliveries
+             WHERE state = 'held' AND ordering_key IS NOT NULL),
+       (SELECT extract(epoch FROM now() - least(
+                  (SELECT min(created_at) FROM outbox.deliveries WHERE state = 'pending'),
+                  (SELECT min(created_at) FROM outbox.deliveries
+                    WHERE state = 'held' AND ordering_key IS NOT NULL)))::float8),
        (SELECT count(*) FROM outbox.webhooks WHERE NOT enabled)
   FROM (SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
           FROM outbox.undispatched_events) AS b";
