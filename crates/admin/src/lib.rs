@@ -11,6 +11,7 @@ pub mod deliveries;
 pub mod event_types;
 pub mod format;
 pub mod json;
+pub mod keys;
 pub mod portal;
 pub mod replay;
 pub mod stats;

@@ -93,11 +93,15 @@ impl Which {
 }
 
 /// States other than `failed` go through outbox.replay one by one, which
-/// keeps the rules of a replay in the SQL function.
+/// keeps the rules of a replay in the SQL function; in event order, so
+/// that of an ordered key's replays the earliest becomes its head (a
+/// volatile function in the select list runs after the sort).
 const REPLAY_STATES: &str = "
-SELECT coalesce(sum(outbox.replay(id)), 0)::int4
-  FROM outbox.deliveries
- WHERE webhook_id = $1 AND state = ANY($2) AND created_at >= $3";
+SELECT coalesce(sum(s.n), 0)::int4
+  FROM (SELECT outbox.replay(id) AS n
+          FROM outbox.deliveries
+         WHERE webhook_id = $1 AND state = ANY($2) AND created_at >= $3
+         ORDER BY event_id) s";
 
 /// Replays the deliveries of a webhook created since `since`; the number
 /// replayed.

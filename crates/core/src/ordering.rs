@@ -117,7 +117,10 @@ pub fn promoted(key: &[Stage], policy: FailurePolicy) -> Option<usize> {
 /// event is older than the key's other held ones, so it is the next sent
 /// (`outbox.replay`).
 pub fn replay_enters(key: &[Stage], index: usize, policy: FailurePolicy) -> Stage {
-    let head = key.iter().enumerate().any(|(i, s)| i != index && s.is_head());
+    let head = key
+        .iter()
+        .enumerate()
+        .any(|(i, s)| i != index && s.is_head());
     if head || key[..index].iter().any(|s| s.blocks_later(policy)) {
         Stage::Held
     } else {
@@ -200,7 +203,11 @@ mod tests {
         assert_eq!(enters(&[Delivered, FAILED], Skip), Pending);
         assert_eq!(enters(&[Delivered, FAILED], Halt), Held);
         assert_eq!(enters(&[InFlight], Skip), Held);
-        assert_eq!(enters(&[FAILED, Held], Skip), Held, "a held one stays ahead");
+        assert_eq!(
+            enters(&[FAILED, Held], Skip),
+            Held,
+            "a held one stays ahead"
+        );
         assert_eq!(promoted(&[Delivered, Held, Held], Skip), Some(1));
         assert_eq!(promoted(&[InFlight, Held], Skip), None);
         assert_eq!(promoted(&[FAILED, Held], Halt), None);

@@ -223,10 +223,8 @@ async fn the_sql_rule_agrees_with_the_core_rule() {
             )
             .await
             .unwrap();
-        let got: std::collections::HashMap<String, i64> = promoted_rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let got: std::collections::HashMap<String, i64> =
+            promoted_rows.iter().map(|r| (r.get(0), r.get(1))).collect();
         for (k, key) in keys.iter().enumerate() {
             assert_eq!(
                 got.get(&names[k]).map(|&i| i as usize),

@@ -31,7 +31,8 @@ const SECOND_WEBHOOK: &str =
 /// receiver verifies both.
 const SHARE_SECRET: &str = "UPDATE outbox.webhook_secrets SET secret = $2 WHERE webhook_id = $1";
 
-const OPEN: &str = "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'held', 'in_flight')";
+const OPEN: &str =
+    "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'held', 'in_flight')";
 
 const LOG: &str = "
 SELECT to_char(started_at, 'HH24:MI:SS.MS'), webhook_name, event_type, event_id, attempt,

@@ -59,6 +59,7 @@ fn main() -> ExitCode {
             Command::TestEvent(args) => admin::test_event::run(args).await,
             Command::Deliveries(args) => admin::deliveries::run(args).await,
             Command::Replay(args) => admin::replay::run(args).await,
+            Command::Keys(args) => admin::keys::run(args).await,
             Command::Stats(args) => admin::stats::run(args).await,
             Command::PortalLink(args) => admin::portal::run(args),
         }

@@ -85,7 +85,8 @@ SELECT CASE WHEN i % 500 = 0 THEN 'x.hang'
        jsonb_build_object('n', i)
   FROM generate_series($1::int8, $2::int8) AS i";
 
-const OPEN: &str = "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'held', 'in_flight')";
+const OPEN: &str =
+    "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'held', 'in_flight')";
 
 const FANNED_OUT: &str = "SELECT count(*) FROM outbox.deliveries WHERE webhook_id = $1";
 

@@ -8,6 +8,7 @@
 
 pub mod deliveries;
 pub mod event_types;
+pub mod keys;
 pub mod parse;
 pub mod portal;
 pub mod replay;

@@ -1,5 +1,5 @@
 //! The admin commands' arguments (webhooks, event types, test events,
-//! deliveries, replay, stats, portal links) and the demo's and sample
+//! deliveries, replay, halted ordering keys, stats, portal links) and the demo's and sample
 //! receiver's.
 
 use std::net::SocketAddr;
@@ -469,6 +469,48 @@ pub struct ReplayArgs {
     /// Which deliveries of the webhook to replay
     #[arg(long, default_value = "failed", value_name = "STATE")]
     pub state: ReplayState,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Keys of halt webhooks waiting for an admin: their failed delivery and how many wait behind it.
+    Halted(KeysHaltedArgs),
+    /// Let a halted key go on: its failed delivery stays failed, the next one is sent.
+    Skip(KeysSkipArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysHaltedArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// Only this webhook (id or name)
+    #[arg(long, value_name = "WEBHOOK")]
+    pub webhook: Option<String>,
+
+    /// Only this tenant's webhooks
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: Option<String>,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysSkipArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
+    /// The failed delivery that halts the key (`outboxd keys halted` lists them)
+    #[arg(value_name = "DELIVERY_ID")]
+    pub delivery: i64,
 }
 
 #[derive(Debug, Clone, Args)]

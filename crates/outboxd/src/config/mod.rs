@@ -50,6 +50,8 @@ pub enum Command {
     Deliveries(DeliveriesArgs),
     /// Put deliveries back in the queue with a fresh attempt budget.
     Replay(ReplayArgs),
+    /// Ordering keys of ordered webhooks: halted (list), skip.
+    Keys(KeysArgs),
     /// Queue depth, lag, and per-webhook failures over the last hour.
     Stats(StatsArgs),
     /// Print a link that signs a tenant's customer in to its portal (once, until it expires).
