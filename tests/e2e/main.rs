@@ -16,6 +16,7 @@ mod hostile;
 mod lanes;
 mod listeners;
 mod operations;
+mod ordering;
 mod pipeline;
 mod portal;
 mod rate;
