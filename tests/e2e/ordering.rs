@@ -270,13 +270,19 @@ async fn order_is_kept_when_a_daemon_is_killed_mid_run() {
     }
     let total = (KEYS * EVENTS) as usize;
     assert!(
-        wait_until(Duration::from_secs(60), || async { r.delivered() >= total / 3 }).await,
+        wait_until(Duration::from_secs(60), || async {
+            r.delivered() >= total / 3
+        })
+        .await,
         "too little delivered before the kill\n{}",
         a.log()
     );
     a.kill9().await;
     let at_kill = r.delivered();
-    assert!(at_kill < total, "the kill came too late ({at_kill} delivered)");
+    assert!(
+        at_kill < total,
+        "the kill came too late ({at_kill} delivered)"
+    );
     let a2 = Daemon::start(BIN, &db.url, &env);
     wait_delivered(&r, total, Duration::from_secs(120), &[&a2, &b]).await;
     let receipts = assert_in_key_order(&r.arrivals(), true);
@@ -365,7 +371,10 @@ async fn halted_run() -> (TestDb, KeyedReceiver, Daemon, Arc<AtomicBool>, i64) {
     // Nothing more of k1 goes meanwhile.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let k1 = seqs_of(&r.arrivals(), "k1");
-    assert_eq!(k1, [(0, true), (1, true), (2, false), (2, false), (2, false)]);
+    assert_eq!(
+        k1,
+        [(0, true), (1, true), (2, false), (2, false), (2, false)]
+    );
     let row = client
         .query_one(
             "SELECT webhook_id, ordering_key, event_type, waiting, last_status, delivery_id
@@ -421,7 +430,10 @@ async fn a_poison_event_under_halt_waits_until_skipped() {
             (4, true)
         ]
     );
-    assert_eq!(count(&client, "SELECT count(*) FROM outbox.halted_keys").await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.halted_keys").await,
+        0
+    );
     let state: String = client
         .query_one(
             "SELECT state FROM outbox.deliveries WHERE id = $1 AND released_at IS NOT NULL",
@@ -459,7 +471,10 @@ async fn a_replayed_halted_event_goes_first_then_the_rest_in_order() {
             (4, true)
         ]
     );
-    assert_eq!(count(&client, "SELECT count(*) FROM outbox.halted_keys").await, 0);
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.halted_keys").await,
+        0
+    );
 }
 
 #[tokio::test]

@@ -63,7 +63,7 @@ SELECT id FROM outbox.deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 /// longer blocks (delivered, cancelled, failed under skip) becomes pending,
 /// due now. A head retried later stays the head; so does one that failed
 /// under halt (the key waits for an admin).
-const PROMOTE: &str = "SELECT id FROM outbox.promote_held($1::int8[], $2::text[])";
+const PROMOTE: &str = "SELECT p FROM outbox.promote_held($1::int8[], $2::text[]) AS p";
 
 /// 410 Gone: the receiver unsubscribed. The webhook is disabled, and the
 /// trigger on `enabled` cancels its waiting deliveries.
