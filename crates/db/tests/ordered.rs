@@ -1,0 +1,413 @@
+//! Ordered delivery against a real database: the fan-out hands over a
+//! key's first delivery and holds the rest, a result promotes the next,
+//! and the races between a fan-out (or a replay) and the writer finishing
+//! the key's head end with the next delivery pending, never stuck held.
+//! The races are provoked with a second connection holding the locks the
+//! statements wait for.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use outboxd_core::outcome::Outcome;
+use outboxd_core::DeliveryState;
+use outboxd_db::{
+    connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handed, Handoff, Pool, Room,
+    WebhookCache,
+};
+use outboxd_testkit::db::add_webhook;
+use outboxd_testkit::TestDb;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+struct Setup {
+    _db: TestDb,
+    client: Client,
+    pool: Pool,
+    dispatcher: Dispatcher,
+    handed: mpsc::UnboundedReceiver<Handed>,
+    webhook: i64,
+    /// A second session, for the locks a race needs.
+    other: Client,
+}
+
+async fn setup() -> Setup {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let other = db.client().await;
+    let pool = connect_pool(db.config.clone(), 4).expect("a pool");
+    let (webhook, _) = add_webhook(&client, "ordered", "http://127.0.0.1:9/o", &["*"]).await;
+    client
+        .execute(
+            "UPDATE outbox.webhooks SET ordered = true WHERE id = $1",
+            &[&webhook],
+        )
+        .await
+        .unwrap();
+    let cache = WebhookCache::new();
+    cache.reload(&pool).await.unwrap();
+    let (to_deliverer, handed) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher {
+        pool: pool.clone(),
+        cache,
+        batch_size: 100,
+        poll_interval: Duration::from_secs(1),
+        wake: Default::default(),
+        deliveries_ready: Default::default(),
+        handoff: Some(Handoff {
+            room: Room::new(outboxd_core::Windows::new(64, 8)),
+            to_deliverer,
+            lease: LEASE,
+        }),
+    };
+    Setup {
+        _db: db,
+        client,
+        pool,
+        dispatcher,
+        handed,
+        webhook,
+        other,
+    }
+}
+
+async fn publish(client: &Client, key: Option<&str>) -> i64 {
+    client
+        .query_one(
+            "INSERT INTO outbox.events (event_type, payload, ordering_key)
+             VALUES ('order.updated', '{}', $1) RETURNING id",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn state_of_event(client: &Client, event: i64, webhook: i64) -> DeliveryState {
+    client
+        .query_one(
+            "SELECT state FROM outbox.deliveries WHERE event_id = $1 AND webhook_id = $2",
+            &[&event, &webhook],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+fn delivered(c: &Claimed) -> AttemptRecord {
+    AttemptRecord {
+        delivery_id: c.delivery_id,
+        lease: c.lease,
+        event_id: c.event_id,
+        webhook_id: c.webhook_id,
+        attempt: c.attempt,
+        started_at: Utc::now(),
+        duration_ms: 1.0,
+        url: Some("http://127.0.0.1:9/o".into()),
+        status_code: Some(200),
+        error: None,
+        response_body: None,
+        outcome: Outcome::Delivered,
+        retry_in_ms: None,
+        gone: false,
+        cancelled: false,
+        ordering_key: c.ordering_key.clone(),
+    }
+}
+
+/// A head of key `k` handed over by the fan-out, in flight.
+async fn head(s: &mut Setup, key: &str) -> Claimed {
+    publish(&s.client, Some(key)).await;
+    s.dispatcher.dispatch_once().await.unwrap();
+    // Earlier hand-overs (of held deliveries: room taken, none claimed)
+    // come first.
+    let mut claimed = Vec::new();
+    while let Ok(h) = s.handed.try_recv() {
+        claimed.extend(h.claimed);
+    }
+    assert_eq!(claimed.len(), 1);
+    claimed.remove(0)
+}
+
+/// Whether the task is still waiting after a moment (it waits for a lock).
+async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    !task.is_finished()
+}
+
+#[tokio::test]
+async fn fan_out_hands_over_a_keys_first_delivery_and_a_result_promotes_the_next() {
+    let mut s = setup().await;
+    let (plain, _) = add_webhook(&s.client, "plain", "http://127.0.0.1:9/p", &["*"]).await;
+    s.dispatcher.cache.reload(&s.pool).await.unwrap();
+    let a: Vec<i64> = [
+        publish(&s.client, Some("a")).await,
+        publish(&s.client, Some("a")).await,
+        publish(&s.client, Some("a")).await,
+    ]
+    .to_vec();
+    let b = publish(&s.client, Some("b")).await;
+    let none = publish(&s.client, None).await;
+    let round = s.dispatcher.dispatch_once().await.unwrap();
+    assert_eq!((round.events, round.deliveries), (5, 10));
+    let h = s.handed.try_recv().unwrap();
+    use DeliveryState::*;
+    let w = s.webhook;
+    for (event, want) in [
+        (a[0], InFlight),
+        (a[1], Held),
+        (a[2], Held),
+        (b, InFlight),
+        (none, InFlight),
+    ] {
+        assert_eq!(
+            state_of_event(&s.client, event, w).await,
+            want,
+            "event {event}"
+        );
+        assert_eq!(
+            state_of_event(&s.client, event, plain).await,
+            InFlight,
+            "unordered"
+        );
+    }
+    // No room was taken for the held ones: it all went to what was handed.
+    assert_eq!(h.taken[&w], 3);
+    let first = h
+        .claimed
+        .iter()
+        .find(|c| c.event_id == a[0] && c.webhook_id == w)
+        .unwrap();
+    assert_eq!(first.ordering_key.as_deref(), Some("a"));
+    assert!(h
+        .claimed
+        .iter()
+        .filter(|c| c.webhook_id == plain)
+        .all(|c| c.ordering_key.is_none()));
+
+    let recorded = results::record(&s.pool, &[delivered(first)]).await.unwrap();
+    assert_eq!(recorded.promoted, 1);
+    assert_eq!(state_of_event(&s.client, a[0], w).await, Delivered);
+    assert_eq!(state_of_event(&s.client, a[1], w).await, Pending);
+    assert_eq!(state_of_event(&s.client, a[2], w).await, Held);
+}
+
+#[tokio::test]
+async fn a_fan_out_waiting_for_a_finishing_head_inserts_after_it_as_pending() {
+    let mut s = setup().await;
+    let h = head(&mut s, "k").await;
+    // The writer goes first: it holds the head's row lock, as its first
+    // statement takes it, and has written the result.
+    s.other.batch_execute("BEGIN").await.unwrap();
+    s.other
+        .execute(
+            "SELECT id FROM outbox.deliveries WHERE id = $1 FOR UPDATE",
+            &[&h.delivery_id],
+        )
+        .await
+        .unwrap();
+    s.other
+        .execute(
+            "UPDATE outbox.deliveries SET state = 'delivered', locked_until = NULL WHERE id = $1",
+            &[&h.delivery_id],
+        )
+        .await
+        .unwrap();
+    let promoted = s
+        .other
+        .query(
+            "SELECT p FROM outbox.promote_held(ARRAY[$1::int8], ARRAY['k']) AS p",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    assert!(promoted.is_empty(), "nothing held yet");
+    let next = publish(&s.client, Some("k")).await;
+    let dispatcher = s.dispatcher;
+    let fan_out = tokio::spawn(async move { dispatcher.dispatch_once().await });
+    assert!(
+        still_waiting(&fan_out).await,
+        "the fan-out waits for the head's lock"
+    );
+    s.other.batch_execute("COMMIT").await.unwrap();
+    fan_out.await.unwrap().unwrap();
+    let state = state_of_event(&s.client, next, s.webhook).await;
+    assert_eq!(
+        state,
+        DeliveryState::InFlight,
+        "the key was free: handed over"
+    );
+}
+
+#[tokio::test]
+async fn a_head_finishing_while_a_fan_out_holds_its_key_promotes_what_the_fan_out_held() {
+    let mut s = setup().await;
+    let h = head(&mut s, "k").await;
+    let next = publish(&s.client, Some("k")).await;
+    // Make the fan-out stop between its two statements: another session's
+    // uncommitted row of the same (event, webhook) holds its insert.
+    s.other.batch_execute("BEGIN").await.unwrap();
+    s.other
+        .execute(
+            "INSERT INTO outbox.deliveries (event_id, webhook_id, state) VALUES ($1, $2, 'cancelled')",
+            &[&next, &s.webhook],
+        )
+        .await
+        .unwrap();
+    let dispatcher = s.dispatcher;
+    let fan_out = tokio::spawn(async move { dispatcher.dispatch_once().await });
+    assert!(
+        still_waiting(&fan_out).await,
+        "the fan-out waits on the insert"
+    );
+    // The writer finishing the head now waits for the fan-out's share lock.
+    let pool = s.pool.clone();
+    let record = delivered(&h);
+    let writer = tokio::spawn(async move { results::record(&pool, &[record]).await });
+    assert!(
+        still_waiting(&writer).await,
+        "the writer waits for the fan-out"
+    );
+    s.other.batch_execute("ROLLBACK").await.unwrap();
+    fan_out.await.unwrap().unwrap();
+    let recorded = writer.await.unwrap().unwrap();
+    assert_eq!(recorded.accepted, [h.delivery_id]);
+    assert_eq!(
+        recorded.promoted, 1,
+        "the writer's promotion saw the row the fan-out held"
+    );
+    assert_eq!(
+        state_of_event(&s.client, next, s.webhook).await,
+        DeliveryState::Pending
+    );
+}
+
+#[tokio::test]
+async fn a_replay_racing_the_heads_writer_is_promoted_after_it() {
+    let mut s = setup().await;
+    let old = head(&mut s, "k").await;
+    results::record(&s.pool, &[delivered(&old)]).await.unwrap();
+    let h = head(&mut s, "k").await;
+    // The replay goes first and holds the head's share lock until commit.
+    s.other.batch_execute("BEGIN").await.unwrap();
+    let n: i32 = s
+        .other
+        .query_one("SELECT outbox.replay($1)", &[&old.delivery_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let pool = s.pool.clone();
+    let record = delivered(&h);
+    let writer = tokio::spawn(async move { results::record(&pool, &[record]).await });
+    assert!(
+        still_waiting(&writer).await,
+        "the writer waits for the replay"
+    );
+    s.other.batch_execute("COMMIT").await.unwrap();
+    let recorded = writer.await.unwrap().unwrap();
+    assert_eq!(recorded.promoted, 1);
+    assert_eq!(
+        state_of_event(&s.client, old.event_id, s.webhook).await,
+        DeliveryState::Pending,
+        "the replayed event is the key's next"
+    );
+}
+
+#[tokio::test]
+async fn halt_keeps_a_key_waiting_until_a_skip_or_a_change_of_policy() {
+    let mut s = setup().await;
+    s.client
+        .execute(
+            "UPDATE outbox.webhooks SET ordering_policy = 'halt' WHERE id = $1",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    for key in ["x", "y"] {
+        let h = head(&mut s, key).await;
+        let waiting = publish(&s.client, Some(key)).await;
+        s.dispatcher.dispatch_once().await.unwrap();
+        assert_eq!(
+            state_of_event(&s.client, waiting, s.webhook).await,
+            DeliveryState::Held
+        );
+        let failed = AttemptRecord {
+            outcome: Outcome::Failed,
+            status_code: Some(500),
+            ..delivered(&h)
+        };
+        let recorded = results::record(&s.pool, &[failed]).await.unwrap();
+        assert_eq!(recorded.promoted, 0, "halted");
+    }
+    let halted: Vec<(String, i64)> = s
+        .client
+        .query(
+            "SELECT ordering_key, waiting FROM outbox.halted_keys ORDER BY ordering_key",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(halted, [("x".into(), 1), ("y".into(), 1)]);
+    let x: i64 = s
+        .client
+        .query_one(
+            "SELECT delivery_id FROM outbox.halted_keys WHERE ordering_key = 'x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let n: i32 = s
+        .client
+        .query_one("SELECT outbox.skip_halted($1)", &[&x])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let again = s
+        .client
+        .query_one("SELECT outbox.skip_halted($1)", &[&x])
+        .await
+        .unwrap_err();
+    assert_eq!(again.code().map(|c| c.code()), Some("P0002"));
+    // From halt to skip: every halted key goes on.
+    s.client
+        .execute(
+            "UPDATE outbox.webhooks SET ordering_policy = 'skip' WHERE id = $1",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    let states: Vec<String> = s
+        .client
+        .query("SELECT state FROM outbox.deliveries ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(states, ["failed", "pending", "failed", "pending"]);
+    // Disabling the webhook cancels what waits, held ones included.
+    let h2 = publish(&s.client, Some("x")).await;
+    s.dispatcher.dispatch_once().await.unwrap();
+    assert_eq!(
+        state_of_event(&s.client, h2, s.webhook).await,
+        DeliveryState::Held
+    );
+    s.client
+        .execute(
+            "UPDATE outbox.webhooks SET enabled = false WHERE id = $1",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of_event(&s.client, h2, s.webhook).await,
+        DeliveryState::Cancelled
+    );
+}
