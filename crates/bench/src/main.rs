@@ -30,6 +30,7 @@ use tokio::process::{Child, Command};
 use tokio_postgres::{Client, Config, NoTls};
 
 mod lanes;
+mod ordered;
 
 #[derive(Debug, Parser)]
 #[command(about = "Measures outboxd: drain, fan-out, latency, host insert cost, CPU and memory")]
@@ -67,7 +68,7 @@ struct Args {
     #[arg(long, default_value_t = 200)]
     rate_limit: i32,
     /// Only these runs (comma-separated: drain,fanout,latency,insert,history,rate,many,sparse,dead,
-    /// retry-backlog,recovery)
+    /// retry-backlog,recovery,ordered)
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Instead of the measurements, the chaos soak for this long (e.g. 10m):
@@ -396,6 +397,9 @@ async fn bench(args: Args, receiver_url: String, tally: Arc<Tally>) -> Result<()
                 args.events
             ),
         });
+    }
+    if only("ordered") {
+        rows.extend(ordered::run(&db, &tally, &mut daemon, &receiver_url, &args).await?);
     }
     if only("history") && args.history > 0 {
         set_webhooks(&db, &receiver_url, 1).await?;
