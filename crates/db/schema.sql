@@ -921,14 +921,16 @@ CREATE FUNCTION outbox.replay(delivery_id bigint) RETURNS integer
 DECLARE
     n integer;
     d outbox.deliveries;
+    policy text;
     keyed boolean;
 BEGIN
     SELECT * INTO d FROM outbox.deliveries x WHERE x.id = $1;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'delivery % does not exist', $1 USING ERRCODE = 'no_data_found';
     END IF;
-    keyed := d.ordering_key IS NOT NULL
-             AND EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = d.webhook_id AND w.ordered);
+    SELECT w.ordering_policy INTO policy FROM outbox.webhooks w
+     WHERE w.id = d.webhook_id AND w.ordered;
+    keyed := d.ordering_key IS NOT NULL AND policy IS NOT NULL;
     IF keyed THEN
         PERFORM 1 FROM outbox.deliveries h
           WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
@@ -941,24 +943,13 @@ BEGIN
                             EXISTS (SELECT 1 FROM outbox.deliveries h
                                      WHERE h.webhook_id = x.webhook_id AND h.ordering_key = x.ordering_key
                                        AND h.state IN ('pending', 'in_flight'))
-                            OR NOT outbox.is_next_of_key(x, true, w.ordering_policy))
+                            OR NOT outbox.is_next_of_key(x, true, policy))
                         THEN 'held' ELSE 'pending' END,
            earlier_attempts = x.earlier_attempts + x.attempts, attempts = 0,
            replays = x.replays + 1, next_attempt_at = now(), locked_until = NULL,
            released_at = NULL, updated_at = now()
-      FROM outbox.webhooks w
-     WHERE x.id = $1 AND w.id = x.webhook_id AND x.state IN ('delivered', 'failed', 'cancelled');
+     WHERE x.id = $1 AND x.state IN ('delivered', 'failed', 'cancelled');
     GET DIAGNOSTICS n = ROW_COUNT;
-    IF n = 0 AND NOT EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = d.webhook_id) THEN
-        -- The webhook is deleted: replayed as before, and cancelled by the
-        -- orphan canceller.
-        UPDATE outbox.deliveries x
-           SET state = 'pending', earlier_attempts = x.earlier_attempts + x.attempts, attempts = 0,
-               replays = x.replays + 1, next_attempt_at = now(), locked_until = NULL,
-               released_at = NULL, updated_at = now()
-         WHERE x.id = $1 AND x.state IN ('delivered', 'failed', 'cancelled');
-        GET DIAGNOSTICS n = ROW_COUNT;
-    END IF;
     RETURN n;
 END
 $_$;

@@ -25,20 +25,28 @@ UPDATE outbox.deliveries
                LIMIT 1000
                  FOR UPDATE SKIP LOCKED)";
 
-/// Cancels waiting deliveries of webhooks that are disabled or deleted. The
-/// triggers on `outbox.webhooks` do this when the change is made; this
-/// catches rows fanned out a moment later by a replica whose webhook cache
-/// was behind, which claims (made per enabled webhook) would never take.
-/// It walks the webhooks with waiting deliveries (a skip scan of
-/// `deliveries_due`, one probe each) rather than the waiting rows, so a
-/// large backlog of live webhooks costs nothing here.
-const CANCEL_ORPHANS: &str = "
+/// Cancels waiting deliveries of webhooks that are disabled or deleted,
+/// those that `$waiting` (a condition on `p`) names. The triggers on
+/// `outbox.webhooks` do this when the change is made; this catches rows
+/// fanned out a moment later by a replica whose webhook cache was behind,
+/// which claims (made per enabled webhook) would never take. It walks the
+/// webhooks with waiting deliveries (a skip scan of an index led by the
+/// webhook, one probe each) rather than the waiting rows, so a large
+/// backlog of live webhooks costs nothing here.
+macro_rules! cancel_orphans {
+    ($waiting:literal) => {
+        concat!(
+            "
 WITH RECURSIVE walk(webhook_id) AS (
-    (SELECT webhook_id FROM outbox.deliveries WHERE state = 'pending'
-      ORDER BY webhook_id LIMIT 1)
+    (SELECT p.webhook_id FROM outbox.deliveries p WHERE ",
+            $waiting,
+            "
+      ORDER BY p.webhook_id LIMIT 1)
     UNION ALL
     SELECT (SELECT p.webhook_id FROM outbox.deliveries p
-             WHERE p.state = 'pending' AND p.webhook_id > w.webhook_id
+             WHERE ",
+            $waiting,
+            " AND p.webhook_id > w.webhook_id
              ORDER BY p.webhook_id LIMIT 1)
       FROM walk w
      WHERE w.webhook_id IS NOT NULL)
@@ -49,44 +57,26 @@ UPDATE outbox.deliveries d
            SELECT o.id
              FROM walk w
             CROSS JOIN LATERAL (SELECT p.id FROM outbox.deliveries p
-                                 WHERE p.state = 'pending' AND p.webhook_id = w.webhook_id
+                                 WHERE ",
+            $waiting,
+            " AND p.webhook_id = w.webhook_id
                                  LIMIT 1000
                                    FOR UPDATE SKIP LOCKED) o
             WHERE w.webhook_id IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM outbox.webhooks wh
                                WHERE wh.id = w.webhook_id AND wh.enabled)
-            LIMIT 1000))";
+            LIMIT 1000))"
+        )
+    };
+}
 
-/// The same for held deliveries (ordered webhooks), which wait outside
-/// `deliveries_due`: a walk of `deliveries_by_key`, whose leading column is
-/// the webhook.
-const CANCEL_HELD_ORPHANS: &str = "
-WITH RECURSIVE walk(webhook_id) AS (
-    (SELECT webhook_id FROM outbox.deliveries
-      WHERE state = 'held' AND ordering_key IS NOT NULL
-      ORDER BY webhook_id LIMIT 1)
-    UNION ALL
-    SELECT (SELECT p.webhook_id FROM outbox.deliveries p
-             WHERE p.state = 'held' AND p.ordering_key IS NOT NULL
-               AND p.webhook_id > w.webhook_id
-             ORDER BY p.webhook_id LIMIT 1)
-      FROM walk w
-     WHERE w.webhook_id IS NOT NULL)
-UPDATE outbox.deliveries d
-   SET state = 'cancelled', updated_at = now(),
-       last_error = coalesce(d.last_error, 'webhook disabled or deleted')
- WHERE d.id = ANY (ARRAY(
-           SELECT o.id
-             FROM walk w
-            CROSS JOIN LATERAL (SELECT p.id FROM outbox.deliveries p
-                                 WHERE p.state = 'held' AND p.ordering_key IS NOT NULL
-                                   AND p.webhook_id = w.webhook_id
-                                 LIMIT 1000
-                                   FOR UPDATE SKIP LOCKED) o
-            WHERE w.webhook_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM outbox.webhooks wh
-                               WHERE wh.id = w.webhook_id AND wh.enabled)
-            LIMIT 1000))";
+/// Pending deliveries, walked through `deliveries_due`.
+const CANCEL_ORPHANS: &str = cancel_orphans!("p.state = 'pending'");
+
+/// Held deliveries (ordered webhooks), which wait outside `deliveries_due`:
+/// walked through `deliveries_by_key`.
+const CANCEL_HELD_ORPHANS: &str =
+    cancel_orphans!("p.state = 'held' AND p.ordering_key IS NOT NULL");
 
 /// How often the reaper looks.
 pub const INTERVAL: Duration = Duration::from_secs(5);
