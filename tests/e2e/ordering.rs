@@ -277,6 +277,24 @@ async fn order_is_kept_when_a_daemon_is_killed_mid_run() {
     all_delivered_in_the_database(&client).await;
 }
 
+/// Runs the admin CLI against the test's database; its output, after
+/// checking that it succeeded.
+async fn cli(db: &TestDb, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .expect("running outboxd");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "outboxd {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Three keys of five events; event 2 of key k1 always gets a 500.
 async fn poison_run(policy: &str) -> (TestDb, KeyedReceiver, Daemon, i64, Arc<AtomicBool>) {
     let db = TestDb::new().await;
@@ -393,12 +411,26 @@ async fn a_poison_event_under_halt_waits_until_skipped() {
         .await
         .unwrap_err();
     assert_eq!(e.code().map(|c| c.code()), Some("P0002"));
-    let promoted: i32 = client
-        .query_one("SELECT outbox.skip_halted($1)", &[&delivery])
+    // The CLI lists the key and refuses to skip what halts nothing.
+    let listed = cli(&db, &["keys", "halted", "--json"]).await;
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(keys[0]["delivery_id"], delivery, "{listed}");
+    assert_eq!(keys[0]["ordering_key"], "k1");
+    assert_eq!(keys[0]["waiting"], 2);
+    let refused = tokio::process::Command::new(BIN)
+        .args(["keys", "skip", &other.to_string()])
+        .env("DATABASE_URL", &db.url)
+        .output()
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(promoted, 1);
+        .unwrap();
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(why.contains("is not halting a key"), "{why}");
+    let skipped = cli(&db, &["keys", "skip", &delivery.to_string()]).await;
+    assert!(
+        skipped.contains("the next delivery of its key is pending"),
+        "{skipped}"
+    );
     wait_delivered(&r, 14, Duration::from_secs(30), &[&d]).await;
     let k1 = seqs_of(&r.arrivals(), "k1");
     assert_eq!(k1, [HALTED_K1, &[(3, true), (4, true)]].concat());
