@@ -13,7 +13,7 @@ use outboxd_testkit::db::{add_webhook, count};
 use outboxd_testkit::{wait_until, Daemon, Receiver, Reply, TestDb};
 use tokio_postgres::Client;
 
-use crate::support::{delivered_counter, ready, BIN};
+use crate::support::{cli, delivered_counter, ready, BIN};
 
 /// Fast retries, no breaker: the tests are about order, not pauses.
 const FAST: [(&str, &str); 4] = [
@@ -277,24 +277,6 @@ async fn order_is_kept_when_a_daemon_is_killed_mid_run() {
     all_delivered_in_the_database(&client).await;
 }
 
-/// Runs the admin CLI against the test's database; its output, after
-/// checking that it succeeded.
-async fn cli(db: &TestDb, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .expect("running outboxd");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "outboxd {args:?}: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Three keys of five events; event 2 of key k1 always gets a 500.
 async fn poison_run(policy: &str) -> (TestDb, KeyedReceiver, Daemon, i64, Arc<AtomicBool>) {
     let db = TestDb::new().await;
@@ -413,23 +395,22 @@ async fn a_poison_event_under_halt_waits_until_skipped() {
     assert_eq!(e.code().map(|c| c.code()), Some("P0002"));
     // The CLI lists the key and refuses to skip what halts nothing.
     let listed = cli(&db, &["keys", "halted", "--json"]).await;
-    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert_eq!(keys[0]["delivery_id"], delivery, "{listed}");
+    assert!(listed.ok(), "{}", listed.stderr);
+    let keys: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    assert_eq!(keys[0]["delivery_id"], delivery, "{}", listed.stdout);
     assert_eq!(keys[0]["ordering_key"], "k1");
     assert_eq!(keys[0]["waiting"], 2);
-    let refused = tokio::process::Command::new(BIN)
-        .args(["keys", "skip", &other.to_string()])
-        .env("DATABASE_URL", &db.url)
-        .output()
+    cli(&db, &["keys", "skip", &other.to_string()])
         .await
-        .unwrap();
-    assert!(!refused.status.success());
-    let why = String::from_utf8_lossy(&refused.stderr);
-    assert!(why.contains("is not halting a key"), "{why}");
+        .assert_one_line_error("is not halting a key");
     let skipped = cli(&db, &["keys", "skip", &delivery.to_string()]).await;
     assert!(
-        skipped.contains("the next delivery of its key is pending"),
-        "{skipped}"
+        skipped
+            .stdout
+            .contains("the next delivery of its key is pending"),
+        "{}{}",
+        skipped.stdout,
+        skipped.stderr
     );
     wait_delivered(&r, 14, Duration::from_secs(30), &[&d]).await;
     let k1 = seqs_of(&r.arrivals(), "k1");

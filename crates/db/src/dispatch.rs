@@ -76,12 +76,16 @@ SELECT id, ordering_key FROM outbox.events WHERE id = ANY($1) AND ordering_key I
 /// while its writer's promotion read no held row: the key would be stuck.
 const LOCK_KEYS: &str = "
 SELECT d.id
-  FROM outbox.deliveries d
-  JOIN outbox.webhooks w ON w.id = d.webhook_id
- WHERE (d.webhook_id, d.ordering_key) IN (SELECT * FROM unnest($1::int8[], $2::text[]))
-   AND d.ordering_key IS NOT NULL
-   AND (d.state IN ('pending', 'in_flight')
-        OR (d.state = 'failed' AND d.released_at IS NULL AND w.ordering_policy = 'halt'))
+  FROM (SELECT DISTINCT * FROM unnest($1::int8[], $2::text[])) AS k(webhook_id, ordering_key)
+  JOIN outbox.webhooks w ON w.id = k.webhook_id
+ CROSS JOIN LATERAL (
+       SELECT d.id FROM outbox.deliveries d
+        WHERE d.webhook_id = k.webhook_id AND d.ordering_key = k.ordering_key
+          AND d.state IN ('pending', 'in_flight', 'held', 'failed')
+          AND (d.state IN ('pending', 'in_flight')
+               OR (d.state = 'failed' AND d.released_at IS NULL
+                   AND w.ordering_policy = 'halt'))) l
+  JOIN outbox.deliveries d ON d.id = l.id
  ORDER BY d.id
    FOR SHARE OF d";
 
@@ -90,7 +94,9 @@ SELECT d.id
 /// otherwise). A keyed one goes `held` when its key has a head, a held one
 /// or (under halt) a failure not released, or an earlier event of the key
 /// in this batch; otherwise as `INSERT_DELIVERIES` (claimed when it got
-/// room). Earlier batches' deliveries are committed: fan-outs take turns
+/// room). The conditions on `b` repeat the predicate of `deliveries_by_key`
+/// so that the planner can prove the index applies (it did not from the
+/// narrower form alone, and scanned every delivery of the webhook). Earlier batches' deliveries are committed: fan-outs take turns
 /// on the stream's progress row.
 const INSERT_ORDERED: &str = "
 INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, lease, locked_until,
@@ -105,15 +111,16 @@ SELECT t.event_id, t.webhook_id,
                        u.ordering_key IS NOT NULL AND (
                            u.event_id > min(u.event_id) OVER (PARTITION BY u.webhook_id, u.ordering_key)
                         OR EXISTS (SELECT 1 FROM outbox.deliveries b
-                                     JOIN outbox.webhooks w ON w.id = b.webhook_id
                                     WHERE b.webhook_id = u.webhook_id
                                       AND b.ordering_key = u.ordering_key
-                                      AND (b.state IN ('pending', 'in_flight', 'held')
-                                           OR (b.state = 'failed' AND b.released_at IS NULL
+                                      AND b.state IN ('pending', 'in_flight', 'held', 'failed')
+                                      AND (b.state <> 'failed'
+                                           OR (b.released_at IS NULL
                                                AND w.ordering_policy = 'halt')))) AS held,
                        u.n
                   FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::text[])
-                       WITH ORDINALITY AS u(event_id, webhook_id, claimed, ordering_key, n)) u) t
+                       WITH ORDINALITY AS u(event_id, webhook_id, claimed, ordering_key, n)
+                  LEFT JOIN outbox.webhooks w ON w.id = u.webhook_id) u) t
  ORDER BY t.n
 ON CONFLICT (event_id, webhook_id) DO NOTHING
 RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
