@@ -47,7 +47,7 @@ pub struct LogRow {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: f64,
-    /// pending, in_flight, delivered, failed or cancelled.
+    /// pending, in_flight, held, delivered, failed or cancelled.
     #[schema(value_type = Option<String>)]
     pub delivery_state: Option<DeliveryState>,
     pub is_test: bool,
@@ -120,7 +120,7 @@ pub struct Delivery {
     #[serde(serialize_with = "ser_opt_time")]
     pub event_created_at: Option<DateTime<Utc>>,
     pub is_test: bool,
-    /// pending, in_flight, delivered, failed or cancelled.
+    /// pending, in_flight, held, delivered, failed or cancelled.
     #[schema(value_type = String)]
     pub state: DeliveryState,
     /// Attempts since the delivery was created or last replayed (the budget).

@@ -403,7 +403,7 @@ pub struct DeliveriesFilter {
     #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
 
-    /// Only deliveries now in this state: pending, in_flight, delivered, failed or cancelled
+    /// Only deliveries now in this state: pending, in_flight, held, delivered, failed or cancelled
     #[arg(long, value_name = "STATE", value_parser = parse_state)]
     pub state: Option<DeliveryState>,
 

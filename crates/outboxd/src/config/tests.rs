@@ -180,7 +180,7 @@ fn a_state_filter_is_one_of_the_delivery_states() {
     assert_eq!(parse("in_flight"), Ok(Some(DeliveryState::InFlight)));
     let refused = parse("done").unwrap_err();
     assert!(
-        refused.contains("pending, in_flight, delivered, failed, cancelled"),
+        refused.contains("pending, in_flight, held, delivered, failed, cancelled"),
         "{refused}"
     );
 }
