@@ -510,6 +510,40 @@ END
 $$;
 
 --
+-- Name: key_bucket(bigint, text); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.key_bucket(webhook_id bigint, ordering_key text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN (hashtext((((webhook_id)::text || ':'::text) || ordering_key)) & 255);
+
+--
+-- Name: lock_keys(bigint[], text[]); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.lock_keys(webhook_ids bigint[], ordering_keys text[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    b integer;
+BEGIN
+    FOR b IN SELECT DISTINCT outbox.key_bucket(k.webhook_id, k.ordering_key)
+               FROM unnest($1, $2) AS k(webhook_id, ordering_key)
+              WHERE k.ordering_key IS NOT NULL
+              ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(28523, b);
+    END LOOP;
+END
+$_$;
+
+--
+-- Name: FUNCTION lock_keys(webhook_ids bigint[], ordering_keys text[]); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.lock_keys(webhook_ids bigint[], ordering_keys text[]) IS 'Takes the transaction-scoped locks of these (webhook, ordering key) pairs, in order; decide what to change in a later statement.';
+
+--
 -- Name: limits; Type: TABLE; Schema: outbox; Owner: -
 --
 
@@ -739,11 +773,10 @@ BEGIN
            SET state = 'pending', next_attempt_at = now(), updated_at = now()
          WHERE webhook_id = NEW.id AND ordering_key IS NOT NULL AND state = 'held';
     ELSIF NEW.ordered AND OLD.ordering_policy = 'halt' AND NEW.ordering_policy = 'skip' THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = NEW.id AND h.ordering_key IS NOT NULL
-            AND h.state IN ('pending', 'in_flight')
-          ORDER BY h.id
-            FOR UPDATE;
+        PERFORM outbox.lock_keys(array_agg(NEW.id), array_agg(k.ordering_key))
+           FROM (SELECT DISTINCT d.ordering_key FROM outbox.deliveries d
+                  WHERE d.webhook_id = NEW.id AND d.ordering_key IS NOT NULL
+                    AND d.state = 'held') k;
         PERFORM outbox.promote_held(array_agg(NEW.id), array_agg(k.ordering_key))
            FROM (SELECT DISTINCT d.ordering_key FROM outbox.deliveries d
                   WHERE d.webhook_id = NEW.id AND d.ordering_key IS NOT NULL
@@ -816,6 +849,44 @@ $_$;
 --
 
 COMMENT ON FUNCTION outbox.promote_held(webhook_ids bigint[], ordering_keys text[]) IS 'Makes the earliest held delivery of each given (webhook, ordering key) pending when nothing blocks it any more.';
+
+--
+-- Name: promote_stuck_keys(integer, interval); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.promote_stuck_keys(most integer, waited interval) RETURNS SETOF bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    ws bigint[];
+    ks text[];
+BEGIN
+    SELECT array_agg(s.webhook_id), array_agg(s.ordering_key) INTO ws, ks
+      FROM (SELECT DISTINCT h.webhook_id, h.ordering_key
+              FROM outbox.deliveries h
+              JOIN outbox.webhooks w ON w.id = h.webhook_id
+             WHERE h.state = 'held' AND h.ordering_key IS NOT NULL
+               AND h.updated_at < now() - waited
+               AND outbox.is_next_of_key(h, w.ordered, w.ordering_policy)
+               AND NOT EXISTS (SELECT 1 FROM outbox.deliveries b
+                                WHERE b.webhook_id = h.webhook_id
+                                  AND b.ordering_key = h.ordering_key
+                                  AND b.state IN ('pending', 'in_flight', 'held', 'failed')
+                                  AND b.state IN ('pending', 'in_flight'))
+             LIMIT most) s;
+    IF ws IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM outbox.lock_keys(ws, ks);
+    RETURN QUERY SELECT * FROM outbox.promote_held(ws, ks);
+END
+$$;
+
+--
+-- Name: FUNCTION promote_stuck_keys(most integer, waited interval); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.promote_stuck_keys(most integer, waited interval) IS 'Promotes the next held delivery of keys that nothing holds back any more (a safety net run by the reaper).';
 
 --
 -- Name: publish(text, jsonb, text, text, text); Type: FUNCTION; Schema: outbox; Owner: -
@@ -932,11 +1003,7 @@ BEGIN
      WHERE w.id = d.webhook_id AND w.ordered;
     keyed := d.ordering_key IS NOT NULL AND policy IS NOT NULL;
     IF keyed THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
-            AND h.state IN ('pending', 'in_flight')
-          ORDER BY h.id
-            FOR SHARE;
+        PERFORM outbox.lock_keys(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
     END IF;
     UPDATE outbox.deliveries x
        SET state = CASE WHEN keyed AND (
@@ -970,14 +1037,10 @@ BEGIN
         RAISE EXCEPTION 'webhook % does not exist', $1 USING ERRCODE = 'no_data_found';
     END IF;
     IF w.ordered THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = $1 AND h.ordering_key IS NOT NULL
-            AND h.state IN ('pending', 'in_flight')
-            AND h.ordering_key IN (SELECT f.ordering_key FROM outbox.deliveries f
-                                    WHERE f.webhook_id = $1 AND f.state = 'failed'
-                                      AND f.created_at >= $2 AND f.ordering_key IS NOT NULL)
-          ORDER BY h.id
-            FOR SHARE;
+        PERFORM outbox.lock_keys(array_agg($1), array_agg(k.ordering_key))
+           FROM (SELECT DISTINCT f.ordering_key FROM outbox.deliveries f
+                  WHERE f.webhook_id = $1 AND f.state = 'failed'
+                    AND f.created_at >= $2 AND f.ordering_key IS NOT NULL) k;
     END IF;
     UPDATE outbox.deliveries d
        SET state = CASE WHEN r.held THEN 'held' ELSE 'pending' END,
@@ -1115,6 +1178,10 @@ DECLARE
     d outbox.deliveries;
     n integer;
 BEGIN
+    SELECT x.* INTO d FROM outbox.deliveries x WHERE x.id = $1;
+    IF FOUND AND d.ordering_key IS NOT NULL THEN
+        PERFORM outbox.lock_keys(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
+    END IF;
     SELECT x.* INTO d FROM outbox.deliveries x JOIN outbox.webhooks w ON w.id = x.webhook_id
      WHERE x.id = $1 AND x.state = 'failed' AND x.released_at IS NULL
        AND x.ordering_key IS NOT NULL AND w.ordered AND w.ordering_policy = 'halt'
@@ -1123,11 +1190,6 @@ BEGIN
         RAISE EXCEPTION 'delivery % is not halting a key (it must be a failed, unreleased delivery of an ordered webhook whose ordering_policy is halt; see outbox.halted_keys)', $1
             USING ERRCODE = 'no_data_found';
     END IF;
-    PERFORM 1 FROM outbox.deliveries h
-      WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
-        AND h.state IN ('pending', 'in_flight')
-      ORDER BY h.id
-        FOR UPDATE;
     UPDATE outbox.deliveries x SET released_at = now(), updated_at = now() WHERE x.id = $1;
     SELECT count(*) INTO n FROM outbox.promote_held(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
     RETURN n;

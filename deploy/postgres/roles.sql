@@ -140,12 +140,16 @@ GRANT EXECUTE ON FUNCTION
     outbox.rate_in_force(integer, outbox.rate_buckets, timestamptz),
     outbox.is_next_of_key(outbox.deliveries, boolean, text)
   TO outbox_daemon;
--- Ordered delivery: the result writer (and, as admins, replays, skips and
--- policy changes) promote a key's next held delivery by the same rule.
+-- Ordered delivery: the fan-out and the result writer (and, as admins,
+-- replays, skips and policy changes) take a key's lock and promote its
+-- next held delivery by the same rule; the reaper rescues stuck keys.
 GRANT EXECUTE ON FUNCTION
     outbox.promote_held(bigint[], text[]),
+    outbox.lock_keys(bigint[], text[]),
+    outbox.key_bucket(bigint, text),
     outbox.is_next_of_key(outbox.deliveries, boolean, text)
   TO outbox_daemon, outbox_admin;
+GRANT EXECUTE ON FUNCTION outbox.promote_stuck_keys(integer, interval) TO outbox_daemon;
 GRANT SELECT ON outbox.halted_keys TO outbox_daemon;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

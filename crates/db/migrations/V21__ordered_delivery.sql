@@ -7,7 +7,8 @@
 -- unordered webhooks. The fan-out decides held or not at insert; whoever
 -- finishes a head (the result writer, an admin's skip, a policy change)
 -- promotes the key's earliest held delivery to pending through
--- outbox.promote_held. Both first lock the heads they look at, then decide
+-- outbox.promote_held. Every transaction that changes what a key's head
+-- is first takes the key's advisory lock (outbox.lock_keys), then decides
 -- in a new statement, so neither can miss the other (see the document).
 --
 -- The refusal of V20 (ordered_available) goes: ordered webhooks work.
@@ -48,11 +49,44 @@ LANGUAGE sql STABLE AS $$
            AND (e.state <> 'failed' OR (policy = 'halt' AND e.released_at IS NULL)))
 $$;
 
+-- The lock of an ordering key. Whoever changes what a key's head is (the
+-- fan-out inserting behind it, the result writer finishing it and
+-- promoting the next, replay, skip, the rescuer) takes it first, in a
+-- statement of its own, and decides in the next: READ COMMITTED gives that
+-- statement a fresh snapshot, so whichever of two transactions commits
+-- first, the other sees what it did. Row locks on the heads are not
+-- enough: a head promoted after the fan-out locked the old one could be
+-- claimed, sent and finished before the fan-out commits, and neither would
+-- see the other's work. Keys share 256 transaction-scoped advisory locks
+-- (two-int form, class 'ok' = 28523, apart from the janitor's one-bigint
+-- lock), taken in bucket order so that two transactions never deadlock;
+-- a transaction holds at most 256 however many keys its batch has.
+CREATE FUNCTION outbox.key_bucket(webhook_id bigint, ordering_key text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN hashtext(webhook_id::text || ':' || ordering_key) & 255;
+
+CREATE FUNCTION outbox.lock_keys(webhook_ids bigint[], ordering_keys text[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    b integer;
+BEGIN
+    FOR b IN SELECT DISTINCT outbox.key_bucket(k.webhook_id, k.ordering_key)
+               FROM unnest($1, $2) AS k(webhook_id, ordering_key)
+              WHERE k.ordering_key IS NOT NULL
+              ORDER BY 1
+    LOOP
+        PERFORM pg_advisory_xact_lock(28523, b);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION outbox.lock_keys(bigint[], text[]) IS
+  'Takes the transaction-scoped locks of these (webhook, ordering key) pairs, in order; decide what to change in a later statement.';
+
 -- promote_held: for each (webhook, key) given, the earliest held delivery
 -- becomes pending, due now, when the key has no head and nothing earlier
 -- blocks it (is_next_of_key). Returns the ids promoted. The caller has
--- locked the heads it finished (or released) in an earlier statement of
--- its transaction: this statement's fresh snapshot sees every held row a
+-- taken the keys' locks (lock_keys) in an earlier statement of its
+-- transaction: this statement's fresh snapshot sees every held row a
 -- fan-out committed meanwhile.
 CREATE FUNCTION outbox.promote_held(webhook_ids bigint[], ordering_keys text[])
 RETURNS SETOF bigint
@@ -98,7 +132,7 @@ $$;
 -- Turning ordered off releases every held delivery (pending, due now: the
 -- webhook no longer keeps an order). Turning it on applies to deliveries
 -- fanned out from then on. Going from halt to skip lets every halted key
--- go on (its failed delivery no longer blocks). The heads are locked
+-- go on (its failed delivery no longer blocks). The keys are locked
 -- first, as the writer locks them, so a head finishing at the same moment
 -- cannot miss the change.
 CREATE FUNCTION outbox.on_webhook_ordering_change() RETURNS trigger
@@ -109,11 +143,10 @@ BEGIN
            SET state = 'pending', next_attempt_at = now(), updated_at = now()
          WHERE webhook_id = NEW.id AND ordering_key IS NOT NULL AND state = 'held';
     ELSIF NEW.ordered AND OLD.ordering_policy = 'halt' AND NEW.ordering_policy = 'skip' THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = NEW.id AND h.ordering_key IS NOT NULL
-            AND h.state IN ('pending', 'in_flight')
-          ORDER BY h.id
-            FOR UPDATE;
+        PERFORM outbox.lock_keys(array_agg(NEW.id), array_agg(k.ordering_key))
+           FROM (SELECT DISTINCT d.ordering_key FROM outbox.deliveries d
+                  WHERE d.webhook_id = NEW.id AND d.ordering_key IS NOT NULL
+                    AND d.state = 'held') k;
         PERFORM outbox.promote_held(array_agg(NEW.id), array_agg(k.ordering_key))
            FROM (SELECT DISTINCT d.ordering_key FROM outbox.deliveries d
                   WHERE d.webhook_id = NEW.id AND d.ordering_key IS NOT NULL
@@ -149,7 +182,7 @@ $$;
 -- delivery of an ordered webhook keeps its key's order: when the key has a
 -- head, or (under halt) an earlier failure not released, the replayed
 -- delivery waits held; its event is older than the key's other held ones,
--- so it is the next sent. The heads are locked in one statement and the
+-- so it is the next sent. The key is locked in one statement and the
 -- decision is made in the next (a fresh snapshot), as the fan-out does, so
 -- a head finishing meanwhile either sees the held row or is seen finished.
 -- released_at is cleared: a replayed delivery that fails again halts again.
@@ -169,11 +202,7 @@ BEGIN
      WHERE w.id = d.webhook_id AND w.ordered;
     keyed := d.ordering_key IS NOT NULL AND policy IS NOT NULL;
     IF keyed THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
-            AND h.state IN ('pending', 'in_flight')
-          ORDER BY h.id
-            FOR SHARE;
+        PERFORM outbox.lock_keys(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
     END IF;
     UPDATE outbox.deliveries x
        SET state = CASE WHEN keyed AND (
@@ -206,14 +235,10 @@ BEGIN
         RAISE EXCEPTION 'webhook % does not exist', $1 USING ERRCODE = 'no_data_found';
     END IF;
     IF w.ordered THEN
-        PERFORM 1 FROM outbox.deliveries h
-          WHERE h.webhook_id = $1 AND h.ordering_key IS NOT NULL
-            AND h.state IN ('pending', 'in_flight')
-            AND h.ordering_key IN (SELECT f.ordering_key FROM outbox.deliveries f
-                                    WHERE f.webhook_id = $1 AND f.state = 'failed'
-                                      AND f.created_at >= $2 AND f.ordering_key IS NOT NULL)
-          ORDER BY h.id
-            FOR SHARE;
+        PERFORM outbox.lock_keys(array_agg($1), array_agg(k.ordering_key))
+           FROM (SELECT DISTINCT f.ordering_key FROM outbox.deliveries f
+                  WHERE f.webhook_id = $1 AND f.state = 'failed'
+                    AND f.created_at >= $2 AND f.ordering_key IS NOT NULL) k;
     END IF;
     UPDATE outbox.deliveries d
        SET state = CASE WHEN r.held THEN 'held' ELSE 'pending' END,
@@ -242,14 +267,18 @@ $$;
 -- skip_halted: an admin lets a halted key go on without its failed
 -- delivery, which stays failed with released_at set; the key's next held
 -- delivery becomes pending. Refuses (P0002) a delivery that is not
--- halting a key. The key's heads are locked first (a replayed one may be
--- in flight), so their writer, finishing meanwhile, sees the release.
+-- halting a key. The key is locked first (a replayed delivery may be in
+-- flight), so its writer, finishing meanwhile, sees the release.
 CREATE FUNCTION outbox.skip_halted(delivery_id bigint) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     d outbox.deliveries;
     n integer;
 BEGIN
+    SELECT x.* INTO d FROM outbox.deliveries x WHERE x.id = $1;
+    IF FOUND AND d.ordering_key IS NOT NULL THEN
+        PERFORM outbox.lock_keys(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
+    END IF;
     SELECT x.* INTO d FROM outbox.deliveries x JOIN outbox.webhooks w ON w.id = x.webhook_id
      WHERE x.id = $1 AND x.state = 'failed' AND x.released_at IS NULL
        AND x.ordering_key IS NOT NULL AND w.ordered AND w.ordering_policy = 'halt'
@@ -258,11 +287,6 @@ BEGIN
         RAISE EXCEPTION 'delivery % is not halting a key (it must be a failed, unreleased delivery of an ordered webhook whose ordering_policy is halt; see outbox.halted_keys)', $1
             USING ERRCODE = 'no_data_found';
     END IF;
-    PERFORM 1 FROM outbox.deliveries h
-      WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key
-        AND h.state IN ('pending', 'in_flight')
-      ORDER BY h.id
-        FOR UPDATE;
     UPDATE outbox.deliveries x SET released_at = now(), updated_at = now() WHERE x.id = $1;
     SELECT count(*) INTO n FROM outbox.promote_held(ARRAY[d.webhook_id], ARRAY[d.ordering_key]);
     RETURN n;
@@ -270,6 +294,42 @@ END
 $$;
 COMMENT ON FUNCTION outbox.skip_halted(bigint) IS
   'Releases a halted key: its failed delivery stays failed, the next one goes. Returns how many were promoted (0 or 1).';
+
+-- The rescuer, run by every replica's reaper: a held delivery whose key
+-- has no head and nothing that blocks it any more, and that has waited a
+-- while, is promoted. Nothing in the pipeline leaves such a key, but an
+-- admin can (deleting a halted failure by hand, the janitor retiring one),
+-- and so can a replica whose cache still had a webhook ordered after it
+-- was turned off. At most `most` keys per call; returns the ids promoted.
+CREATE FUNCTION outbox.promote_stuck_keys(most integer, waited interval)
+RETURNS SETOF bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    ws bigint[];
+    ks text[];
+BEGIN
+    SELECT array_agg(s.webhook_id), array_agg(s.ordering_key) INTO ws, ks
+      FROM (SELECT DISTINCT h.webhook_id, h.ordering_key
+              FROM outbox.deliveries h
+              JOIN outbox.webhooks w ON w.id = h.webhook_id
+             WHERE h.state = 'held' AND h.ordering_key IS NOT NULL
+               AND h.updated_at < now() - waited
+               AND outbox.is_next_of_key(h, w.ordered, w.ordering_policy)
+               AND NOT EXISTS (SELECT 1 FROM outbox.deliveries b
+                                WHERE b.webhook_id = h.webhook_id
+                                  AND b.ordering_key = h.ordering_key
+                                  AND b.state IN ('pending', 'in_flight', 'held', 'failed')
+                                  AND b.state IN ('pending', 'in_flight'))
+             LIMIT most) s;
+    IF ws IS NULL THEN
+        RETURN;
+    END IF;
+    PERFORM outbox.lock_keys(ws, ks);
+    RETURN QUERY SELECT * FROM outbox.promote_held(ws, ks);
+END
+$$;
+COMMENT ON FUNCTION outbox.promote_stuck_keys(integer, interval) IS
+  'Promotes the next held delivery of keys that nothing holds back any more (a safety net run by the reaper).';
 
 -- The keys of halt webhooks that wait for an admin: per (webhook, key) the
 -- earliest failed delivery not released, and how many wait behind it.

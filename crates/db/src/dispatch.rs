@@ -64,30 +64,16 @@ RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
 const EVENT_KEYS: &str = "
 SELECT id, ordering_key FROM outbox.events WHERE id = ANY($1) AND ordering_key IS NOT NULL";
 
-/// First of the two statements of an ordered fan-out: lock, in id order,
-/// what can hold back the batch's (webhook, key) pairs (their heads, and
-/// under halt their failures not released). A result writer finishing one
-/// of those heads locks it `FOR UPDATE` in the same order, so one of the
-/// two goes first: either the writer committed before this lock was
-/// granted (the row no longer matches, and the insert's fresh snapshot
-/// sees the key free), or this transaction holds the lock until it has
-/// committed its held rows, and the writer's promotion, a later statement,
-/// sees them. Without the lock the insert could read the head in flight
-/// while its writer's promotion read no held row: the key would be stuck.
-const LOCK_KEYS: &str = "
-SELECT d.id
-  FROM (SELECT DISTINCT * FROM unnest($1::int8[], $2::text[])) AS k(webhook_id, ordering_key)
-  JOIN outbox.webhooks w ON w.id = k.webhook_id
- CROSS JOIN LATERAL (
-       SELECT d.id FROM outbox.deliveries d
-        WHERE d.webhook_id = k.webhook_id AND d.ordering_key = k.ordering_key
-          AND d.state IN ('pending', 'in_flight', 'held', 'failed')
-          AND (d.state IN ('pending', 'in_flight')
-               OR (d.state = 'failed' AND d.released_at IS NULL
-                   AND w.ordering_policy = 'halt'))) l
-  JOIN outbox.deliveries d ON d.id = l.id
- ORDER BY d.id
-   FOR SHARE OF d";
+/// First of the two statements of an ordered fan-out: the locks of the
+/// batch's (webhook, key) pairs (`outbox.lock_keys`, V21). The result
+/// writer, replays and skips take the same locks before they change a
+/// key's head, so one of the two goes first: either the writer committed
+/// before this lock was granted (the insert's fresh snapshot sees the head
+/// finished and whatever it promoted), or it waits until this transaction
+/// has committed its held rows, and its promotion, a later statement, sees
+/// them. Locking the head rows instead would miss a head promoted after
+/// the lock and finished before this commit: the key would be stuck.
+const LOCK_KEYS: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 
 /// Second statement, after `LOCK_KEYS` (READ COMMITTED: a fresh snapshot):
 /// `$4` is the ordering key of each delivery to an ordered webhook (null

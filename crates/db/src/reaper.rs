@@ -1,5 +1,6 @@
-//! The reaper: puts expired leases back in the queue and cancels waiting
-//! deliveries whose webhook is gone.
+//! The reaper: puts expired leases back in the queue, cancels waiting
+//! deliveries whose webhook is gone, and rescues ordering keys that nothing
+//! holds back any more.
 //!
 //! A maintenance service beside the janitor and the sampler: a worker that
 //! crashed or hung leaves leases nobody will finish, and a replica whose
@@ -78,6 +79,15 @@ const CANCEL_ORPHANS: &str = cancel_orphans!("p.state = 'pending'");
 const CANCEL_HELD_ORPHANS: &str =
     cancel_orphans!("p.state = 'held' AND p.ordering_key IS NOT NULL");
 
+/// The next held delivery of keys with no head and nothing blocking them,
+/// held for a while (`outbox.promote_stuck_keys`, V21): the pipeline never
+/// leaves such a key, since a head's writer promotes in the transaction
+/// that finishes it, but an admin deleting a halted failure, the janitor
+/// retiring one, or a replica whose cache still had a webhook ordered after
+/// it was turned off can.
+const RESCUE_KEYS: &str =
+    "SELECT count(*) FROM outbox.promote_stuck_keys(1000, interval '10 seconds')";
+
 /// How often the reaper looks.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -89,6 +99,8 @@ pub struct Reaped {
     /// Waiting deliveries (held ones too) of disabled or deleted webhooks
     /// cancelled.
     pub orphans: u64,
+    /// Held deliveries promoted because nothing held their key back.
+    pub rescued: u64,
 }
 
 pub struct Reaper {
@@ -113,6 +125,13 @@ impl Reaper {
                     );
                     self.deliveries_ready.notify_one();
                 }
+                if r.rescued > 0 {
+                    tracing::info!(
+                        deliveries = r.rescued,
+                        "held deliveries whose ordering key nothing held back made pending"
+                    );
+                    self.deliveries_ready.notify_one();
+                }
                 if r.orphans > 0 {
                     tracing::info!(
                         deliveries = r.orphans,
@@ -124,12 +143,17 @@ impl Reaper {
         }
     }
 
-    /// One round: expired leases, then orphans.
+    /// One round: expired leases, orphans, then stuck keys.
     pub async fn run_once(&self) -> Result<Reaped, Error> {
         let client = self.pool.get().await?;
         let expired = client.execute(REAP, &[]).await?;
         let orphans = client.execute(CANCEL_ORPHANS, &[]).await?
             + client.execute(CANCEL_HELD_ORPHANS, &[]).await?;
-        Ok(Reaped { expired, orphans })
+        let rescued = client.query_one(RESCUE_KEYS, &[]).await?.get::<_, i64>(0) as u64;
+        Ok(Reaped {
+            expired,
+            orphans,
+            rescued,
+        })
     }
 }

@@ -10,7 +10,7 @@
 //! A row the server refuses for its values is isolated and written without
 //! them, so one receiver's answer cannot fail the results of others.
 //! A batch with deliveries that keep an ordering key's order is one
-//! transaction instead: lock them, write, then promote each finished key's
+//! transaction instead: lock their keys, write, then promote each finished key's
 //! next held delivery (`PROMOTE`).
 
 use chrono::{DateTime, Utc};
@@ -51,12 +51,10 @@ ins AS (
      WHERE r.state <> 'cancelled')
 SELECT id FROM done";
 
-/// First statement of a batch with ordered deliveries: lock them in id
-/// order, the order in which the fan-out and replays lock a key's heads
-/// `FOR SHARE`, so that the two never deadlock and one of them goes first
-/// (see `dispatch::LOCK_KEYS` for why neither then misses the other).
-const LOCK_FINISHING: &str = "
-SELECT id FROM outbox.deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// First statement of a batch with ordered deliveries: the locks of their
+/// keys, which the fan-out and replays take too before they change a key's
+/// head (see `dispatch::LOCK_KEYS` for why neither then misses the other).
+const LOCK_FINISHING: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 
 /// Last statement of such a batch, after `RECORD`: in its fresh snapshot,
 /// the earliest held delivery of each key whose head finished and no
@@ -234,10 +232,10 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
     // promotions commit together.
     let tx = client.transaction().await?;
     if !finished_keys.is_empty() {
-        let mut ids: Vec<i64> = finished_keys.iter().map(|k| k.0).collect();
-        ids.sort_unstable();
+        let (webhooks, keys): (Vec<i64>, Vec<&str>) =
+            finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
         let lock = tx.prepare_cached(LOCK_FINISHING).await?;
-        tx.query(&lock, &[&ids]).await?;
+        tx.query(&lock, &[&webhooks, &keys]).await?;
     }
     let stmt = tx.prepare_cached(RECORD).await?;
     let rows = tx.query(&stmt, &params).await?;

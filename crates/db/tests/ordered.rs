@@ -11,7 +11,7 @@ use chrono::Utc;
 use outboxd_core::outcome::Outcome;
 use outboxd_core::DeliveryState;
 use outboxd_db::{
-    connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handed, Handoff, Pool, Room,
+    connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handed, Handoff, Pool, Reaper, Room,
     WebhookCache,
 };
 use outboxd_testkit::db::add_webhook;
@@ -197,13 +197,13 @@ async fn fan_out_hands_over_a_keys_first_delivery_and_a_result_promotes_the_next
 async fn a_fan_out_waiting_for_a_finishing_head_inserts_after_it_as_pending() {
     let mut s = setup().await;
     let h = head(&mut s, "k").await;
-    // The writer goes first: it holds the head's row lock, as its first
+    // The writer goes first: it holds the key's lock, as its first
     // statement takes it, and has written the result.
     s.other.batch_execute("BEGIN").await.unwrap();
     s.other
         .execute(
-            "SELECT id FROM outbox.deliveries WHERE id = $1 FOR UPDATE",
-            &[&h.delivery_id],
+            "SELECT outbox.lock_keys(ARRAY[$1::int8], ARRAY['k'])",
+            &[&s.webhook],
         )
         .await
         .unwrap();
@@ -228,7 +228,7 @@ async fn a_fan_out_waiting_for_a_finishing_head_inserts_after_it_as_pending() {
     let fan_out = tokio::spawn(async move { dispatcher.dispatch_once().await });
     assert!(
         still_waiting(&fan_out).await,
-        "the fan-out waits for the head's lock"
+        "the fan-out waits for the key's lock"
     );
     s.other.batch_execute("COMMIT").await.unwrap();
     fan_out.await.unwrap().unwrap();
@@ -261,7 +261,7 @@ async fn a_head_finishing_while_a_fan_out_holds_its_key_promotes_what_the_fan_ou
         still_waiting(&fan_out).await,
         "the fan-out waits on the insert"
     );
-    // The writer finishing the head now waits for the fan-out's share lock.
+    // The writer finishing the head now waits for the fan-out's key lock.
     let pool = s.pool.clone();
     let record = delivered(&h);
     let writer = tokio::spawn(async move { results::record(&pool, &[record]).await });
@@ -289,7 +289,7 @@ async fn a_replay_racing_the_heads_writer_is_promoted_after_it() {
     let old = head(&mut s, "k").await;
     results::record(&s.pool, &[delivered(&old)]).await.unwrap();
     let h = head(&mut s, "k").await;
-    // The replay goes first and holds the head's share lock until commit.
+    // The replay goes first and holds the key's lock until commit.
     s.other.batch_execute("BEGIN").await.unwrap();
     let n: i32 = s
         .other
@@ -410,4 +410,46 @@ async fn halt_keeps_a_key_waiting_until_a_skip_or_a_change_of_policy() {
         state_of_event(&s.client, h2, s.webhook).await,
         DeliveryState::Cancelled
     );
+}
+
+#[tokio::test]
+async fn the_reaper_rescues_a_key_nothing_holds_back_and_leaves_a_halted_one() {
+    let mut s = setup().await;
+    let lost = head(&mut s, "lost").await;
+    let stuck = publish(&s.client, Some("lost")).await;
+    let halted = head(&mut s, "halted").await;
+    let waiting = publish(&s.client, Some("halted")).await;
+    s.dispatcher.dispatch_once().await.unwrap();
+    use DeliveryState::*;
+    assert_eq!(state_of_event(&s.client, stuck, s.webhook).await, Held);
+    assert_eq!(state_of_event(&s.client, waiting, s.webhook).await, Held);
+    // An admin deletes the head of one key by hand; the other key's head
+    // fails under halt.
+    s.client
+        .batch_execute(&format!(
+            "UPDATE outbox.webhooks SET ordering_policy = 'halt' WHERE id = {w};
+             DELETE FROM outbox.deliveries WHERE id = {lost};
+             UPDATE outbox.deliveries SET state = 'failed', locked_until = NULL WHERE id = {halted};
+             UPDATE outbox.deliveries SET updated_at = now() - interval '1 minute'
+              WHERE webhook_id = {w} AND state = 'held';",
+            w = s.webhook,
+            lost = lost.delivery_id,
+            halted = halted.delivery_id,
+        ))
+        .await
+        .unwrap();
+    let reaper = Reaper {
+        pool: s.pool.clone(),
+        interval: Duration::from_secs(5),
+        deliveries_ready: Default::default(),
+    };
+    let round = reaper.run_once().await.unwrap();
+    assert_eq!(round.rescued, 1);
+    assert_eq!(state_of_event(&s.client, stuck, s.webhook).await, Pending);
+    assert_eq!(
+        state_of_event(&s.client, waiting, s.webhook).await,
+        Held,
+        "a halted key waits for an admin"
+    );
+    assert_eq!(reaper.run_once().await.unwrap().rescued, 0);
 }
