@@ -1,0 +1,122 @@
+//! What every run shares: the arguments, the bench's own database, the
+//! receiver, and the daemon delivering to it.
+//!
+//! [`Bench::start`] creates the database afresh, starts the daemon and
+//! measures it idle; [`Bench::finish`] adds the daemon's idle CPU and peak
+//! memory to the table, stops it and drops the database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::daemon::{outboxd_binary, wait_ready, Daemon};
+use crate::receiver::{Receiver, Tally};
+use crate::table::Row;
+use crate::Args;
+
+const DB_NAME: &str = "outboxd_bench";
+
+pub struct Bench<'r> {
+    pub args: Args,
+    pub binary: PathBuf,
+    /// The bench's database.
+    pub db: Client,
+    pub db_url: String,
+    pub receiver: &'r Receiver,
+    pub tally: Arc<Tally>,
+    pub daemon: Daemon,
+    /// The server's maintenance database, to drop ours at the end.
+    admin: Client,
+    idle_cpu: f64,
+}
+
+impl<'r> Bench<'r> {
+    pub async fn start(args: Args, receiver: &'r Receiver) -> Result<Bench<'r>> {
+        let binary = outboxd_binary(&args)?;
+        let admin = connect(&args.database_url).await?;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+            .await?;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {DB_NAME}"))
+            .await?;
+        let mut config: Config = args.database_url.parse()?;
+        config.dbname(DB_NAME);
+        let db_url = format!(
+            "{}/{DB_NAME}",
+            args.database_url
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(&args.database_url)
+        );
+        outboxd_db::migrate::run(&config).await?;
+        let db = connect(&db_url).await?;
+        println!(
+            "outboxd-bench: {} cores, receiver {}",
+            num_cpus(),
+            receiver.url()
+        );
+
+        let daemon = Daemon::start(&binary, &db_url, &args.daemon_env)?;
+        wait_ready(&db).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle_cpu_start = daemon.cpu_seconds()?;
+        let idle_t = Instant::now();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let idle_cpu = (daemon.cpu_seconds()? - idle_cpu_start) / idle_t.elapsed().as_secs_f64();
+        Ok(Bench {
+            args,
+            binary,
+            db,
+            db_url,
+            tally: receiver.tally.clone(),
+            receiver,
+            daemon,
+            admin,
+            idle_cpu,
+        })
+    }
+
+    /// The receiver's fast URL.
+    pub fn url(&self) -> String {
+        self.receiver.url()
+    }
+
+    /// The closing rows; stops the daemon and drops the database.
+    pub async fn finish(mut self) -> Result<Vec<Row>> {
+        let rows = vec![
+            Row::new(
+                "daemon CPU while idle",
+                format!("{:.2}% of a core", self.idle_cpu * 100.0),
+                "3 s with nothing to do",
+            ),
+            Row::new(
+                "daemon peak RSS",
+                format!("{:.1} MB", self.daemon.peak_rss_kb()? as f64 / 1024.0),
+                "VmHWM over the whole run",
+            ),
+        ];
+        self.daemon.stop().await;
+        self.admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+            .await?;
+        Ok(rows)
+    }
+}
+
+pub async fn connect(url: &str) -> Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
