@@ -85,6 +85,15 @@ impl<'r> Bench<'r> {
         self.receiver.url()
     }
 
+    /// Replaces the daemon with one started with `extra` settings after
+    /// the `--env` ones (so they win), and waits until it is idle.
+    pub async fn restart_daemon(&mut self, extra: &[String]) -> Result<()> {
+        self.daemon.stop().await;
+        let env: Vec<String> = self.args.daemon_env.iter().chain(extra).cloned().collect();
+        self.daemon = Daemon::start(&self.binary, &self.db_url, &env)?;
+        wait_ready(&self.db).await
+    }
+
     /// The closing rows; stops the daemon and drops the database.
     pub async fn finish(mut self) -> Result<Vec<Row>> {
         let rows = vec![

@@ -59,6 +59,8 @@ impl Daemon {
             .env("DATABASE_URL", db_url)
             .env("OUTBOXD_LISTEN", "127.0.0.1:0")
             .env("OUTBOXD_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
+            // The fairness run's tenants deliver to the receiver too.
+            .env("OUTBOXD_TENANT_ALLOW_PRIVATE_TARGETS", "127.0.0.0/8")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -84,6 +86,11 @@ impl Daemon {
     /// The highest resident set so far (VmHWM), in kB.
     pub fn peak_rss_kb(&self) -> Result<u64> {
         self.status_kb("VmHWM:")
+    }
+
+    /// The resident set now (VmRSS), in kB.
+    pub fn rss_kb(&self) -> Result<u64> {
+        self.status_kb("VmRSS:")
     }
 
     fn status_kb(&self, field: &str) -> Result<u64> {

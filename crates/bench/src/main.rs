@@ -11,6 +11,7 @@ mod chaos;
 mod daemon;
 mod dead;
 mod drain;
+mod fairness;
 mod fixture;
 mod insert;
 mod lanes;
@@ -19,6 +20,8 @@ mod many;
 mod ordered;
 mod rate;
 mod receiver;
+mod skew;
+mod soak;
 mod table;
 
 use std::path::PathBuf;
@@ -66,8 +69,35 @@ pub struct Args {
     /// The limit of the rate-limited webhook in the rate run, requests per second
     #[arg(long, default_value_t = 200)]
     pub rate_limit: i32,
-    /// Only these runs (comma-separated: drain,fanout,latency,insert,many,sparse,dead,history,rate,
-    /// ordered,retry-backlog,recovery)
+    /// Offered events per second in the skew run
+    #[arg(long, default_value_t = 5_000)]
+    pub skew_rate: u64,
+    /// Seconds of publishing in the skew run
+    #[arg(long, default_value_t = 20)]
+    pub skew_seconds: u64,
+    /// Tenant A's backlog in the fairness run
+    #[arg(long, default_value_t = 100_000)]
+    pub fairness_backlog: i64,
+    /// Tenant B's events per second in the fairness run
+    #[arg(long, default_value_t = 20)]
+    pub fairness_rate: u64,
+    /// Seconds of B's publishing in each fairness measure
+    #[arg(long, default_value_t = 20)]
+    pub fairness_seconds: u64,
+    /// How long the soak publishes (run it with `--only soak`)
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub soak: Duration,
+    /// Offered events per second in the soak
+    #[arg(long, default_value_t = 20_000)]
+    pub soak_rate: u64,
+    /// The daemon's `OUTBOXD_RETENTION` during the soak
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub soak_retention: Duration,
+    /// Time between two samples of the soak
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub soak_sample: Duration,
+    /// Only these runs (comma-separated: drain,fanout,latency,insert,many,sparse,dead,hang,skew,
+    /// fairness,ordered,history,rate,retry-backlog,recovery,soak; soak only when named)
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// Instead of the measurements, the chaos soak for this long (e.g. 10m):
@@ -83,7 +113,8 @@ pub struct Args {
     pub chaos_seed: Option<u64>,
 }
 
-/// The runs in the order they run; without `--only`, all of them.
+/// The runs in the order they run; without `--only`, all of them but
+/// [`NAMED_ONLY`].
 const RUNS: &[&str] = &[
     "drain",
     "fanout",
@@ -92,18 +123,27 @@ const RUNS: &[&str] = &[
     "many",
     "sparse",
     "dead",
+    "hang",
+    "skew",
+    "fairness",
     "ordered",
     "history",
     "rate",
     "retry-backlog",
     "recovery",
+    "soak",
 ];
+
+/// Runs too long for the default set: they run when `--only` names them.
+const NAMED_ONLY: &[&str] = &["soak"];
 
 /// Whether `--only` asks for the run `name`. `recovery` needs the drain
 /// rate `retry-backlog` measures, so it asks for both (and runs with it).
 fn wanted(only: &[String], name: &str) -> bool {
-    only.is_empty()
-        || only.iter().any(|o| o == name)
+    if only.is_empty() {
+        return !NAMED_ONLY.contains(&name);
+    }
+    only.iter().any(|o| o == name)
         || (name == "retry-backlog" && only.iter().any(|o| o == "recovery"))
 }
 
@@ -117,6 +157,9 @@ async fn run(name: &str, b: &mut Bench<'_>) -> Result<Vec<Row>> {
         "many" => many::many(b).await,
         "sparse" => many::sparse(b).await,
         "dead" => dead::refused(b).await,
+        "hang" => dead::hanging(b).await,
+        "skew" => skew::run(b).await,
+        "fairness" => fairness::run(b).await,
         "ordered" => {
             let url = b.url();
             ordered::run(&b.db, &b.tally, &mut b.daemon, &url, &b.args).await
@@ -129,6 +172,7 @@ async fn run(name: &str, b: &mut Bench<'_>) -> Result<Vec<Row>> {
         }
         // Run with retry-backlog, whose drain rate it needs.
         "recovery" => Ok(Vec::new()),
+        "soak" => soak::run(b).await,
         other => bail!("unknown run {other:?}: the runs are {}", RUNS.join(",")),
     }
 }
