@@ -37,14 +37,6 @@ impl<'r> Bench<'r> {
     pub async fn start(args: Args, receiver: &'r Receiver) -> Result<Bench<'r>> {
         let binary = outboxd_binary(&args)?;
         let admin = connect(&args.database_url).await?;
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
-            .await?;
-        admin
-            .batch_execute(&format!("CREATE DATABASE {DB_NAME}"))
-            .await?;
-        let mut config: Config = args.database_url.parse()?;
-        config.dbname(DB_NAME);
         let db_url = format!(
             "{}/{DB_NAME}",
             args.database_url
@@ -52,8 +44,7 @@ impl<'r> Bench<'r> {
                 .map(|(b, _)| b)
                 .unwrap_or(&args.database_url)
         );
-        outboxd_db::migrate::run(&config).await?;
-        let db = connect(&db_url).await?;
+        let db = create_database(&admin, &args.database_url).await?;
         println!(
             "outboxd-bench: {} cores, receiver {}",
             num_cpus(),
@@ -80,18 +71,22 @@ impl<'r> Bench<'r> {
         })
     }
 
-    /// The receiver's fast URL.
-    pub fn url(&self) -> String {
-        self.receiver.url()
-    }
-
-    /// Replaces the daemon with one started with `extra` settings after
-    /// the `--env` ones (so they win), and waits until it is idle.
-    pub async fn restart_daemon(&mut self, extra: &[String]) -> Result<()> {
+    /// Starts over on an empty database with a daemon started with `extra`
+    /// settings after the `--env` ones (so they win), and waits until it is
+    /// idle. The daemon's first rounds shape the schema's state (the
+    /// delivery log's partitions are as wide as the retention it was started
+    /// with), so a run that needs other settings gets a database of its own.
+    pub async fn start_over(&mut self, extra: &[String]) -> Result<()> {
         self.daemon.stop().await;
+        self.db = create_database(&self.admin, &self.args.database_url).await?;
         let env: Vec<String> = self.args.daemon_env.iter().chain(extra).cloned().collect();
         self.daemon = Daemon::start(&self.binary, &self.db_url, &env)?;
         wait_ready(&self.db).await
+    }
+
+    /// The receiver's fast URL.
+    pub fn url(&self) -> String {
+        self.receiver.url()
     }
 
     /// The closing rows; stops the daemon and drops the database.
@@ -114,6 +109,26 @@ impl<'r> Bench<'r> {
             .await?;
         Ok(rows)
     }
+}
+
+/// Creates the bench's database afresh on the server at `server_url`,
+/// migrated; a client of it.
+async fn create_database(admin: &Client, server_url: &str) -> Result<Client> {
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {DB_NAME}"))
+        .await?;
+    let mut config: Config = server_url.parse()?;
+    config.dbname(DB_NAME);
+    outboxd_db::migrate::run(&config).await?;
+    let (client, conn) = config
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to the database {DB_NAME}"))?;
+    tokio::spawn(conn);
+    Ok(client)
 }
 
 pub async fn connect(url: &str) -> Result<Client> {

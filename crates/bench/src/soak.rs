@@ -158,7 +158,7 @@ const VACUUMS_RUNNING: &str =
 pub async fn run(b: &mut Bench<'_>) -> Result<Vec<Row>> {
     let (rate, duration, retention) = (b.args.soak_rate, b.args.soak, b.args.soak_retention);
     let every = b.args.soak_sample;
-    b.restart_daemon(&[format!(
+    b.start_over(&[format!(
         "OUTBOXD_RETENTION={}",
         humantime::format_duration(retention)
     )])
@@ -207,16 +207,22 @@ pub async fn run(b: &mut Bench<'_>) -> Result<Vec<Row>> {
         published += (batch.last - batch.first + 1) as u64;
         watermark.push(batch);
     }
-    // What was published last gets a minute to arrive.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The backlog gets to arrive while it keeps arriving: lost is what
+    // has not come after 10 s without any progress.
+    let mut last_progress = (b.tally.count.load(Ordering::Relaxed), Instant::now());
     loop {
         let pending = {
             let seen = b.tally.seen.lock().unwrap();
             watermark.oldest_missing(seen.as_ref().expect("set above"))
         };
-        if pending.is_none() || Instant::now() > deadline {
+        let count = b.tally.count.load(Ordering::Relaxed);
+        if count != last_progress.0 {
+            last_progress = (count, Instant::now());
+        }
+        if pending.is_none() || last_progress.1.elapsed() > Duration::from_secs(10) {
             break;
         }
+        b.daemon.check_alive("the soak's drain")?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lost = {
@@ -228,7 +234,7 @@ pub async fn run(b: &mut Bench<'_>) -> Result<Vec<Row>> {
     let verdict = Verdict::of(&samples, retention, lost);
     let last = samples.last().copied().unwrap_or_default();
     let peak_rss = samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
-    b.restart_daemon(&[]).await?;
+    b.start_over(&[]).await?;
 
     let secs = duration.as_secs_f64();
     Ok(vec![
