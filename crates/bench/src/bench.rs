@@ -17,7 +17,11 @@ use crate::receiver::{Receiver, Tally};
 use crate::table::Row;
 use crate::Args;
 
-const DB_NAME: &str = "outboxd_bench";
+/// The bench's database: one per bench process, so two benches on one
+/// server (engineers sharing a machine) do not drop each other's.
+fn db_name() -> String {
+    format!("outboxd_bench_{}", std::process::id())
+}
 
 pub struct Bench<'r> {
     pub args: Args,
@@ -38,11 +42,12 @@ impl<'r> Bench<'r> {
         let binary = outboxd_binary(&args)?;
         let admin = connect(&args.database_url).await?;
         let db_url = format!(
-            "{}/{DB_NAME}",
+            "{}/{}",
             args.database_url
                 .rsplit_once('/')
                 .map(|(b, _)| b)
-                .unwrap_or(&args.database_url)
+                .unwrap_or(&args.database_url),
+            db_name()
         );
         let db = create_database(&admin, &args.database_url).await?;
         println!(
@@ -105,7 +110,10 @@ impl<'r> Bench<'r> {
         ];
         self.daemon.stop().await;
         self.admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                db_name()
+            ))
             .await?;
         Ok(rows)
     }
@@ -115,18 +123,21 @@ impl<'r> Bench<'r> {
 /// migrated; a client of it.
 async fn create_database(admin: &Client, server_url: &str) -> Result<Client> {
     admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            db_name()
+        ))
         .await?;
     admin
-        .batch_execute(&format!("CREATE DATABASE {DB_NAME}"))
+        .batch_execute(&format!("CREATE DATABASE {}", db_name()))
         .await?;
     let mut config: Config = server_url.parse()?;
-    config.dbname(DB_NAME);
+    config.dbname(&db_name());
     outboxd_db::migrate::run(&config).await?;
     let (client, conn) = config
         .connect(NoTls)
         .await
-        .with_context(|| format!("connecting to the database {DB_NAME}"))?;
+        .with_context(|| format!("connecting to the database {}", db_name()))?;
     tokio::spawn(conn);
     Ok(client)
 }
