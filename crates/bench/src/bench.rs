@@ -132,7 +132,7 @@ async fn create_database(admin: &Client, server_url: &str) -> Result<Client> {
         .batch_execute(&format!("CREATE DATABASE {}", db_name()))
         .await?;
     let mut config: Config = server_url.parse()?;
-    config.dbname(&db_name());
+    config.dbname(db_name());
     outboxd_db::migrate::run(&config).await?;
     let (client, conn) = config
         .connect(NoTls)
