@@ -14,7 +14,11 @@ use anyhow::{bail, Result};
 use tokio::net::TcpListener;
 use tokio_postgres::Client;
 
-use crate::{closed_port, receive, set_webhooks, wait_drained, Daemon, Row, Tally};
+use crate::bench::Bench;
+use crate::daemon::Daemon;
+use crate::fixture::{closed_port, set_webhooks, wait_drained};
+use crate::receiver::{receive, Tally};
+use crate::table::Row;
 
 /// Fresh events a second in both runs.
 const FRESH_RATE: u64 = 100;
@@ -261,28 +265,20 @@ pub(crate) async fn recovery(
     })
 }
 
-/// Both runs, as `--only` asks (`retry-backlog`, `recovery`; the second
-/// needs the first's drain rate and runs it too).
-pub(crate) async fn runs(
-    only: impl Fn(&str) -> bool,
-    db: &Client,
-    tally: &Tally,
-    daemon: &mut Daemon,
-    receiver_url: &str,
-    args: &crate::Args,
-) -> Result<Vec<Row>> {
-    if !only("retry-backlog") && !only("recovery") {
-        return Ok(Vec::new());
-    }
+/// `retry-backlog`, and `recovery` after it when asked (it needs the first's
+/// drain rate).
+pub(crate) async fn runs(b: &mut Bench<'_>, recovery_too: bool) -> Result<Vec<Row>> {
+    let url = b.url();
     let (mut rows, rate) =
-        retry_backlog(db, tally, receiver_url, args.events, args.latency_seconds).await?;
-    if only("recovery") {
-        let cooldown = args
+        retry_backlog(&b.db, &b.tally, &url, b.args.events, b.args.latency_seconds).await?;
+    if recovery_too {
+        let cooldown = b
+            .args
             .daemon_env
             .iter()
             .find_map(|kv| kv.strip_prefix("OUTBOXD_BREAKER_COOLDOWN="))
             .map_or(Ok(Duration::from_secs(30)), humantime::parse_duration)?;
-        rows.push(recovery(db, daemon, args.events, rate, cooldown).await?);
+        rows.push(recovery(&b.db, &mut b.daemon, b.args.events, rate, cooldown).await?);
     }
     Ok(rows)
 }

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use tokio_postgres::Client;
 
-use crate::{median, set_webhooks, wait_for_tally, Args, Daemon, Row, Tally};
+use crate::daemon::Daemon;
+use crate::fixture::{set_webhooks, wait_for_tally};
+use crate::receiver::Tally;
+use crate::table::{median, Row};
+use crate::Args;
 
 /// Keys of the many-keys side.
 const KEYS: i64 = 1_000;

@@ -424,6 +424,12 @@ impl Loop {
     /// could expire before its request would time out is handed back
     /// unsent; so is the queue of a webhook whose breaker just opened.
     fn pump(&mut self, webhook: Option<i64>) {
+        // With every global slot taken nothing can start: walking the
+        // webhooks anyway would cost a cache lookup per webhook holding a
+        // queue, on every claim and hand-over.
+        if self.in_flight.total >= self.settings.concurrency {
+            return;
+        }
         let now = Instant::now();
         let webhooks = match webhook {
             Some(id) => vec![id],
@@ -431,6 +437,9 @@ impl Loop {
         };
         let mut hand_back = Vec::new();
         for webhook_id in webhooks {
+            if self.in_flight.total >= self.settings.concurrency {
+                break;
+            }
             let paused = self.in_flight.paused(webhook_id, now);
             let limit = self.in_flight.limit(webhook_id, now);
             let rate_limited = self

@@ -29,7 +29,10 @@ use crate::config::{human, human_or_off, or_none, or_off, RunArgs};
 /// How often the pending gauges are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
-/// How often the retention job sweeps (the first sweep comes sooner).
+/// How often the retention job sweeps at most (the first sweep comes
+/// sooner); a short retention is swept every partition width (a quarter
+/// of it, at least 10 s), or events and deliveries would pile up for
+/// minutes past it at a high rate.
 const RETENTION_EVERY: Duration = Duration::from_secs(5 * 60);
 
 pub async fn run(mut args: RunArgs) -> Result<()> {
@@ -216,7 +219,7 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
         Janitor {
             pool,
             retention: args.retention,
-            interval: RETENTION_EVERY,
+            interval: outboxd_core::partitions::width(args.retention).min(RETENTION_EVERY),
         }
         .run(shutdown.clone()),
     );

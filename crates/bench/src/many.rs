@@ -1,0 +1,54 @@
+//! Many webhooks: 10,000 webhooks against one, the events spread evenly,
+//! taking turns (`many`); 100,000 enabled of which 1,000 get events
+//! (`sparse`).
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+
+use crate::bench::Bench;
+use crate::fixture::{drain_spread, set_own_webhooks};
+use crate::table::{median, Row};
+
+pub async fn many(b: &mut Bench<'_>) -> Result<Vec<Row>> {
+    // 10,000 webhooks, each subscribed to its own t<i>.*, the events
+    // spread evenly, against one webhook, taking turns.
+    let url = b.url();
+    let mut rates: HashMap<i64, Vec<f64>> = HashMap::new();
+    for _ in 0..b.args.rounds {
+        for n in [1, 10_000] {
+            set_own_webhooks(&b.db, &url, n, 0, &url).await?;
+            let (rate, _) =
+                drain_spread(&b.db, &b.tally, &mut b.daemon, b.args.events, n, n).await?;
+            rates.entry(n).or_default().push(rate);
+        }
+    }
+    let (one, many) = (median(&rates[&1]), median(&rates[&10_000]));
+    Ok(vec![
+        Row::new(
+            "many webhooks: 1",
+            format!("{one:.0} deliveries/s"),
+            format!("{} events; median of {} runs", b.args.events, b.args.rounds),
+        ),
+        Row::new(
+            "many webhooks: 10,000, events spread evenly",
+            format!("{many:.0} deliveries/s ({:.0}% of 1)", 100.0 * many / one),
+            format!(
+                "{} events; median of {} runs, taking turns with 1",
+                b.args.events, b.args.rounds
+            ),
+        ),
+    ])
+}
+
+pub async fn sparse(b: &mut Bench<'_>) -> Result<Vec<Row>> {
+    let url = b.url();
+    set_own_webhooks(&b.db, &url, 100_000, 0, &url).await?;
+    let (rate, secs) =
+        drain_spread(&b.db, &b.tally, &mut b.daemon, b.args.events, 1_000, 1_000).await?;
+    Ok(vec![Row::new(
+        "100,000 webhooks enabled, 1,000 receive events",
+        format!("{rate:.0} deliveries/s"),
+        format!("{} events in {secs:.2} s", b.args.events),
+    )])
+}
