@@ -12,6 +12,7 @@ mod console_api;
 mod console_browser;
 mod console_openapi;
 mod faults;
+mod halted_keys;
 mod hostile;
 mod lanes;
 mod listeners;

@@ -10,6 +10,7 @@
 
 mod catalog;
 mod deliveries;
+mod halted_keys;
 mod tenants;
 mod webhooks;
 mod zapier;
@@ -63,6 +64,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(Doc::openapi())
         .merge(webhooks::router())
         .merge(deliveries::router())
+        .merge(halted_keys::router())
         .merge(catalog::router())
         .merge(zapier::router())
         .merge(tenants::router())
@@ -258,3 +260,4 @@ pub(crate) fn overlap(given: Option<&str>) -> Result<Duration, outboxd_admin::Er
 }
 
 pub(crate) use deliveries::log_filter;
+pub(crate) use halted_keys::{skip_for, webhook_filter};

@@ -1,7 +1,7 @@
 //! The console's HTML screens, one module per resource: overview, webhooks
 //! (add, edit, enable, disable, rotate the secret, delete, send a test
 //! event, replay failures), the delivery log with one delivery's attempts,
-//! the event catalog, and signing in and out.
+//! the halted ordering keys (replay or skip), the event catalog, and signing in and out.
 //!
 //! Server-rendered with askama (templates checked at compile time, output
 //! HTML-escaped), no JavaScript. The guard has checked the session, the
@@ -11,6 +11,7 @@
 
 mod catalog;
 mod deliveries;
+mod halted_keys;
 mod login;
 mod overview;
 mod portal;
@@ -40,6 +41,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(overview::router())
         .merge(webhooks::router())
         .merge(deliveries::router())
+        .merge(halted_keys::router())
         .merge(catalog::router())
         .merge(portal::router())
         .merge(tenants::router())

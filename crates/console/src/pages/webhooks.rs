@@ -454,6 +454,8 @@ struct WebhookRow {
     tenant: Option<String>,
     rate_limit: String,
     ordering: String,
+    /// Ordered under halt: its halted keys are worth a link.
+    halts: bool,
 }
 
 impl From<WebhookSummary> for WebhookRow {
@@ -482,6 +484,7 @@ impl From<WebhookSummary> for WebhookRow {
                 Some(n) => format!("{n} requests/s"),
                 None => "no limit".into(),
             },
+            halts: w.ordered && w.ordering_policy == "halt",
             ordering: match (w.ordered, w.ordering_policy.as_str()) {
                 (false, _) => "unordered".into(),
                 (true, "halt") => "per key; a failed event halts its key".into(),
