@@ -72,7 +72,8 @@ impl World {
     }
 }
 
-async fn world(console: &Console, client: &Client) -> World {
+/// The webhooks, the console (and daemon) over them, and their keys halted.
+async fn world(db: &TestDb, client: &Client) -> (Console, World) {
     let cured: Arc<Mutex<HashSet<String>>> = Arc::default();
     let ok: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
     let receiver = {
@@ -87,12 +88,13 @@ async fn world(console: &Console, client: &Client) -> World {
         })
         .await
     };
-    let mut ids = Vec::new();
-    for (name, tenant) in [
+    const HOOKS: [(&str, Option<&str>); 3] = [
         ("acme", Some("acme")),
         ("globex", Some("globex")),
         ("platform", None),
-    ] {
+    ];
+    let mut ids = Vec::new();
+    for (name, tenant) in HOOKS {
         let id: i64 = client
             .query_one(
                 "INSERT INTO outbox.webhooks (name, url, event_types, tenant, ordered, ordering_policy)
@@ -102,6 +104,13 @@ async fn world(console: &Console, client: &Client) -> World {
             .await
             .unwrap()
             .get(0);
+        ids.push(id);
+    }
+    // The daemon starts after the webhooks exist, so that it fans every
+    // event out to them: a webhook added while it runs reaches its cache
+    // only within a second, and events before that would pass it by.
+    let console = Console::start(db, Some(TOKEN), &ENV).await;
+    for (name, tenant) in HOOKS {
         // Three events of one key: the first is the poison one.
         client
             .execute(
@@ -112,7 +121,6 @@ async fn world(console: &Console, client: &Client) -> World {
             )
             .await
             .unwrap();
-        ids.push(id);
     }
     let halted = wait_until(Duration::from_secs(30), || async {
         count(client, "SELECT count(*) FROM outbox.halted_keys").await == 3
@@ -155,7 +163,7 @@ async fn world(console: &Console, client: &Client) -> World {
             .unwrap()
             .get::<_, i64>(0)
     };
-    World {
+    let w = World {
         acme_halted: halting(ids[0]).await,
         globex_halted: halting(ids[1]).await,
         platform_halted: halting(ids[2]).await,
@@ -165,7 +173,8 @@ async fn world(console: &Console, client: &Client) -> World {
         _receiver: receiver,
         ok,
         cured,
-    }
+    };
+    (console, w)
 }
 
 /// The delivery ids of an API list of halted keys.
@@ -182,9 +191,8 @@ fn halted_ids(r: &HttpAnswer) -> Vec<i64> {
 #[tokio::test]
 async fn the_admin_lists_skips_through_the_api_and_replays_from_the_page() {
     let db = TestDb::new().await;
-    let console = Console::start(&db, Some(TOKEN), &ENV).await;
     let client = db.client().await;
-    let w = world(&console, &client).await;
+    let (console, w) = world(&db, &client).await;
 
     // The API lists every key, or one webhook's, with what waits.
     let all = console.call("GET", "/api/halted-keys", None).await;
@@ -212,6 +220,20 @@ async fn the_admin_lists_skips_through_the_api_and_replays_from_the_page() {
         .call("GET", "/api/halted-keys?webhook_id=x", None)
         .await;
     assert_api_error(&bad, 400, Some("webhook_id"), "not a webhook id");
+
+    // Both operations are in the generated document (schemathesis checks them).
+    let doc = console
+        .raw("GET", "/api/openapi.json", &[], "")
+        .await
+        .json();
+    assert_eq!(
+        doc["paths"]["/api/halted-keys"]["get"]["operationId"],
+        "listHaltedKeys"
+    );
+    assert_eq!(
+        doc["paths"]["/api/halted-keys/{delivery_id}/skip"]["post"]["operationId"],
+        "skipHaltedKey"
+    );
 
     // The page lists them with Replay and Skip.
     let cookie = console.admin_session().await;
@@ -341,9 +363,8 @@ async fn the_admin_lists_skips_through_the_api_and_replays_from_the_page() {
 #[tokio::test]
 async fn a_tenant_sees_and_skips_its_own_halted_keys_only() {
     let db = TestDb::new().await;
-    let console = Console::start(&db, Some(TOKEN), &ENV).await;
     let client = db.client().await;
-    let w = world(&console, &client).await;
+    let (console, w) = world(&db, &client).await;
     let cookie = console
         .open_portal_link(&console.portal_link("acme").await)
         .await;
