@@ -34,7 +34,10 @@ fn portal_link_cli(args: &[&str], env: &[(&str, String)]) -> std::process::Outpu
 }
 
 /// A catalog, three webhooks (acme's, globex's, the platform's) and one
-/// delivered event each; their ids and delivery ids.
+/// delivered event each; their ids and delivery ids. The webhooks exist
+/// before the daemon starts, so its cache has them when the events come
+/// (a webhook added to a running daemon may miss an event published the
+/// same moment).
 struct World {
     acme: i64,
     globex: i64,
@@ -45,7 +48,7 @@ struct World {
     _receiver: Receiver,
 }
 
-async fn world(db: &TestDb) -> World {
+async fn world(db: &TestDb, env: &[(&str, &str)]) -> (Console, World) {
     let client = db.client().await;
     let receiver = Receiver::ok().await;
     client
@@ -72,6 +75,7 @@ async fn world(db: &TestDb) -> World {
     let acme = add("acme-hook", Some("acme")).await;
     let globex = add("globex-hook", Some("globex")).await;
     let platform = add("platform-hook", None).await;
+    let console = start(db, env).await;
     for tenant in ["acme", "globex"] {
         client
             .execute(
@@ -106,7 +110,7 @@ async fn world(db: &TestDb) -> World {
         })
         .await
     );
-    World {
+    let world = World {
         acme,
         globex,
         platform,
@@ -114,14 +118,14 @@ async fn world(db: &TestDb) -> World {
         globex_delivery: delivery(globex).await.unwrap(),
         platform_delivery: delivery(platform).await.unwrap(),
         _receiver: receiver,
-    }
+    };
+    (console, world)
 }
 
 #[tokio::test]
 async fn a_portal_session_reaches_its_own_tenants_data_only() {
     let db = TestDb::new().await;
-    let console = start(&db, &[("OUTBOXD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
-    let w = world(&db).await;
+    let (console, w) = world(&db, &[("OUTBOXD_MAX_WEBHOOKS_PER_TENANT", "2")]).await;
     let url = console.portal_link("acme").await;
     assert!(
         url.starts_with(&format!("http://127.0.0.1:{}/portal/open?", console.port)),
