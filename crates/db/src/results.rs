@@ -256,9 +256,10 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
         .filter(|r| r.state() == DeliveryState::Pending)
         .map(|r| r.delivery_id)
         .collect();
+    let accepted_ids: std::collections::HashSet<i64> = accepted.iter().copied().collect();
     let (webhooks, keys): (Vec<i64>, Vec<&str>) = finished_keys
         .iter()
-        .filter(|k| accepted.contains(&k.0) && !is_head.contains(&k.0))
+        .filter(|k| accepted_ids.contains(&k.0) && !is_head.contains(&k.0))
         .map(|&(_, w, k)| (w, k))
         .unzip();
     if !webhooks.is_empty() {
