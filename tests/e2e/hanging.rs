@@ -42,21 +42,20 @@ async fn hanging_server() -> (RawServer, Arc<Mutex<HashMap<String, usize>>>) {
     (server, held)
 }
 
-fn total(held: &Mutex<HashMap<String, usize>>) -> usize {
-    held.lock().unwrap().values().sum()
-}
-
-#[tokio::test]
-async fn a_healthy_webhook_is_served_at_once_while_hanging_ones_hold_the_pool() {
-    let db = TestDb::new().await;
-    let client = db.client().await;
-    let (server, held) = hanging_server().await;
+/// The hanging webhooks (`hang.*`, one path each) and the healthy one
+/// (`ok.*`).
+async fn webhooks(client: &tokio_postgres::Client, server: &RawServer) -> Receiver {
     for i in 0..HANGING {
         let url = server.url(&format!("/hang{i}"));
-        add_webhook(&client, &format!("hang{i}"), &url, &["hang.*"]).await;
+        add_webhook(client, &format!("hang{i}"), &url, &["hang.*"]).await;
     }
     let healthy = Receiver::ok().await;
-    add_webhook(&client, "healthy", &healthy.url("/ok"), &["ok.*"]).await;
+    add_webhook(client, "healthy", &healthy.url("/ok"), &["ok.*"]).await;
+    healthy
+}
+
+/// A daemon with the small pool, ready.
+async fn daemon(db: &TestDb) -> Daemon {
     let pool = POOL.to_string();
     let daemon = Daemon::start(
         BIN,
@@ -69,6 +68,25 @@ async fn a_healthy_webhook_is_served_at_once_while_hanging_ones_hold_the_pool() 
         ],
     );
     ready(&[&daemon]).await;
+    daemon
+}
+
+/// Delivered deliveries of the healthy webhook.
+const HEALTHY_DELIVERED: &str = "SELECT count(*) FROM outbox.deliveries d
+  JOIN outbox.webhooks w ON w.id = d.webhook_id
+ WHERE w.name = 'healthy' AND d.state = 'delivered'";
+
+fn total(held: &Mutex<HashMap<String, usize>>) -> usize {
+    held.lock().unwrap().values().sum()
+}
+
+#[tokio::test]
+async fn a_healthy_webhook_is_served_at_once_while_hanging_ones_hold_the_pool() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    let (server, held) = hanging_server().await;
+    let healthy = webhooks(&client, &server).await;
+    let daemon = daemon(&db).await;
 
     // The hanging webhooks want 32 slots of 16: they get their share (the
     // pool but one slot kept for a newcomer), each at most 4.
@@ -94,8 +112,7 @@ async fn a_healthy_webhook_is_served_at_once_while_hanging_ones_hold_the_pool() 
     publish_many(&client, "ok.event", 50).await;
     wait_for_count(
         &client,
-        "SELECT count(*) FROM outbox.deliveries d JOIN outbox.webhooks w ON w.id = d.webhook_id
-          WHERE w.name = 'healthy' AND d.state = 'delivered'",
+        HEALTHY_DELIVERED,
         50,
         Duration::from_secs(20),
         &[&daemon],
@@ -116,32 +133,15 @@ async fn hanging_webhooks_beside_a_busy_healthy_one_keep_to_their_share() {
     let db = TestDb::new().await;
     let client = db.client().await;
     let (server, held) = hanging_server().await;
-    for i in 0..HANGING {
-        let url = server.url(&format!("/hang{i}"));
-        add_webhook(&client, &format!("hang{i}"), &url, &["hang.*"]).await;
-    }
-    let healthy = Receiver::ok().await;
-    add_webhook(&client, "healthy", &healthy.url("/ok"), &["ok.*"]).await;
+    let healthy = webhooks(&client, &server).await;
     // Both kinds have work from the start.
     publish_many(&client, "hang.event", 100).await;
     publish_many(&client, "ok.event", 2000).await;
-    let pool = POOL.to_string();
-    let daemon = Daemon::start(
-        BIN,
-        &db.url,
-        &[
-            ("OUTBOXD_CONCURRENCY", pool.as_str()),
-            ("OUTBOXD_WEBHOOK_CONCURRENCY", "8"),
-            ("OUTBOXD_REQUEST_TIMEOUT", TIMEOUT),
-            ("OUTBOXD_LEASE", "120s"),
-        ],
-    );
-    ready(&[&daemon]).await;
+    let daemon = daemon(&db).await;
     let started = Instant::now();
     wait_for_count(
         &client,
-        "SELECT count(*) FROM outbox.deliveries d JOIN outbox.webhooks w ON w.id = d.webhook_id
-          WHERE w.name = 'healthy' AND d.state = 'delivered'",
+        HEALTHY_DELIVERED,
         2000,
         Duration::from_secs(30),
         &[&daemon],
@@ -150,7 +150,9 @@ async fn hanging_webhooks_beside_a_busy_healthy_one_keep_to_their_share() {
     let took = started.elapsed();
     eprintln!("2000 healthy events beside {HANGING} hanging webhooks: delivered in {took:.2?}");
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    // Five webhooks share 15 slots: 3 each, one of them an extra.
+    assert_eq!(healthy.count(), 2000);
+    // Five webhooks, 16 slots, one kept for a newcomer: 3 each, and a
+    // hanging one that came first may hold an extra.
     let held = held.lock().unwrap().clone();
     assert_eq!(held.len(), HANGING, "{held:?}");
     for (path, &n) in &held {

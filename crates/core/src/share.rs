@@ -20,7 +20,7 @@
 //! costs one step per distinct demand, computed once per change.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// The state of the pool's sharing, as the level rule sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub struct Shares {
     /// Webhooks per count of requests running (of at least one).
     runs: BTreeMap<usize, usize>,
     total: usize,
+    /// The parked webhooks.
+    parked: HashSet<i64>,
     /// The level, until the demands change.
     level: Cell<Option<Level>>,
 }
@@ -89,6 +91,7 @@ impl Shares {
             demand_sum: 0,
             runs: BTreeMap::new(),
             total: 0,
+            parked: HashSet::new(),
             level: Cell::new(None),
         }
     }
@@ -142,20 +145,15 @@ impl Shares {
         self.update(webhook_id, |e| e.running = e.running.saturating_sub(1));
     }
 
-    /// The webhook cannot start what it has queued until `unpark`.
+    /// The webhook cannot start what it has queued until `unpark_all`.
     pub fn park(&mut self, webhook_id: i64) {
+        self.parked.insert(webhook_id);
         self.update(webhook_id, |e| e.parked = true);
     }
 
-    /// Unparks every parked webhook.
+    /// Unparks every parked webhook (costs the parked ones).
     pub fn unpark_all(&mut self) {
-        let parked: Vec<i64> = self
-            .webhooks
-            .iter()
-            .filter(|(_, e)| e.parked)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in parked {
+        for id in std::mem::take(&mut self.parked) {
             self.update(id, |e| e.parked = false);
         }
     }
