@@ -13,6 +13,7 @@ mod console_browser;
 mod console_openapi;
 mod faults;
 mod halted_keys;
+mod hanging;
 mod hostile;
 mod lanes;
 mod listeners;

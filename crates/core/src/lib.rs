@@ -15,6 +15,7 @@ pub mod partitions;
 pub mod portal_link;
 pub mod rate;
 pub mod retry;
+pub mod share;
 pub mod signing;
 pub mod state;
 pub mod stored;

@@ -5,7 +5,13 @@
 //! request finishes and the fan-out hands over batches of a useful size; a
 //! slow endpoint fills only its own window. A claim is worth making once a
 //! quarter of a window is free (or the webhook holds nothing), so claims
-//! come in batches rather than one row at a time.
+//! come in batches rather than one row at a time. A webhook whose requests
+//! take long (an endpoint that hangs until the timeout) holds no more than
+//! it can start while a queued delivery's lease still covers its request
+//! (`Windows::within_wait`): deeper, its deliveries would only be handed
+//! back unsent, and meanwhile fill the deliverer's capacity.
+
+use std::time::Duration;
 
 /// Deliveries held per request slot.
 pub const FACTOR: usize = 16;
@@ -32,6 +38,25 @@ impl Windows {
     /// paused).
     pub fn of(&self, slots: usize) -> usize {
         FACTOR * slots
+    }
+
+    /// `window` cut to what a webhook running `slots` requests at a time,
+    /// each taking `took`, starts in half of `wait` (how long a delivery
+    /// may wait queued before its lease could run out during its request),
+    /// and never below `slots`.
+    pub fn within_wait(
+        &self,
+        window: usize,
+        slots: usize,
+        took: Duration,
+        wait: Duration,
+    ) -> usize {
+        if took.is_zero() {
+            return window;
+        }
+        // A float cast saturates: a fast endpoint keeps its whole window.
+        let starts = (slots as f64 * wait.as_secs_f64() / 2.0 / took.as_secs_f64()) as usize;
+        window.min(starts.max(slots))
     }
 
     /// A healthy webhook's whole window: its room while it holds nothing.
@@ -79,6 +104,20 @@ pub(crate) fn share(window: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_cut_window_stays_within_the_window_and_fills_its_slots(
+            slots in 0usize..100, factor in 0usize..20, took_ms in 0u64..100_000, wait_s in 0u64..600,
+        ) {
+            let w = Windows::new(256, 32);
+            let window = slots * factor;
+            let cut = w.within_wait(window, slots, Duration::from_millis(took_ms), Duration::from_secs(wait_s));
+            prop_assert!(cut <= window);
+            prop_assert!(cut >= slots.min(window));
+        }
+    }
 
     #[test]
     fn windows_are_sixteen_slots_deep() {
@@ -132,6 +171,33 @@ mod tests {
                 w.worth_a_claim(room, held, batch),
                 worth,
                 "room {room}, held {held}, batch {batch}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_slow_webhook_holds_what_it_can_start_before_leases_run_short() {
+        let w = Windows::new(256, 32);
+        let wait = Duration::from_secs(50);
+        let ms = Duration::from_millis;
+        // (window, slots, took, cut)
+        let table = [
+            // Fast: the whole window.
+            (512, 32, ms(5), 512),
+            (512, 2, ms(5), 512),
+            (512, 32, Duration::ZERO, 512),
+            // Hanging until a 10 s timeout with two slots: 5 starts in 25 s.
+            (512, 2, ms(10_000), 5),
+            (512, 32, ms(10_000), 80),
+            // Never below its slots, nor above the window.
+            (512, 2, ms(1_000_000), 2),
+            (0, 0, ms(10_000), 0),
+        ];
+        for (window, slots, took, cut) in table {
+            assert_eq!(
+                w.within_wait(window, slots, took, wait),
+                cut,
+                "window {window}, {slots} slots, requests of {took:?}"
             );
         }
     }

@@ -75,6 +75,16 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The statement referred to a row that is gone (SQLSTATE 23503,
+    /// `foreign_key_violation`): a webhook deleted meanwhile, say.
+    pub fn is_missing_reference(&self) -> bool {
+        let Error::Db(e) = self else { return false };
+        e.as_db_error()
+            .is_some_and(|db| db.code() == &tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    }
+}
+
 /// SQLSTATEs a server sends when it cannot serve now but will later.
 const TRANSIENT: [&str; 4] = ["57P01", "57P02", "57P03", "53300"];
 

@@ -16,12 +16,14 @@ use tokio::sync::Notify;
 use crate::{Error, Pool};
 
 /// Records the pause and moves the waiting deliveries to its end. `$2` is the
-/// pause in milliseconds, measured on the database's clock. Served by
+/// pause in milliseconds, measured on the database's clock. A webhook
+/// deleted meanwhile (its requests were running) gets no row. Served by
 /// `delivery_attempts_webhook_time` (migrations/V3) and `deliveries_due` (migrations/V7).
 const PAUSE: &str = "
 WITH h AS (
     INSERT INTO outbox.webhook_health AS h (webhook_id, failing_since, paused_until, last_error)
-    VALUES ($1, now(), now() + $2::float8 * interval '1 millisecond', $3)
+    SELECT $1::int8, now(), now() + $2::float8 * interval '1 millisecond', $3::text
+     WHERE EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = $1)
     ON CONFLICT (webhook_id) DO UPDATE
        -- A delivered attempt since (by any replica) ended the earlier run.
        SET failing_since = CASE
@@ -108,6 +110,20 @@ pub struct Paused {
 /// it too when it has been failing for longer than that. `last_error` is the
 /// reason of the failure that opened the breaker, kept for the admin.
 pub async fn pause(
+    pool: &Pool,
+    id: i64,
+    pause: Duration,
+    last_error: &str,
+    disable_after: Duration,
+) -> Result<Paused, Error> {
+    match pause_in_tx(pool, id, pause, last_error, disable_after).await {
+        // Deleted between the check and the insert: nothing to pause.
+        Err(e) if e.is_missing_reference() => Ok(Paused::default()),
+        other => other,
+    }
+}
+
+async fn pause_in_tx(
     pool: &Pool,
     id: i64,
     pause: Duration,

@@ -7,10 +7,11 @@
 //! the payload budget) are tested here as values.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use outboxd_core::breaker::State;
 use outboxd_core::lanes::{Lane, Rooms, Turns};
+use outboxd_core::share::Shares;
 use outboxd_core::Windows;
 use outboxd_db::Claimed;
 
@@ -65,11 +66,10 @@ impl Queues {
 
 pub(crate) struct InFlight {
     pub windows: Windows,
-    /// Requests running, all webhooks together.
-    pub total: usize,
-    /// Requests running per webhook.
-    per_webhook: HashMap<i64, usize>,
-    /// Of those, retries.
+    /// Requests running, per webhook and in all, and who may start next:
+    /// the global slots shared fairly (`outboxd_core::share`).
+    shares: Shares,
+    /// Retries running, per webhook.
     retries_running: HashMap<i64, usize>,
     /// Leased deliveries waiting for a slot of their webhook, per lane.
     queued: HashMap<i64, Queues>,
@@ -89,14 +89,19 @@ pub(crate) struct InFlight {
     touched: HashSet<i64>,
     /// Tokens of rate-limited webhooks (`crate::rate`).
     pub rate: RateGate,
+    /// How long a request of each webhook holding something took, decayed:
+    /// a slow one's window holds what it can start within `wait`.
+    took: HashMap<i64, Duration>,
+    /// How long a delivery may wait queued before its lease could run out
+    /// during its request (the lease less the request timeout).
+    wait: Duration,
 }
 
 impl InFlight {
-    pub fn new(windows: Windows) -> Self {
+    pub fn new(windows: Windows, wait: Duration) -> Self {
         Self {
             windows,
-            total: 0,
-            per_webhook: HashMap::new(),
+            shares: Shares::new(windows.concurrency),
             retries_running: HashMap::new(),
             queued: HashMap::new(),
             queued_total: 0,
@@ -106,12 +111,57 @@ impl InFlight {
             breakers: Breakers::default(),
             touched: HashSet::new(),
             rate: RateGate::default(),
+            took: HashMap::new(),
+            wait,
         }
     }
 
-    /// Notes that the webhook's room may have changed.
+    /// A request of the webhook took `took`: its window follows how long
+    /// they take, while it holds something.
+    pub fn took(&mut self, webhook_id: i64, took: Duration) {
+        if self.held(webhook_id) == 0 {
+            self.took.remove(&webhook_id);
+            return;
+        }
+        let mean = self.took.entry(webhook_id).or_insert(took);
+        *mean = mean.mul_f64(0.75) + took.mul_f64(0.25);
+    }
+
+    /// Notes that the webhook's room (and its limit: breaker, 410) may
+    /// have changed.
     pub fn touch(&mut self, webhook_id: i64) {
         self.touched.insert(webhook_id);
+        let limit = self.limit(webhook_id, Instant::now());
+        self.shares.set_limit(webhook_id, limit);
+    }
+
+    /// Requests running, all webhooks together.
+    pub fn total(&self) -> usize {
+        self.shares.total()
+    }
+
+    /// The webhook whose queued delivery may start now, if any: a global
+    /// slot is free and the webhook's fair share of them allows it.
+    pub fn next_to_start(&mut self) -> Option<i64> {
+        self.shares.next_to_start()
+    }
+
+    /// The webhook waits for rate tokens: it asks for no slot until
+    /// `unpark_all`.
+    pub fn park(&mut self, webhook_id: i64) {
+        self.shares.park(webhook_id);
+    }
+
+    /// Tokens arrived: every parked webhook may ask for a slot again.
+    pub fn unpark_all(&mut self) {
+        self.shares.unpark_all();
+    }
+
+    /// Tells the shares what the webhook has queued and may run now.
+    fn sync(&mut self, webhook_id: i64) {
+        let limit = self.limit(webhook_id, Instant::now());
+        let queued = self.queued_of(webhook_id);
+        self.shares.set_queued(webhook_id, queued, limit);
     }
 
     /// The webhooks touched since the last call.
@@ -121,11 +171,11 @@ impl InFlight {
 
     /// Deliveries held, running and queued, all webhooks together.
     pub fn held_total(&self) -> usize {
-        self.total + self.queued_total
+        self.total() + self.queued_total
     }
 
     pub fn running(&self, webhook_id: i64) -> usize {
-        self.per_webhook.get(&webhook_id).copied().unwrap_or(0)
+        self.shares.running(webhook_id)
     }
 
     pub fn enqueue(&mut self, delivery: Claimed, claimed_at: Instant) {
@@ -133,18 +183,20 @@ impl InFlight {
         self.held_bytes += delivery.payload.len();
         self.touched.insert(delivery.webhook_id);
         let lane = Lane::of_attempt(delivery.attempt);
+        let webhook_id = delivery.webhook_id;
         self.queued
-            .entry(delivery.webhook_id)
+            .entry(webhook_id)
             .or_default()
             .lane(lane)
             .push_back(Queued {
                 delivery,
                 claimed_at,
             });
+        self.sync(webhook_id);
     }
 
     /// The webhook's next queued delivery, if any: the oldest of the lane
-    /// whose turn it is.
+    /// whose turn it is. It is then `started` or `unsent`.
     pub fn dequeue(&mut self, webhook_id: i64) -> Option<Queued> {
         let queue = self.queued.get_mut(&webhook_id)?;
         let lane = queue
@@ -154,7 +206,10 @@ impl InFlight {
         if queue.len() == 0 {
             self.queued.remove(&webhook_id);
         }
-        let next = next?;
+        let Some(next) = next else {
+            self.sync(webhook_id);
+            return None;
+        };
         self.touched.insert(webhook_id);
         self.queued_total -= 1;
         Some(next)
@@ -164,6 +219,7 @@ impl InFlight {
     /// budget.
     pub fn unsent(&mut self, delivery: &Claimed) {
         self.held_bytes -= delivery.payload.len();
+        self.shares.dropped(delivery.webhook_id);
     }
 
     /// Removes the webhook's queue and returns what it held.
@@ -171,6 +227,7 @@ impl InFlight {
         let queue = self.queued.remove(&webhook_id).unwrap_or_default();
         self.touched.insert(webhook_id);
         self.queued_total -= queue.len();
+        self.sync(webhook_id);
         queue
             .fresh
             .into_iter()
@@ -187,16 +244,10 @@ impl InFlight {
         self.queued.get(&webhook_id).map_or(0, Queues::len)
     }
 
-    /// Webhooks with something queued.
-    pub fn queued_webhooks(&self) -> Vec<i64> {
-        self.queued.keys().copied().collect()
-    }
-
     /// Books a started request.
     pub fn started(&mut self, task: tokio::task::Id, lease: Lease) {
-        self.total += 1;
         self.touched.insert(lease.webhook_id);
-        *self.per_webhook.entry(lease.webhook_id).or_default() += 1;
+        self.shares.started(lease.webhook_id);
         if lease.lane == Lane::Retry {
             *self.retries_running.entry(lease.webhook_id).or_default() += 1;
         }
@@ -208,15 +259,12 @@ impl InFlight {
         let lease = self.leases.remove(&task)?;
         self.touched.insert(lease.webhook_id);
         self.held_bytes -= lease.bytes;
-        self.total -= 1;
-        for (running, counted) in [
-            (&mut self.per_webhook, true),
-            (&mut self.retries_running, lease.lane == Lane::Retry),
-        ] {
-            if let Some(n) = running.get_mut(&lease.webhook_id).filter(|_| counted) {
+        self.shares.finished(lease.webhook_id);
+        if lease.lane == Lane::Retry {
+            if let Some(n) = self.retries_running.get_mut(&lease.webhook_id) {
                 *n -= 1;
                 if *n == 0 {
-                    running.remove(&lease.webhook_id);
+                    self.retries_running.remove(&lease.webhook_id);
                 }
             }
         }
@@ -251,7 +299,39 @@ impl InFlight {
     /// How many retries the webhook may hold, running and queued (fresh
     /// deliveries half as many more: `outboxd_core::lanes`).
     pub fn window(&self, webhook_id: i64, now: Instant) -> usize {
-        self.windows.of(self.limit(webhook_id, now))
+        let limit = self.limit(webhook_id, now);
+        let window = self.windows.of(limit);
+        match self.took.get(&webhook_id) {
+            Some(&took) => {
+                let slots = self.shares.slots_for(limit);
+                self.windows.within_wait(window, slots, took, self.wait)
+            }
+            None => window,
+        }
+    }
+
+    /// The window of the webhook's guaranteed share of the global slots
+    /// (at least one slot, unless it may run none): what a claim fills it
+    /// to, and what of its holding counts against the deliverer's capacity,
+    /// so webhooks holding leases they cannot start soon (endpoints that
+    /// hang) do not stop claims for the others.
+    pub fn fair_window(&self, webhook_id: i64, now: Instant) -> usize {
+        let limit = self.limit(webhook_id, now);
+        let slots = if limit == 0 {
+            0
+        } else {
+            self.shares.guaranteed(limit).max(1)
+        };
+        self.window(webhook_id, now).min(self.windows.of(slots))
+    }
+
+    /// Deliveries held, each webhook's counted up to its fair window.
+    /// Walks the webhooks holding something.
+    pub fn held_within_shares(&self, now: Instant) -> usize {
+        self.shares
+            .holding()
+            .map(|id| self.held(id).min(self.fair_window(id, now)))
+            .sum()
     }
 
     /// How many more deliveries the webhook may hold, per lane (none while
@@ -301,12 +381,11 @@ impl InFlight {
     /// The webhooks whose room differs from a full window: holding
     /// something, paused or gone.
     pub fn not_at_default(&self) -> impl Iterator<Item = i64> + '_ {
-        self.per_webhook
-            .keys()
-            .chain(self.queued.keys())
-            .chain(self.breakers.webhooks())
-            .chain(self.gone.keys())
-            .copied()
+        self.shares
+            .holding()
+            .chain(self.queued.keys().copied())
+            .chain(self.breakers.webhooks().copied())
+            .chain(self.gone.keys().copied())
     }
 }
 
@@ -338,7 +417,7 @@ mod tests {
     #[test]
     fn the_window_is_a_multiple_of_the_webhook_concurrency() {
         let now = Instant::now();
-        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        let mut in_flight = InFlight::new(Windows::new(256, 4), Duration::from_secs(50));
         let fresh = fresh_window(FACTOR * 4);
         assert_eq!(in_flight.window(7, now), FACTOR * 4);
         assert_eq!(in_flight.room(7, now), fresh);
@@ -350,7 +429,7 @@ mod tests {
     #[test]
     fn fresh_deliveries_pass_queued_retries() {
         let now = Instant::now();
-        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        let mut in_flight = InFlight::new(Windows::new(256, 4), Duration::from_secs(50));
         for id in 0..FACTOR as i64 * 4 {
             in_flight.enqueue(attempt(id, 7, 10, 2), now);
         }
@@ -374,7 +453,7 @@ mod tests {
     #[test]
     fn large_payloads_stop_claims_before_the_windows_are_full() {
         let now = Instant::now();
-        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        let mut in_flight = InFlight::new(Windows::new(256, 4), Duration::from_secs(50));
         let mib = 1 << 20;
         for id in 0..(BYTES_IN_FLIGHT / mib) as i64 {
             assert!(in_flight.room(7, now) > 0);
@@ -416,7 +495,7 @@ mod tests {
     #[test]
     fn a_webhook_that_answered_410_has_no_room() {
         let now = Instant::now();
-        let mut in_flight = InFlight::new(Windows::new(256, 4));
+        let mut in_flight = InFlight::new(Windows::new(256, 4), Duration::from_secs(50));
         in_flight.gone.insert(3, now);
         assert_eq!(in_flight.limit(3, now), 0);
         assert_eq!(in_flight.room(3, now), 0);

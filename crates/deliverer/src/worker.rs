@@ -6,8 +6,9 @@
 //! slot, filled to its window (`outboxd_core::window`) by claims and by the
 //! fan-out (`outboxd_db::handoff`). A claim runs as a task of its own while
 //! the loop goes on starting and finishing requests; each request runs the
-//! stages of `attempt`; a breaker's transitions act through `breakers`. A
-//! queued delivery whose lease could run out before its request would is
+//! stages of `attempt`; a breaker's transitions act through `breakers`. The
+//! global request slots are shared fairly (`outboxd_core::share`), so
+//! endpoints that hang hold their share and no more. A queued delivery whose lease could run out before its request would is
 //! handed back unsent. On shutdown (`shut_down`) the loop stops claiming,
 //! lets requests finish within the grace period, and hands back the leases
 //! of what it had to abandon or never started.
@@ -105,7 +106,14 @@ struct Loop {
     /// put it off for ever.
     next_poll: tokio::time::Instant,
     db_failures: u32,
+    /// When the held deliveries were last counted within the webhooks'
+    /// shares (`maybe_claim`).
+    fair_counted: Instant,
 }
+
+/// How often at most a claim held back by the capacity counts the held
+/// deliveries within the webhooks' shares.
+const FAIR_COUNT: Duration = Duration::from_millis(100);
 
 impl Deliverer {
     pub async fn run(mut self, shutdown: CancellationToken) {
@@ -137,7 +145,10 @@ impl Loop {
             retry: d.settings.retry,
         };
         Self {
-            in_flight: InFlight::new(d.settings.windows()),
+            in_flight: InFlight::new(
+                d.settings.windows(),
+                d.settings.lease.saturating_sub(d.settings.request_timeout),
+            ),
             pool: d.pool,
             cache: d.cache,
             settings: d.settings,
@@ -153,6 +164,7 @@ impl Loop {
             more: true,
             next_poll: tokio::time::Instant::now(),
             db_failures: 0,
+            fair_counted: Instant::now(),
         }
     }
 
@@ -181,16 +193,19 @@ impl Loop {
                     let found = self.claimed(joined);
                     // After a failure the next claim waits for the backoff.
                     self.more = self.db_failures == 0 && (self.more || found);
-                    self.pump(None);
+                    self.pump();
                 }
                 Some(h) = recv(handed) => {
                     self.accept(h);
                     while let Some(h) = handed.as_mut().and_then(|rx| rx.try_recv().ok()) {
                         self.accept(h);
                     }
-                    self.pump(None);
+                    self.pump();
                 }
-                _ = rate_granted.notified() => self.pump(None),
+                _ = rate_granted.notified() => {
+                    self.in_flight.unpark_all();
+                    self.pump();
+                }
                 _ = self.ready.notified() => self.more = true,
                 _ = tokio::time::sleep_until(self.next_poll) => {
                     let backoff = match self.db_failures {
@@ -202,7 +217,7 @@ impl Loop {
                     self.in_flight.rate.tidy();
                 }
             }
-            metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(self.in_flight.total as f64);
+            metrics::gauge!(names::REQUESTS_IN_FLIGHT).set(self.in_flight.total() as f64);
         }
     }
 
@@ -225,7 +240,7 @@ impl Loop {
             }
         }
         if !self.tasks.is_empty() {
-            tracing::info!(requests = self.in_flight.total, grace = ?self.settings.shutdown_grace,
+            tracing::info!(requests = self.in_flight.total(), grace = ?self.settings.shutdown_grace,
                 "shutting down: waiting for requests in flight");
         }
         let deadline = tokio::time::Instant::now() + self.settings.shutdown_grace;
@@ -256,12 +271,27 @@ impl Loop {
     /// Starts a claim when none is under way, more may be due, and enough
     /// room is free to make it worth a round trip.
     fn maybe_claim(&mut self) {
-        let windows = self.in_flight.windows;
-        let held = self.in_flight.held_total();
-        let room = windows.capacity().saturating_sub(held);
-        let worth = windows.worth_a_claim(room, held, self.settings.batch_size as usize);
-        if self.claiming.is_some() || !self.more || !worth {
+        if self.claiming.is_some() || !self.more {
             return;
+        }
+        let windows = self.in_flight.windows;
+        let batch = self.settings.batch_size as usize;
+        let mut held = self.in_flight.held_total();
+        let mut room = windows.capacity().saturating_sub(held);
+        if !windows.worth_a_claim(room, held, batch) {
+            // Webhooks holding more than their share of the capacity (the
+            // leases of endpoints that hang) stop no claims for the others:
+            // counted each up to its fair window. A walk over the webhooks
+            // holding something, so at most every `FAIR_COUNT`.
+            if self.fair_counted.elapsed() < FAIR_COUNT {
+                return;
+            }
+            self.fair_counted = Instant::now();
+            held = self.in_flight.held_within_shares(self.fair_counted);
+            room = windows.capacity().saturating_sub(held);
+            if !windows.worth_a_claim(room, held, batch) {
+                return;
+            }
         }
         let lease = self.settings.lease;
         let cache = &self.cache;
@@ -328,9 +358,11 @@ impl Loop {
                     self.payload_size = (0.5 * self.payload_size + 0.5 * mean).max(64.0);
                 }
                 let claimed_at = Instant::now();
+                let webhooks: HashSet<i64> = batch.iter().map(|d| d.webhook_id).collect();
                 for delivery in batch {
                     self.in_flight.enqueue(delivery, claimed_at);
                 }
+                self.hand_back_paused(webhooks);
                 found
             }
             Ok(Err(e)) => {
@@ -349,7 +381,8 @@ impl Loop {
     }
 
     /// What the claim may take: full rooms of every webhook except those
-    /// listed, each with the rest of its lanes' windows less what it holds
+    /// listed, each with the rest of its lanes' fair windows (its share of
+    /// the global slots, `InFlight::fair_window`) less what it holds
     /// and what the fan-out is handing over (fresh, all of it), or nothing
     /// in a lane where that is not worth a claim. Lists only the webhooks
     /// holding something, paused, gone or in transit.
@@ -366,7 +399,7 @@ impl Loop {
             .into_iter()
             .map(|id| {
                 let transit = in_transit.get(&id).copied().unwrap_or(0);
-                let window = self.in_flight.window(id, now);
+                let window = self.in_flight.fair_window(id, now);
                 let (fresh, retries) = self.in_flight.held_by_lane(id);
                 let rooms = if self.in_flight.over_budget() {
                     Rooms::default()
@@ -402,6 +435,7 @@ impl Loop {
                 used.get(&webhook_id).copied().unwrap_or(0),
             );
         }
+        self.hand_back_paused(used.into_keys().collect());
     }
 
     /// Tells the fan-out the room of the webhooks whose room changed
@@ -419,72 +453,79 @@ impl Loop {
             .publish(touched.into_iter().map(|id| (id, in_flight.room(id, now))));
     }
 
-    /// Starts queued deliveries while their webhooks (only `webhook` if
-    /// given) and the global limit have free slots. A delivery whose lease
-    /// could expire before its request would time out is handed back
-    /// unsent; so is the queue of a webhook whose breaker just opened.
-    fn pump(&mut self, webhook: Option<i64>) {
-        // With every global slot taken nothing can start: walking the
-        // webhooks anyway would cost a cache lookup per webhook holding a
-        // queue, on every claim and hand-over.
-        if self.in_flight.total >= self.settings.concurrency {
-            return;
-        }
-        let now = Instant::now();
-        let webhooks = match webhook {
-            Some(id) => vec![id],
-            None => self.in_flight.queued_webhooks(),
-        };
+    /// Starts queued deliveries while a global slot is free, each to the
+    /// webhook the fair share picks (`outboxd_core::share`: fewest running
+    /// first, none beyond its share while others wait). A delivery whose
+    /// lease could expire before its request would time out is handed back
+    /// unsent; a rate-limited webhook without tokens waits parked. Costs a
+    /// few steps per request started, whatever the webhooks queued.
+    fn pump(&mut self) {
         let mut hand_back = Vec::new();
-        for webhook_id in webhooks {
-            if self.in_flight.total >= self.settings.concurrency {
-                break;
-            }
-            let paused = self.in_flight.paused(webhook_id, now);
-            let limit = self.in_flight.limit(webhook_id, now);
+        while let Some(webhook_id) = self.in_flight.next_to_start() {
             let rate_limited = self
                 .cache
                 .get(webhook_id)
                 .is_some_and(|w| w.rate_limit.is_some());
-            while self.in_flight.total < self.settings.concurrency
-                && (paused || self.in_flight.running(webhook_id) < limit)
-            {
-                if rate_limited && !paused {
-                    let waiting = self.in_flight.queued_of(webhook_id);
-                    if waiting == 0
-                        || !self
-                            .in_flight
-                            .rate
-                            .try_take(&self.pool, webhook_id, waiting)
-                    {
-                        break;
-                    }
-                }
-                let Some(next) = self.in_flight.dequeue(webhook_id) else {
-                    break;
-                };
-                let stale = next.claimed_at.elapsed() + self.settings.request_timeout
-                    >= self.settings.lease;
-                if paused || stale {
-                    self.in_flight.unsent(&next.delivery);
-                    hand_back.push((next.delivery.delivery_id, next.delivery.lease));
+            if rate_limited {
+                let waiting = self.in_flight.queued_of(webhook_id);
+                if !self
+                    .in_flight
+                    .rate
+                    .try_take(&self.pool, webhook_id, waiting)
+                {
+                    self.in_flight.park(webhook_id);
                     continue;
                 }
-                self.start(next.delivery);
+            }
+            let Some(next) = self.in_flight.dequeue(webhook_id) else {
+                continue;
+            };
+            let stale =
+                next.claimed_at.elapsed() + self.settings.request_timeout >= self.settings.lease;
+            if stale {
+                self.in_flight.unsent(&next.delivery);
+                hand_back.push((next.delivery.delivery_id, next.delivery.lease));
+                continue;
+            }
+            self.start(next.delivery);
+        }
+        self.hand_back_unsent(hand_back);
+    }
+
+    /// Hands back, unsent, what arrived for webhooks whose breaker is open
+    /// (claimed or fanned out before it opened).
+    fn hand_back_paused(&mut self, webhooks: HashSet<i64>) {
+        let now = Instant::now();
+        let mut leases = Vec::new();
+        for webhook_id in webhooks {
+            if self.in_flight.paused(webhook_id, now) {
+                leases.extend(
+                    self.in_flight
+                        .take_queue(webhook_id)
+                        .iter()
+                        .map(|d| (d.delivery_id, d.lease)),
+                );
             }
         }
-        if !hand_back.is_empty() {
-            let pool = self.pool.clone();
-            tokio::spawn(async move {
-                match claim::hand_back(&pool, &hand_back).await {
-                    Ok(n) => {
-                        tracing::debug!(deliveries = n, "queued deliveries handed back unsent")
-                    }
-                    Err(e) => tracing::debug!(error = %e,
-                        "could not hand back queued deliveries; their leases will expire"),
-                }
-            });
+        self.hand_back_unsent(leases);
+    }
+
+    /// Gives queued leases back without spending an attempt, beside the
+    /// loop.
+    fn hand_back_unsent(&self, leases: Vec<(i64, i64)>) {
+        if leases.is_empty() {
+            return;
         }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            match claim::hand_back(&pool, &leases).await {
+                Ok(n) => {
+                    tracing::debug!(deliveries = n, "queued deliveries handed back unsent")
+                }
+                Err(e) => tracing::debug!(error = %e,
+                    "could not hand back queued deliveries; their leases will expire"),
+            }
+        });
     }
 
     fn start(&mut self, delivery: Claimed) {
@@ -508,7 +549,6 @@ impl Loop {
             Ok((id, record)) => (id, Some(record)),
             Err(e) => (e.id(), None),
         };
-        let was_full = self.in_flight.total >= self.settings.concurrency;
         let lease = self.in_flight.finished(task_id);
         // A 410 unsubscribes: what waits in the webhook's queue is
         // cancelled unsent, as the disable cancels what waits in the table.
@@ -526,6 +566,10 @@ impl Loop {
                         .map(|delivery| attempt::cancelled(delivery, now)),
                 );
             } else if !record.cancelled && !record.error.as_deref().is_some_and(is_blocked) {
+                self.in_flight.took(
+                    record.webhook_id,
+                    Duration::from_secs_f64(record.duration_ms.max(0.0) / 1000.0),
+                );
                 // A target refused by the SSRF guard was never contacted:
                 // there is no failing receiver to protect, and a pause would
                 // hold its deliveries back after the admin allows it.
@@ -533,9 +577,9 @@ impl Loop {
             }
         }
         if let Some(lease) = lease {
-            // When the global limit was what held the others back, any
-            // webhook's queue may start now; else only this one's.
-            self.pump((!was_full).then_some(lease.webhook_id));
+            // The slot goes to whoever the fair share picks, this webhook
+            // or another.
+            self.pump();
             let (fresh, retries) = self.in_flight.held_by_lane(lease.webhook_id);
             if self
                 .in_flight
