@@ -20,11 +20,10 @@ use outboxd_core::outcome::Outcome;
 use outboxd_core::DeliveryState;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::dispatch::HANDOFF_PAYLOAD_BYTES;
-use crate::{claim, Claimed, Error, Handed, Handoff, Pool};
+use crate::{claim, Error, Handed, Handoff, Pool};
 
 const RECORD: &str = "
 WITH r AS (
@@ -416,25 +415,8 @@ impl<'a> Promoting<'a> {
         let Some(handoff) = self.handoff.filter(|_| !self.taken.is_empty()) else {
             return 0;
         };
-        let mut payloads: HashMap<i64, Arc<str>> = HashMap::new();
-        let claimed: Vec<Claimed> = promoted
-            .iter()
-            .filter(|r| r.get::<_, bool>(9))
-            .map(|r| Claimed {
-                delivery_id: r.get(0),
-                lease: r.get(1),
-                attempt: r.get(2),
-                event_id: r.get(3),
-                webhook_id: r.get(4),
-                event_type: r.get(5),
-                payload: payloads
-                    .entry(r.get(3))
-                    .or_insert_with(|| r.get::<_, &str>(6).into())
-                    .clone(),
-                created_at: r.get(7),
-                ordering_key: r.get(8),
-            })
-            .collect();
+        // The columns as a claim returns them, and whether it went in flight.
+        let claimed = claim::from_rows(promoted.iter().filter(|r| r.get::<_, bool>(9)));
         let n = claimed.len() as u64;
         let sent = handoff.to_deliverer.send(Handed {
             claimed,
