@@ -670,6 +670,37 @@ END
 $$;
 
 --
+-- Name: next_held(bigint[], text[]); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.next_held(webhook_ids bigint[], ordering_keys text[]) RETURNS SETOF bigint
+    LANGUAGE sql STABLE
+    AS $_$
+    SELECT n.id
+      FROM (SELECT DISTINCT k.webhook_id, k.ordering_key
+              FROM unnest($1, $2) AS k(webhook_id, ordering_key)
+             WHERE k.ordering_key IS NOT NULL) k
+      JOIN outbox.webhooks w ON w.id = k.webhook_id
+     CROSS JOIN LATERAL (
+           SELECT h.* FROM outbox.deliveries h
+            WHERE h.webhook_id = k.webhook_id AND h.ordering_key = k.ordering_key
+              AND h.state = 'held'
+            ORDER BY h.event_id
+            LIMIT 1) n
+     WHERE NOT EXISTS (SELECT 1 FROM outbox.deliveries b
+                        WHERE b.webhook_id = k.webhook_id
+                          AND b.ordering_key = k.ordering_key
+                          AND b.state IN ('pending', 'in_flight'))
+       AND outbox.is_next_of_key(n::outbox.deliveries, w.ordered, w.ordering_policy)
+$_$;
+
+--
+-- Name: FUNCTION next_held(webhook_ids bigint[], ordering_keys text[]); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.next_held(webhook_ids bigint[], ordering_keys text[]) IS 'The next held delivery of each given (webhook, ordering key) that nothing blocks any more; take the keys'' locks (lock_keys) in an earlier statement.';
+
+--
 -- Name: notify_webhooks_changed(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -823,23 +854,7 @@ CREATE FUNCTION outbox.promote_held(webhook_ids bigint[], ordering_keys text[]) 
     AS $_$
     UPDATE outbox.deliveries d
        SET state = 'pending', next_attempt_at = now(), updated_at = now()
-     WHERE d.id = ANY (ARRAY(
-               SELECT n.id
-                 FROM (SELECT DISTINCT k.webhook_id, k.ordering_key
-                         FROM unnest($1, $2) AS k(webhook_id, ordering_key)
-                        WHERE k.ordering_key IS NOT NULL) k
-                 JOIN outbox.webhooks w ON w.id = k.webhook_id
-                CROSS JOIN LATERAL (
-                      SELECT h.* FROM outbox.deliveries h
-                       WHERE h.webhook_id = k.webhook_id AND h.ordering_key = k.ordering_key
-                         AND h.state = 'held'
-                       ORDER BY h.event_id
-                       LIMIT 1) n
-                WHERE NOT EXISTS (SELECT 1 FROM outbox.deliveries b
-                                   WHERE b.webhook_id = k.webhook_id
-                                     AND b.ordering_key = k.ordering_key
-                                     AND b.state IN ('pending', 'in_flight'))
-                  AND outbox.is_next_of_key(n::outbox.deliveries, w.ordered, w.ordering_policy)))
+     WHERE d.id = ANY (ARRAY(SELECT n FROM outbox.next_held($1, $2) AS n))
        AND d.state = 'held'
     RETURNING d.id
 $_$;

@@ -142,9 +142,11 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_daemon;
 -- Ordered delivery: the fan-out and the result writer (and, as admins,
 -- replays, skips and policy changes) take a key's lock and promote its
--- next held delivery by the same rule; the reaper rescues stuck keys.
+-- next held delivery by the same rule (outbox.next_held, which the
+-- writer's promotion reads directly); the reaper rescues stuck keys.
 GRANT EXECUTE ON FUNCTION
     outbox.promote_held(bigint[], text[]),
+    outbox.next_held(bigint[], text[]),
     outbox.lock_keys(bigint[], text[]),
     outbox.key_bucket(bigint, text),
     outbox.is_next_of_key(outbox.deliveries, boolean, text)

@@ -4,7 +4,9 @@
 //! page, skips it through the API (the key's next events are delivered)
 //! or replays it from the page (it goes first, then the rest in order); a
 //! tenant's portal session sees and skips its own keys only (another
-//! tenant's or the platform's answer 404); a skip without CSRF is refused.
+//! tenant's or the platform's answer 404); a skip of a delivery the caller
+//! sees that halts nothing is a 409, as in the CLI; a skip without CSRF is
+//! refused.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -286,7 +288,8 @@ async fn the_admin_lists_skips_through_the_api_and_replays_from_the_page() {
         .unwrap()
         .get(0);
     assert_eq!(state, "failed", "a skipped delivery stays failed");
-    // Skipped already, or never halting: no halted key by that id.
+    // Skipped already: the delivery exists and halts nothing, a conflict
+    // (as in the CLI); one that does not exist is not found.
     let again = console
         .call(
             "POST",
@@ -294,11 +297,14 @@ async fn the_admin_lists_skips_through_the_api_and_replays_from_the_page() {
             None,
         )
         .await;
-    assert_api_error(&again, 404, None, "no halted key");
+    assert_api_error(&again, 409, None, "is not halting a key");
     let missing = console
         .call("POST", "/api/halted-keys/999999999/skip", None)
         .await;
     assert_eq!(missing.status, 404, "{}", missing.body);
+    crate::support::cli(&db, &["keys", "skip", &w.acme_halted.to_string()])
+        .await
+        .assert_one_line_error("is not halting a key");
 
     // Replay from the page: the cured event goes first, then the rest.
     w.cured.lock().unwrap().insert("/globex".into());
@@ -456,6 +462,17 @@ async fn a_tenant_sees_and_skips_its_own_halted_keys_only() {
         count(&client, "SELECT count(*) FROM outbox.halted_keys").await,
         2
     );
+    // Its own delivery that halts nothing (skipped now) is a conflict, not
+    // hidden: the tenant sees it in its deliveries.
+    let again = console
+        .with_cookie(
+            &cookie,
+            "POST",
+            &format!("/api/halted-keys/{}/skip", w.acme_halted),
+            None,
+        )
+        .await;
+    assert_api_error(&again, 409, None, "is not halting a key");
     // The others still wait: nothing of them went.
     assert!(w.delivered("/globex").is_empty());
     assert!(w.delivered("/platform").is_empty());

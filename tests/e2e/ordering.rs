@@ -596,3 +596,99 @@ async fn turning_ordered_off_releases_the_held_deliveries() {
     gate.store(true, Ordering::SeqCst);
     wait_delivered(&r, 6, Duration::from_secs(30), &[&d]).await;
 }
+
+#[tokio::test]
+async fn a_promoted_delivery_whose_daemon_is_killed_goes_again_after_its_lease_in_order() {
+    const EVENTS: i32 = 6;
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    // Event 2's first request hangs: the daemon that sent it (promoted in
+    // flight by its writer and handed to its loop) is killed meanwhile.
+    let hung = Arc::new(AtomicBool::new(false));
+    let r = {
+        let hung = hung.clone();
+        KeyedReceiver::start(move |_, seq| {
+            let hang = seq == 2 && !hung.swap(true, Ordering::SeqCst);
+            (
+                true,
+                if hang {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::ZERO
+                },
+            )
+        })
+        .await
+    };
+    let (webhook, _) = add_webhook(&client, "ordered", &r.receiver.url("/o"), &["*"]).await;
+    ordered(&client, webhook, "skip").await;
+    let env: Vec<(&str, &str)> = FAST
+        .iter()
+        .copied()
+        .chain([("OUTBOXD_LEASE", "3s"), ("OUTBOXD_REQUEST_TIMEOUT", "2s")])
+        .collect();
+    let mut a = Daemon::start(BIN, &db.url, &env);
+    ready(&[&a]).await;
+    for seq in 0..EVENTS {
+        publish_round(&client, 1, seq).await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            hung.load(Ordering::SeqCst)
+        })
+        .await,
+        "event 2 was not sent\n{}",
+        a.log()
+    );
+    a.kill9().await;
+    let states: Vec<(i32, String, i32)> = client
+        .query(
+            "SELECT (e.payload->>'seq')::int, d.state, d.attempts
+               FROM outbox.deliveries d JOIN outbox.events e ON e.id = d.event_id
+              ORDER BY e.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        states[..3],
+        [
+            (0, "delivered".into(), 1),
+            (1, "delivered".into(), 1),
+            (2, "in_flight".into(), 1)
+        ],
+        "{states:?}"
+    );
+    assert!(states[3..].iter().all(|s| s.1 == "held"), "{states:?}");
+    // Another daemon sends it again once the lease has expired, then the
+    // rest in order.
+    let b = Daemon::start(BIN, &db.url, &env);
+    wait_delivered(&r, EVENTS as usize, Duration::from_secs(60), &[&b]).await;
+    let arrivals = r.arrivals();
+    let receipts = assert_in_key_order(&arrivals, true);
+    assert_eq!(receipts.len(), EVENTS as usize);
+    let seqs: Vec<i64> = arrivals.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 2, 3, 4, 5], "event 2 twice, in order");
+    all_delivered_in_the_database(&client).await;
+    let logged: Vec<(i32, i32, String)> = client
+        .query(
+            "SELECT (e.payload->>'seq')::int, a.attempt, a.outcome
+               FROM outbox.delivery_attempts a JOIN outbox.events e ON e.id = a.event_id
+              ORDER BY a.id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        logged.iter().filter(|l| l.0 == 2).collect::<Vec<_>>(),
+        [&(2, 2, "delivered".into())],
+        "delivered once, by its second attempt (the first stays spent)"
+    );
+    assert_eq!(logged.len(), EVENTS as usize, "{logged:?}");
+}

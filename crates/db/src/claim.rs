@@ -211,9 +211,18 @@ pub async fn claim(
             ],
         )
         .await?;
+    Ok(from_rows(&rows))
+}
+
+/// The deliveries of rows returned as `CLAIM` returns them (id, lease,
+/// attempts, event id, webhook id, event type, payload as text, created
+/// at, ordering key), one copy of each event's payload shared by its
+/// deliveries.
+pub(crate) fn from_rows<'a>(
+    rows: impl IntoIterator<Item = &'a tokio_postgres::Row>,
+) -> Vec<Claimed> {
     let mut payloads: HashMap<i64, Arc<str>> = HashMap::new();
-    Ok(rows
-        .iter()
+    rows.into_iter()
         .map(|r| Claimed {
             delivery_id: r.get(0),
             lease: r.get(1),
@@ -228,7 +237,7 @@ pub async fn claim(
             created_at: r.get(7),
             ordering_key: r.get(8),
         })
-        .collect())
+        .collect()
 }
 
 /// Returns how many leases were handed back.

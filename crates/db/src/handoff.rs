@@ -9,7 +9,8 @@
 //! arrives, so the two never hand out the same room twice. The fan-out also
 //! paces itself by it: it claims about as many events as there is room
 //! for, so that few deliveries go in `pending` only to be claimed by a
-//! second write a moment later.
+//! second write a moment later. The result writer's promotions of ordered
+//! keys (`crate::results`) take room and hand over the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -10,14 +10,20 @@
 //! A row the server refuses for its values is isolated and written without
 //! them, so one receiver's answer cannot fail the results of others.
 //! A batch with deliveries that keep an ordering key's order is one
-//! transaction instead: lock their keys, write, then promote each finished key's
-//! next held delivery (`PROMOTE`).
+//! transaction instead: lock their keys, write, then promote each finished
+//! key's next held delivery (`PROMOTE`), straight to `in_flight` under a
+//! lease when the deliverer has room for its webhook (handed over as the
+//! fan-out hands over, `crate::handoff`), else to `pending`.
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
 use outboxd_core::DeliveryState;
 
-use crate::{Error, Pool};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use crate::dispatch::HANDOFF_PAYLOAD_BYTES;
+use crate::{claim, Error, Handed, Handoff, Pool};
 
 const RECORD: &str = "
 WITH r AS (
@@ -57,11 +63,48 @@ SELECT id FROM done";
 const LOCK_FINISHING: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 
 /// Last statement of such a batch, after `RECORD`: in its fresh snapshot,
-/// the earliest held delivery of each key whose head finished and no
-/// longer blocks (delivered, cancelled, failed under skip) becomes pending,
-/// due now. A head retried later stays the head; so does one that failed
-/// under halt (the key waits for an admin).
-const PROMOTE: &str = "SELECT p FROM outbox.promote_held($1::int8[], $2::text[]) AS p";
+/// the next held delivery of each key whose head finished and no longer
+/// blocks (delivered, cancelled, failed under skip; `outbox.next_held`,
+/// V25) is promoted. A head retried later stays the head; so does one that
+/// failed under halt (the key waits for an admin). Of a webhook's promoted
+/// deliveries, the oldest `$4` (its room, for webhook `$3`) go `in_flight`
+/// under a lease of `$5` ms, attempt and fencing token counted as a claim
+/// counts them, when the webhook is enabled, not paused by any replica
+/// (`outbox.webhook_health`) and the payload is at most `$6` bytes as
+/// stored; the rest go `pending`, due now. The payload comes back only for
+/// those in flight.
+const PROMOTE: &str = "
+WITH n AS (
+    SELECT h.id, h.webhook_id, h.event_id,
+           row_number() OVER (PARTITION BY h.webhook_id ORDER BY h.event_id) AS rank
+      FROM outbox.deliveries h
+     WHERE h.id = ANY (ARRAY(SELECT n FROM outbox.next_held($1::int8[], $2::text[]) AS n))
+       AND h.state = 'held'),
+g AS (
+    SELECT n.id, e.event_type, e.payload, e.created_at,
+           n.rank <= coalesce(r.room, 0)
+           AND w.enabled
+           AND pg_column_size(e.payload) <= $6
+           AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health wh
+                            WHERE wh.webhook_id = n.webhook_id
+                              AND wh.paused_until > now()) AS go
+      FROM n
+      JOIN outbox.webhooks w ON w.id = n.webhook_id
+      JOIN outbox.events e ON e.id = n.event_id
+      LEFT JOIN unnest($3::int8[], $4::int8[]) AS r(webhook_id, room)
+             ON r.webhook_id = n.webhook_id)
+UPDATE outbox.deliveries d
+   SET state = CASE WHEN g.go THEN 'in_flight' ELSE 'pending' END,
+       attempts = d.attempts + g.go::int4,
+       lease = d.lease + g.go::int4::int8,
+       locked_until = CASE WHEN g.go THEN now() + $5 * interval '1 millisecond' END,
+       next_attempt_at = now(),
+       updated_at = now()
+  FROM g
+ WHERE d.id = g.id AND d.state = 'held'
+RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id, g.event_type,
+          CASE WHEN g.go THEN g.payload::text END, g.created_at, d.ordering_key,
+          d.state = 'in_flight'";
 
 /// 410 Gone: the receiver unsubscribed. The webhook is disabled, and the
 /// trigger on `enabled` cancels its waiting deliveries.
@@ -128,8 +171,11 @@ pub struct Recorded {
     pub accepted: Vec<i64>,
     /// Webhooks disabled because they answered 410.
     pub disabled: Vec<i64>,
-    /// Held deliveries made pending because the head of their key finished.
+    /// Held deliveries promoted because the head of their key finished,
+    /// those handed over included.
     pub promoted: u64,
+    /// Of those, promoted in flight and handed to the deliverer.
+    pub handed: u64,
 }
 
 /// Writes a batch. When the server refuses it for its values (a data error,
@@ -138,10 +184,23 @@ pub struct Recorded {
 /// what came from the receiver replaced by a note
 /// ([`AttemptRecord::refused`]), so it is not sent again and again.
 pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
+    record_handing_over(pool, batch, None).await
+}
+
+/// [`record`], with the deliveries it promotes claimed for the deliverer
+/// at the other end of `handoff` as far as its room allows, and sent
+/// there; a deliverer that has stopped gets none (what was claimed for it
+/// as it stopped is handed back unsent).
+pub async fn record_handing_over(
+    pool: &Pool,
+    batch: &[AttemptRecord],
+    handoff: Option<&Handoff>,
+) -> Result<Recorded, Error> {
+    let handoff = handoff.filter(|h| !h.to_deliverer.is_closed());
     let mut recorded = Recorded::default();
     let mut todo = vec![batch];
     while let Some(part) = todo.pop() {
-        let written = match write(pool, part).await {
+        let written = match write(pool, part, handoff).await {
             Err(e) if e.data_error_code().is_some() && part.len() > 1 => {
                 let (a, b) = part.split_at(part.len() / 2);
                 todo.extend([b, a]);
@@ -151,7 +210,7 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
                 let code = e.data_error_code().unwrap_or_default().to_owned();
                 tracing::warn!(delivery_id = part[0].delivery_id, error = %e,
                     "the database refused a delivery result; writing it without the receiver's answer");
-                match write(pool, &[part[0].refused(&code)]).await {
+                match write(pool, &[part[0].refused(&code)], handoff).await {
                     Err(e) if e.data_error_code().is_some() => {
                         // Retrying it would hold up every later batch.
                         tracing::error!(delivery_id = part[0].delivery_id, error = %e,
@@ -166,11 +225,16 @@ pub async fn record(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Er
         recorded.accepted.extend(written.accepted);
         recorded.disabled.extend(written.disabled);
         recorded.promoted += written.promoted;
+        recorded.handed += written.handed;
     }
     Ok(recorded)
 }
 
-async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> {
+async fn write(
+    pool: &Pool,
+    batch: &[AttemptRecord],
+    handoff: Option<&Handoff>,
+) -> Result<Recorded, Error> {
     if batch.is_empty() {
         return Ok(Recorded::default());
     }
@@ -230,46 +294,147 @@ async fn write(pool: &Pool, batch: &[AttemptRecord]) -> Result<Recorded, Error> 
     }
     // A 410 or ordered deliveries: the results, the disable and the
     // promotions commit together.
-    let tx = client.transaction().await?;
-    if !finished_keys.is_empty() {
-        let (webhooks, keys): (Vec<i64>, Vec<&str>) =
-            finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
-        let lock = tx.prepare_cached(LOCK_FINISHING).await?;
-        tx.query(&lock, &[&webhooks, &keys]).await?;
-    }
-    let stmt = tx.prepare_cached(RECORD).await?;
-    let rows = tx.query(&stmt, &params).await?;
-    let accepted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    let mut disabled = Vec::new();
-    if !gone.is_empty() {
-        let reason = "the endpoint answered 410 Gone";
-        disabled = tx
-            .query(DISABLE, &[&gone, &reason])
-            .await?
+    let promoting = Promoting::new(batch, handoff);
+    let written = async {
+        let tx = client.transaction().await?;
+        if !finished_keys.is_empty() {
+            let (webhooks, keys): (Vec<i64>, Vec<&str>) =
+                finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
+            let lock = tx.prepare_cached(LOCK_FINISHING).await?;
+            tx.query(&lock, &[&webhooks, &keys]).await?;
+        }
+        let stmt = tx.prepare_cached(RECORD).await?;
+        let rows = tx.query(&stmt, &params).await?;
+        let accepted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let mut disabled = Vec::new();
+        if !gone.is_empty() {
+            let reason = "the endpoint answered 410 Gone";
+            disabled = tx
+                .query(DISABLE, &[&gone, &reason])
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        }
+        let is_head: HashSet<i64> = batch
             .iter()
-            .map(|r| r.get(0))
+            .filter(|r| r.state() == DeliveryState::Pending)
+            .map(|r| r.delivery_id)
             .collect();
+        let accepted_ids: HashSet<i64> = accepted.iter().copied().collect();
+        let (webhooks, keys): (Vec<i64>, Vec<&str>) = finished_keys
+            .iter()
+            .filter(|k| accepted_ids.contains(&k.0) && !is_head.contains(&k.0))
+            .map(|&(_, w, k)| (w, k))
+            .unzip();
+        let mut promoted = Vec::new();
+        if !webhooks.is_empty() {
+            let stmt = tx.prepare_cached(PROMOTE).await?;
+            let (room_webhooks, rooms) = promoting.rooms();
+            promoted = tx
+                .query(
+                    &stmt,
+                    &[
+                        &webhooks,
+                        &keys,
+                        &room_webhooks,
+                        &rooms,
+                        &promoting.lease_ms,
+                        &HANDOFF_PAYLOAD_BYTES,
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok::<_, Error>((accepted, disabled, promoted))
     }
-    let mut promoted = 0;
-    let is_head: std::collections::HashSet<i64> = batch
-        .iter()
-        .filter(|r| r.state() == DeliveryState::Pending)
-        .map(|r| r.delivery_id)
-        .collect();
-    let accepted_ids: std::collections::HashSet<i64> = accepted.iter().copied().collect();
-    let (webhooks, keys): (Vec<i64>, Vec<&str>) = finished_keys
-        .iter()
-        .filter(|k| accepted_ids.contains(&k.0) && !is_head.contains(&k.0))
-        .map(|&(_, w, k)| (w, k))
-        .unzip();
-    if !webhooks.is_empty() {
-        let stmt = tx.prepare_cached(PROMOTE).await?;
-        promoted = tx.query(&stmt, &[&webhooks, &keys]).await?.len() as u64;
-    }
-    tx.commit().await?;
+    .await;
+    // On an error nothing was promoted, and the room goes back.
+    let promoted = written.as_ref().map_or(&[][..], |w| &w.2[..]);
+    let handed = promoting.hand_over(pool, promoted).await;
+    let (accepted, disabled, promoted) = written?;
     Ok(Recorded {
         accepted,
         disabled,
-        promoted,
+        promoted: promoted.len() as u64,
+        handed,
     })
+}
+
+/// The room a batch's promotions may take, and handing over what they
+/// claimed with it.
+struct Promoting<'a> {
+    handoff: Option<&'a Handoff>,
+    /// Room taken per webhook: one per key of the webhook whose head
+    /// finished (more than it promotes when a key has nothing held).
+    taken: HashMap<i64, usize>,
+    lease_ms: f64,
+    at: Instant,
+}
+
+impl<'a> Promoting<'a> {
+    fn new(batch: &[AttemptRecord], handoff: Option<&'a Handoff>) -> Self {
+        let at = Instant::now();
+        let Some(h) = handoff else {
+            return Self {
+                handoff,
+                taken: HashMap::new(),
+                lease_ms: 0.0,
+                at,
+            };
+        };
+        let mut keys: HashMap<i64, HashSet<&str>> = HashMap::new();
+        for r in batch.iter().filter(|r| r.state() != DeliveryState::Pending) {
+            if let Some(key) = r.ordering_key.as_deref() {
+                keys.entry(r.webhook_id).or_default().insert(key);
+            }
+        }
+        let taken = keys
+            .into_iter()
+            .map(|(w, keys)| (w, h.room.take(w, keys.len())))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        Self {
+            handoff,
+            taken,
+            lease_ms: h.lease.as_secs_f64() * 1000.0,
+            at,
+        }
+    }
+
+    /// The room taken, as the statement's two arrays.
+    fn rooms(&self) -> (Vec<i64>, Vec<i64>) {
+        self.taken.iter().map(|(&w, &n)| (w, n as i64)).unzip()
+    }
+
+    /// Sends the deliveries promoted in flight to the deliverer, with the
+    /// room taken (all of it goes back as arrived, used or not). Returns
+    /// how many it got; a deliverer that has stopped gets none, and their
+    /// leases go back unsent.
+    async fn hand_over(self, pool: &Pool, promoted: &[tokio_postgres::Row]) -> u64 {
+        let Some(handoff) = self.handoff.filter(|_| !self.taken.is_empty()) else {
+            return 0;
+        };
+        // The columns as a claim returns them, and whether it went in flight.
+        let claimed = claim::from_rows(promoted.iter().filter(|r| r.get::<_, bool>(9)));
+        let n = claimed.len() as u64;
+        let sent = handoff.to_deliverer.send(Handed {
+            claimed,
+            taken: self.taken,
+            at: self.at,
+        });
+        let Err(tokio::sync::mpsc::error::SendError(unsent)) = sent else {
+            return n;
+        };
+        let leases: Vec<(i64, i64)> = unsent
+            .claimed
+            .iter()
+            .map(|c| (c.delivery_id, c.lease))
+            .collect();
+        if let Err(e) = claim::hand_back(pool, &leases).await {
+            tracing::debug!(error = %e,
+                "could not hand back deliveries promoted for a stopped deliverer; their leases will expire");
+        }
+        0
+    }
 }

@@ -11,8 +11,8 @@ use chrono::Utc;
 use outboxd_core::outcome::Outcome;
 use outboxd_core::DeliveryState;
 use outboxd_db::{
-    connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handed, Handoff, Pool, Reaper, Room,
-    WebhookCache,
+    claim, connect_pool, results, AttemptRecord, Claimed, Dispatcher, Handed, Handoff, Pool,
+    Reaper, Room, WebhookCache,
 };
 use outboxd_testkit::db::add_webhook;
 use outboxd_testkit::TestDb;
@@ -452,4 +452,156 @@ async fn the_reaper_rescues_a_key_nothing_holds_back_and_leaves_a_halted_one() {
         "a halted key waits for an admin"
     );
     assert_eq!(reaper.run_once().await.unwrap().rescued, 0);
+}
+
+/// Lease and attempt of a delivery, by its event.
+async fn lease_of_event(client: &Client, event: i64, webhook: i64) -> (i64, i32) {
+    let r = client
+        .query_one(
+            "SELECT lease, attempts FROM outbox.deliveries WHERE event_id = $1 AND webhook_id = $2",
+            &[&event, &webhook],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1))
+}
+
+#[tokio::test]
+async fn a_promotion_with_room_is_claimed_and_handed_over_and_survives_its_daemons_death() {
+    let mut s = setup().await;
+    let handoff = s.dispatcher.handoff.clone().unwrap();
+    let w = s.webhook;
+    let mut a = Vec::new();
+    for _ in 0..5 {
+        a.push(publish(&s.client, Some("a")).await);
+    }
+    s.dispatcher.dispatch_once().await.unwrap();
+    let first = s.handed.try_recv().unwrap().claimed.remove(0);
+    assert_eq!(first.event_id, a[0]);
+    use DeliveryState::*;
+
+    // Room for the webhook: the next goes in flight in the writer's
+    // transaction, attempt 1 under lease 1 as a claim makes it, and comes
+    // over the fan-out's channel with the room it took.
+    let recorded = results::record_handing_over(&s.pool, &[delivered(&first)], Some(&handoff))
+        .await
+        .unwrap();
+    assert_eq!((recorded.promoted, recorded.handed), (1, 1));
+    let mut h = s.handed.try_recv().unwrap();
+    assert_eq!(h.taken[&w], 1);
+    let second = h.claimed.remove(0);
+    assert!(h.claimed.is_empty());
+    assert_eq!(
+        (second.event_id, second.attempt, second.lease),
+        (a[1], 1, 1)
+    );
+    assert_eq!(second.ordering_key.as_deref(), Some("a"));
+    assert_eq!(&*second.payload, "{}");
+    assert_eq!(state_of_event(&s.client, a[1], w).await, InFlight);
+    assert_eq!(state_of_event(&s.client, a[2], w).await, Held);
+    handoff.room.arrived(w, 1, 1);
+
+    // Its daemon dies with it in flight: once the lease has expired the
+    // reaper puts it back (the attempt stays spent), it is claimed again
+    // under a new token, and the key's later events stay held meanwhile.
+    s.client
+        .execute(
+            "UPDATE outbox.deliveries SET locked_until = now() - interval '1 second' WHERE id = $1",
+            &[&second.delivery_id],
+        )
+        .await
+        .unwrap();
+    let reaper = Reaper {
+        pool: s.pool.clone(),
+        interval: Duration::from_secs(5),
+        deliveries_ready: Default::default(),
+    };
+    assert_eq!(reaper.run_once().await.unwrap().expired, 1);
+    assert_eq!(state_of_event(&s.client, a[1], w).await, Pending);
+    assert_eq!(state_of_event(&s.client, a[2], w).await, Held);
+    let again = claim::claim(&s.pool, &claim::Wants::only(&[(w, 10)]), 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].event_id, again[0].attempt, again[0].lease),
+        (a[1], 2, 2)
+    );
+    // The dead daemon's late answer is fenced and promotes nothing.
+    let late = results::record_handing_over(&s.pool, &[delivered(&second)], Some(&handoff))
+        .await
+        .unwrap();
+    assert!(late.accepted.is_empty());
+    assert_eq!(late.promoted, 0);
+    assert_eq!(state_of_event(&s.client, a[2], w).await, Held);
+    while let Ok(h) = s.handed.try_recv() {
+        assert!(h.claimed.is_empty(), "nothing handed for a fenced result");
+        for (webhook, taken) in h.taken {
+            handoff.room.arrived(webhook, taken, 0);
+        }
+    }
+    let recorded = results::record_handing_over(&s.pool, &[delivered(&again[0])], Some(&handoff))
+        .await
+        .unwrap();
+    assert_eq!((recorded.promoted, recorded.handed), (1, 1));
+    let third = s.handed.try_recv().unwrap().claimed.remove(0);
+    assert_eq!(third.event_id, a[2]);
+    handoff.room.arrived(w, 1, 1);
+
+    // Another replica's breaker paused the webhook: the next is promoted
+    // pending (claims wait for the pause's end) and the room goes back.
+    s.client
+        .execute(
+            "INSERT INTO outbox.webhook_health (webhook_id, paused_until)
+             VALUES ($1, now() + interval '1 minute')",
+            &[&w],
+        )
+        .await
+        .unwrap();
+    let recorded = results::record_handing_over(&s.pool, &[delivered(&third)], Some(&handoff))
+        .await
+        .unwrap();
+    assert_eq!((recorded.promoted, recorded.handed), (1, 0));
+    let h = s.handed.try_recv().unwrap();
+    assert!(h.claimed.is_empty());
+    assert_eq!(h.taken[&w], 1, "the room taken comes back");
+    handoff.room.arrived(w, 1, 0);
+    assert_eq!(state_of_event(&s.client, a[3], w).await, Pending);
+    assert_eq!(lease_of_event(&s.client, a[3], w).await, (0, 0));
+    s.client
+        .execute("DELETE FROM outbox.webhook_health", &[])
+        .await
+        .unwrap();
+
+    // No room for the webhook: pending, and nothing is sent.
+    let fourth = claim::claim(&s.pool, &claim::Wants::only(&[(w, 10)]), 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(fourth.event_id, a[3]);
+    handoff.room.publish([(w, 0)]);
+    let recorded = results::record_handing_over(&s.pool, &[delivered(&fourth)], Some(&handoff))
+        .await
+        .unwrap();
+    assert_eq!((recorded.promoted, recorded.handed), (1, 0));
+    assert!(s.handed.try_recv().is_err());
+    assert_eq!(state_of_event(&s.client, a[4], w).await, Pending);
+}
+
+#[tokio::test]
+async fn a_stopped_deliverer_gets_no_promotions() {
+    let mut s = setup().await;
+    let handoff = s.dispatcher.handoff.clone().unwrap();
+    let h = head(&mut s, "k").await;
+    let next = publish(&s.client, Some("k")).await;
+    s.dispatcher.dispatch_once().await.unwrap();
+    s.handed.close();
+    let recorded = results::record_handing_over(&s.pool, &[delivered(&h)], Some(&handoff))
+        .await
+        .unwrap();
+    assert_eq!((recorded.promoted, recorded.handed), (1, 0));
+    assert_eq!(
+        state_of_event(&s.client, next, s.webhook).await,
+        DeliveryState::Pending
+    );
 }

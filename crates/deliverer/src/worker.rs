@@ -24,7 +24,7 @@ use outboxd_core::outcome::{is_blocked, Outcome};
 use outboxd_core::retry::RetryPolicy;
 use outboxd_core::Windows;
 use outboxd_db::claim::Wants;
-use outboxd_db::{claim, AttemptRecord, Claimed, Handed, Pool, Room, WebhookCache};
+use outboxd_db::{claim, AttemptRecord, Claimed, Handed, Handoff, Pool, Room, WebhookCache};
 use outboxd_metrics as names;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinError, JoinHandle, JoinSet};
@@ -68,8 +68,12 @@ pub struct Deliverer {
     pub ready: Arc<Notify>,
     /// This loop's room per webhook, published for the fan-out.
     pub room: Arc<Room>,
-    /// Deliveries the fan-out claimed for this loop.
+    /// Deliveries the fan-out and the result writer's promotions claimed
+    /// for this loop.
     pub handed: Option<mpsc::UnboundedReceiver<Handed>>,
+    /// The writer's end of that hand-over (the same room and channel as
+    /// the fan-out's); without it promotions go `pending`.
+    pub promotions: Option<Handoff>,
 }
 
 type ClaimTask = JoinHandle<Result<Vec<Claimed>, outboxd_db::Error>>;
@@ -125,6 +129,7 @@ impl Deliverer {
                 results: results_rx,
                 lease: self.settings.lease,
                 ready: self.ready.clone(),
+                handoff: self.promotions.take(),
             }
             .run(),
         );

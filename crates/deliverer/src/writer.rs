@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::outcome::Outcome;
-use outboxd_db::{results, AttemptRecord, Pool};
+use outboxd_db::{results, AttemptRecord, Handoff, Pool};
 use outboxd_metrics as names;
 use tokio::sync::{mpsc, Notify};
 
@@ -29,9 +29,13 @@ pub struct ResultWriter {
     pub results: mpsc::Receiver<AttemptRecord>,
     /// How long a result can still matter: the lease length.
     pub lease: Duration,
-    /// Notified when a result promoted held deliveries: the next of their
-    /// keys is due now, and the loop claims it without waiting for a poll.
+    /// Notified when a result promoted held deliveries `pending`: the next
+    /// of their keys is due now, and the loop claims it without waiting for
+    /// a poll.
     pub ready: Arc<Notify>,
+    /// Where promoted deliveries go already claimed, as far as the loop
+    /// has room for their webhook (`results::record_handing_over`).
+    pub handoff: Option<Handoff>,
 }
 
 impl ResultWriter {
@@ -48,9 +52,9 @@ impl ResultWriter {
         let give_up = Instant::now() + self.lease;
         let mut delay = FIRST_RETRY;
         loop {
-            match results::record(&self.pool, batch).await {
+            match results::record_handing_over(&self.pool, batch, self.handoff.as_ref()).await {
                 Ok(recorded) => {
-                    if recorded.promoted > 0 {
+                    if recorded.promoted > recorded.handed {
                         self.ready.notify_one();
                     }
                     observe(batch, &recorded);

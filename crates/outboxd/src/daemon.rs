@@ -304,6 +304,12 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
     .context("setting up the HTTP client")?;
     let room = Room::new(p.settings.windows());
     let (to_deliverer, handed) = tokio::sync::mpsc::unbounded_channel();
+    // The fan-out and the result writer's promotions hand over alike.
+    let handoff = Handoff {
+        room: room.clone(),
+        to_deliverer,
+        lease: p.settings.lease,
+    };
     let mut tasks = JoinSet::new();
     tasks.spawn(
         Listener {
@@ -323,11 +329,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
             poll_interval: p.settings.poll_interval,
             wake: events,
             deliveries_ready: deliveries_ready.clone(),
-            handoff: Some(Handoff {
-                room: room.clone(),
-                to_deliverer,
-                lease: p.settings.lease,
-            }),
+            handoff: Some(handoff.clone()),
         }
         .run(p.shutdown.clone()),
     );
@@ -348,6 +350,7 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
             ready: deliveries_ready,
             room,
             handed: Some(handed),
+            promotions: Some(handoff),
         }
         .run(p.shutdown),
     );

@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{id_of, ApiResult};
+use super::{id_of, ApiResult, ErrorBody};
 use crate::caller::Caller;
 use crate::http::{self, Db};
 use crate::AppState;
@@ -61,27 +61,26 @@ async fn list(
 }
 
 /// Skips what `delivery_id` halts, for the caller. A delivery the caller
-/// may not see, or one that halts nothing, is NotFound: the halted key it
-/// would name does not exist for this caller (shared with the page).
+/// may not see (none by that id, or another tenant's) is NotFound; one it
+/// sees that halts nothing is a Conflict, as in the CLI (shared with the
+/// page).
 pub(crate) async fn skip_for(
     caller: &Caller,
     client: &tokio_postgres::Client,
     id: i64,
 ) -> Result<Skipped, outboxd_admin::Error> {
     caller.owns_delivery(client, id).await?;
-    keys::skip(client, id).await.map_err(|e| match e {
-        outboxd_admin::Error::Conflict(_) => outboxd_admin::Error::NotFound(format!(
-            "no halted key is held by delivery {id}: only the failed delivery of a halted key can be skipped (see GET /api/halted-keys)"
-        )),
-        other => other,
-    })
+    keys::skip(client, id).await
 }
 
 /// Release the key halted by this failed delivery: the delivery stays
 /// failed and the key's next delivery goes.
 #[utoipa::path(post, path = "/api/halted-keys/{delivery_id}/skip", operation_id = "skipHaltedKey",
     params(("delivery_id" = i64, Path, minimum = 1, description = "The failed delivery that halts the key")),
-    responses((status = 200, description = "Skipped: the key goes on", body = Skipped)))]
+    responses(
+        (status = 200, description = "Skipped: the key goes on", body = Skipped),
+        (status = 404, description = "No delivery by that id that the caller may see", body = ErrorBody),
+        (status = 409, description = "The delivery halts no key: it is not the failed delivery of an ordered webhook under halt, or was skipped already", body = ErrorBody)))]
 async fn skip(caller: Caller, db: Db, Path(delivery_id): Path<String>) -> ApiResult<Json<Skipped>> {
     let id = id_of(&delivery_id)?;
     Ok(Json(skip_for(&caller, &db, id).await?))
