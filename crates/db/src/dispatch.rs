@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outboxd_core::express;
 use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
 use outboxd_metrics as names;
 
@@ -155,6 +156,13 @@ impl Dispatcher {
         // Fanning out everything waiting, room or not, until a batch comes
         // back short: the deliverer had no room for a whole poll interval.
         let mut catching_up = false;
+        // The last round's events and time while the pass is long (its
+        // batch came back full). While the express lane is in use (it took
+        // events within `express::IN_USE`), the next round is sized to take
+        // about `express::ROUND`: a tenant's event committed meanwhile
+        // waits for it.
+        let mut long_pass: Option<(usize, Duration)> = None;
+        let mut lane_used_at: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             let limit = match &self.handoff {
                 Some(handoff) if !catching_up => match self.pace(handoff, &shutdown).await {
@@ -167,6 +175,14 @@ impl Dispatcher {
                 },
                 _ => self.batch_size,
             };
+            let lane_in_use = lane_used_at.is_some_and(|at| at.elapsed() < express::IN_USE);
+            let limit = match long_pass {
+                Some(pace) if lane_in_use => {
+                    express::round_events(limit, Some(pace), express::ROUND)
+                }
+                _ => limit,
+            };
+            let started = Instant::now();
             let round = match self.dispatch(limit).await {
                 Ok(r) => {
                     failures = 0;
@@ -191,9 +207,15 @@ impl Dispatcher {
             }
             let wait = activity.observe(round.events, origin.elapsed().as_secs_f64(), &policy);
             if round.events as i64 >= limit {
-                // A full batch: more are waiting.
+                // A full batch: more are waiting. Past the batch, the
+                // express lane's events.
+                if round.events as i64 > limit {
+                    lane_used_at = Some(Instant::now());
+                }
+                long_pass = Some((round.events, started.elapsed()));
                 continue;
             }
+            long_pass = None;
             catching_up = false;
             match wait {
                 Wait::Poll(pause) => {
