@@ -5,7 +5,7 @@
 //! tenant with events left in the pass, or whose events already had to
 //! wait, is not overtaken; platform events keep to the pass.
 
-use outboxd_testkit::db::count;
+use outboxd_testkit::db::{backlog_types as backlog, count};
 use outboxd_testkit::TestDb;
 use tokio_postgres::{Client, GenericClient};
 
@@ -26,18 +26,6 @@ async fn next_keyed(client: &Client, n: i64, express: i64, keyed: bool) -> Vec<S
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-async fn backlog(client: &Client) -> Vec<String> {
-    let mut types: Vec<String> = client
-        .query("SELECT event_type FROM outbox.undispatched_events", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    types.sort();
-    types
 }
 
 /// One event of `tenant` (None: the platform's), committed or not as the
