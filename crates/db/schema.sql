@@ -249,7 +249,10 @@ CREATE TABLE outbox.dispatch_state (
     after_xid xid8,
     after_id bigint,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    express_seen pg_snapshot,
+    express_waiting text[],
     CONSTRAINT dispatch_state_singleton_check CHECK (singleton),
+    CONSTRAINT express_in_pass CHECK (((upto IS NOT NULL) OR ((express_seen IS NULL) AND (express_waiting IS NULL)))),
     CONSTRAINT pass_complete CHECK ((((upto IS NULL) = (after_xid IS NULL)) AND ((upto IS NULL) = (after_id IS NULL))))
 );
 
@@ -258,6 +261,18 @@ CREATE TABLE outbox.dispatch_state (
 --
 
 COMMENT ON TABLE outbox.dispatch_state IS 'How far outboxd has fanned out outbox.events (one row; see sql/V8__event_stream.sql). Written by the daemon only.';
+
+--
+-- Name: COLUMN dispatch_state.express_seen; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.dispatch_state.express_seen IS 'during a pass, once its express lane has run: every transaction this snapshot sees and upto does not has been looked at by the lane';
+
+--
+-- Name: COLUMN dispatch_state.express_waiting; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON COLUMN outbox.dispatch_state.express_waiting IS 'during a pass: tenants whose events committed after upto wait for the next pass (one of them could not take the express lane)';
 
 --
 -- Name: events; Type: TABLE; Schema: outbox; Owner: -
@@ -569,10 +584,10 @@ CREATE FUNCTION outbox.max_payload_bytes() RETURNS bigint
     RETURN (SELECT limits.max_payload_bytes FROM outbox.limits);
 
 --
--- Name: next_events(bigint); Type: FUNCTION; Schema: outbox; Owner: -
+-- Name: next_events(bigint, bigint, boolean); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
-CREATE FUNCTION outbox.next_events(max_events bigint) RETURNS TABLE(id bigint, event_type text, target_webhook_id bigint, payload text, created_at timestamp with time zone)
+CREATE FUNCTION outbox.next_events(max_events bigint, express_events bigint DEFAULT 0, express_keyed boolean DEFAULT true) RETURNS TABLE(id bigint, event_type text, target_webhook_id bigint, payload text, created_at timestamp with time zone, tenant text, ordering_key text)
     LANGUAGE plpgsql
     AS $$
 #variable_conflict use_column
@@ -583,6 +598,8 @@ DECLARE
     last_xid xid8;
     last_id bigint;
     e record;
+    express_ids bigint[] := '{}';
+    lane_from xid8;
 BEGIN
     -- Nothing to do, found without the lock: no pass under way, no event
     -- (test events included) of a transaction that was running at `done`
@@ -632,16 +649,19 @@ BEGIN
               WHERE pg_visible_in_snapshot(x, s.upto)),
             pg_snapshot_xmax(s.done));
         s.after_id := 0;
+        s.express_seen := NULL;
+        s.express_waiting := NULL;
     END IF;
     FOR e IN
         SELECT v.xid, v.id, v.event_type, v.target_webhook_id, v.payload::text AS payload,
-               v.created_at
+               v.created_at, v.tenant, v.ordering_key
           FROM outbox.events v
          WHERE (v.xid, v.id) > (s.after_xid, s.after_id)
            AND v.xid < pg_snapshot_xmax(s.upto)
            AND pg_visible_in_snapshot(v.xid, s.upto)
            AND NOT pg_visible_in_snapshot(v.xid, s.done)
-           -- Test events were delivered when they were written.
+           -- Test events were delivered when they were written, and the
+           -- express lane's events fanned out already.
            AND v.dispatched_at IS NULL
          ORDER BY v.xid, v.id
          LIMIT max_events
@@ -654,6 +674,8 @@ BEGIN
         target_webhook_id := e.target_webhook_id;
         payload := e.payload;
         created_at := e.created_at;
+        tenant := e.tenant;
+        ordering_key := e.ordering_key;
         RETURN NEXT;
     END LOOP;
     IF n < max_events THEN
@@ -661,13 +683,78 @@ BEGIN
         -- may have read past test events, which would be read again.
         UPDATE outbox.dispatch_state
            SET done = s.upto, upto = NULL, after_xid = NULL, after_id = NULL,
-               updated_at = now();
-    ELSE
-        UPDATE outbox.dispatch_state
-           SET upto = s.upto, after_xid = last_xid, after_id = last_id, updated_at = now();
+               express_seen = NULL, express_waiting = NULL, updated_at = now();
+        RETURN;
     END IF;
+    IF express_events > 0 THEN
+        -- The express lane: tenants' events of the transactions that have
+        -- ended since it last looked (those running then, and those begun
+        -- since), in the order a pass would take them. Read as a pass
+        -- reads, from the oldest of those on: the index's order, with
+        -- bounds the planner sees (an `xid = ANY` took the whole table when
+        -- one transaction had written most events).
+        seen := pg_current_snapshot();
+        s.express_seen := coalesce(s.express_seen, s.upto);
+        s.express_waiting := coalesce(s.express_waiting, '{}');
+        lane_from := coalesce(
+            (SELECT min(x) FROM pg_snapshot_xip(s.express_seen) AS x
+              WHERE pg_visible_in_snapshot(x, seen)),
+            pg_snapshot_xmax(s.express_seen));
+        FOR e IN
+            SELECT v.xid, v.id, v.event_type, v.target_webhook_id, v.payload::text AS payload,
+                   v.created_at, v.tenant, v.ordering_key
+              FROM outbox.events v
+             WHERE (v.xid, v.id) >= (lane_from, 0)
+               AND v.xid < pg_snapshot_xmax(seen)
+               AND pg_visible_in_snapshot(v.xid, seen)
+               AND NOT pg_visible_in_snapshot(v.xid, s.express_seen)
+               AND v.tenant IS NOT NULL
+               AND v.dispatched_at IS NULL
+             ORDER BY v.xid, v.id
+        LOOP
+            CONTINUE WHEN e.tenant = ANY (s.express_waiting);
+            IF cardinality(express_ids) >= express_events
+               OR (e.ordering_key IS NOT NULL AND NOT express_keyed)
+               -- Something of the tenant remains in the pass.
+               OR EXISTS (SELECT 1 FROM outbox.events w
+                           WHERE w.tenant = e.tenant
+                             AND (w.tenant, w.xid, w.id) > (e.tenant, last_xid, last_id)
+                             AND w.xid < pg_snapshot_xmax(s.upto)
+                             AND pg_visible_in_snapshot(w.xid, s.upto)
+                             AND NOT pg_visible_in_snapshot(w.xid, s.done)
+                             AND w.dispatched_at IS NULL) THEN
+                -- This event waits for the next pass, and so do the
+                -- tenant's later ones, so that none overtakes it.
+                s.express_waiting := s.express_waiting || e.tenant;
+                CONTINUE;
+            END IF;
+            express_ids := express_ids || e.id;
+            id := e.id;
+            event_type := e.event_type;
+            target_webhook_id := e.target_webhook_id;
+            payload := e.payload;
+            created_at := e.created_at;
+            tenant := e.tenant;
+            ordering_key := e.ordering_key;
+            RETURN NEXT;
+        END LOOP;
+        s.express_seen := seen;
+        IF cardinality(express_ids) > 0 THEN
+            UPDATE outbox.events v SET dispatched_at = now() WHERE v.id = ANY (express_ids);
+        END IF;
+    END IF;
+    UPDATE outbox.dispatch_state
+       SET upto = s.upto, after_xid = last_xid, after_id = last_id,
+           express_seen = s.express_seen, express_waiting = s.express_waiting,
+           updated_at = now();
 END
 $$;
+
+--
+-- Name: FUNCTION next_events(max_events bigint, express_events bigint, express_keyed boolean); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.next_events(max_events bigint, express_events bigint, express_keyed boolean) IS 'The next events to fan out (at most max_events of the pass, then at most express_events of tenants with nothing left in it), the progress row moved past them. For outboxd; see docs/architecture.md.';
 
 --
 -- Name: next_held(bigint[], text[]); Type: FUNCTION; Schema: outbox; Owner: -
@@ -1113,7 +1200,7 @@ BEGIN
     INSERT INTO outbox.dispatch_state (done) VALUES (format('%s:%s:', m, m)::pg_snapshot)
     ON CONFLICT (singleton) DO UPDATE
        SET done = EXCLUDED.done, upto = NULL, after_xid = NULL, after_id = NULL,
-           updated_at = now();
+           express_seen = NULL, express_waiting = NULL, updated_at = now();
     RETURN n;
 END
 $$;
@@ -1977,6 +2064,12 @@ CREATE INDEX delivery_attempts_delivery ON outbox.delivery_attempts_before_v14 U
 --
 
 CREATE INDEX delivery_attempts_webhook_time ON outbox.delivery_attempts_before_v14 USING btree (webhook_id, started_at);
+
+--
+-- Name: events_by_tenant; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX events_by_tenant ON outbox.events USING btree (tenant, xid, id) WHERE (tenant IS NOT NULL);
 
 --
 -- Name: events_idempotency_key; Type: INDEX; Schema: outbox; Owner: -

@@ -11,6 +11,7 @@ mod chaos;
 mod console_api;
 mod console_browser;
 mod console_openapi;
+mod fairness;
 mod faults;
 mod halted_keys;
 mod hanging;

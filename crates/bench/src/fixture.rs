@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 use crate::daemon::Daemon;
@@ -59,12 +60,23 @@ pub fn closed_port() -> Result<u16> {
 /// Cancels what is still waiting (the dead webhooks' deliveries), so the
 /// next run starts empty.
 pub async fn cancel_open(db: &Client) -> Result<()> {
-    db.batch_execute(
-        "UPDATE outbox.deliveries SET state = 'cancelled', locked_until = NULL
-          WHERE state IN ('pending', 'in_flight')",
-    )
-    .await?;
-    Ok(())
+    // The daemon's writer updates the same rows in its own order: a
+    // deadlock aborts one of the two, and this one tries again.
+    let mut attempt = 1;
+    loop {
+        match db
+            .batch_execute(
+                "UPDATE outbox.deliveries SET state = 'cancelled', locked_until = NULL
+                  WHERE state IN ('pending', 'in_flight')",
+            )
+            .await
+        {
+            Err(e) if attempt < 5 && e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) => {
+                attempt += 1
+            }
+            done => return Ok(done?),
+        }
+    }
 }
 
 /// Inserts `events` events spread evenly over the types `t1.*` to

@@ -6,6 +6,7 @@
 pub mod address;
 pub mod breaker;
 pub mod descriptors;
+pub mod express;
 pub mod lanes;
 pub mod matching;
 pub mod message;

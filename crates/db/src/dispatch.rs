@@ -14,11 +14,15 @@
 //! `handoff`); when there is none for a poll interval, everything waiting
 //! is fanned out `pending` anyway. A delivery of an ordered webhook whose
 //! key has a delivery in the way goes in `held` (see `INSERT_ORDERED`).
+//! While a pass is long, `next_events` also returns tenants' newer events
+//! that nothing of their tenant precedes (its express lane, V26), so one
+//! tenant's backlog does not hold back the others'.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outboxd_core::express;
 use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
 use outboxd_metrics as names;
 
@@ -31,20 +35,19 @@ use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
 /// deliveries. A payload larger than `$2` bytes stays in the database (its
 /// length is known without reading it): its deliveries go in `pending`
 /// and the deliverer claims them within its byte budget, so a batch of
-/// large events never has to fit in memory at once.
+/// large events never has to fit in memory at once. `$3` and `$4` are the
+/// express lane's share and whether keyed events may take it (V26): while
+/// a pass is long, tenants with nothing left in it get their newer events
+/// fanned out beside it.
 const NEXT_EVENTS: &str = "
 SELECT id, event_type, target_webhook_id,
-       CASE WHEN octet_length(payload) <= $2 THEN payload END, created_at
-  FROM outbox.next_events($1)";
+       CASE WHEN octet_length(payload) <= $2 THEN payload END, created_at, tenant,
+       ordering_key
+  FROM outbox.next_events($1, $3, $4)";
 
 /// The largest payload handed over at fan-out: a batch holds at most
 /// `batch_size` of them.
 pub const HANDOFF_PAYLOAD_BYTES: i32 = 64 << 10;
-
-/// The tenants of a batch's events, read only while some webhook belongs
-/// to a tenant (platform events have none and are left out).
-const TENANTS: &str = "
-SELECT id, tenant FROM outbox.events WHERE id = ANY($1) AND tenant IS NOT NULL";
 
 /// A delivery the deliverer has room for goes in already claimed: attempt
 /// 1 under lease 1, as a claim would have made it; the others wait
@@ -58,11 +61,6 @@ SELECT t.event_id, t.webhook_id,
   FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS t(event_id, webhook_id, claimed)
 ON CONFLICT (event_id, webhook_id) DO NOTHING
 RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
-
-/// The ordering keys of a batch's events, read only while some recipient
-/// webhook is ordered.
-const EVENT_KEYS: &str = "
-SELECT id, ordering_key FROM outbox.events WHERE id = ANY($1) AND ordering_key IS NOT NULL";
 
 /// First of the two statements of an ordered fan-out: the locks of the
 /// batch's (webhook, key) pairs (`outbox.lock_keys`, V21). The result
@@ -158,6 +156,13 @@ impl Dispatcher {
         // Fanning out everything waiting, room or not, until a batch comes
         // back short: the deliverer had no room for a whole poll interval.
         let mut catching_up = false;
+        // The last round's events and time while the pass is long (its
+        // batch came back full). While the express lane is in use (it took
+        // events within `express::IN_USE`), the next round is sized to take
+        // about `express::ROUND`: a tenant's event committed meanwhile
+        // waits for it.
+        let mut long_pass: Option<(usize, Duration)> = None;
+        let mut lane_used_at: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             let limit = match &self.handoff {
                 Some(handoff) if !catching_up => match self.pace(handoff, &shutdown).await {
@@ -170,6 +175,14 @@ impl Dispatcher {
                 },
                 _ => self.batch_size,
             };
+            let lane_in_use = lane_used_at.is_some_and(|at| at.elapsed() < express::IN_USE);
+            let limit = match long_pass {
+                Some(pace) if lane_in_use => {
+                    express::round_events(limit, Some(pace), express::ROUND)
+                }
+                _ => limit,
+            };
+            let started = Instant::now();
             let round = match self.dispatch(limit).await {
                 Ok(r) => {
                     failures = 0;
@@ -194,9 +207,15 @@ impl Dispatcher {
             }
             let wait = activity.observe(round.events, origin.elapsed().as_secs_f64(), &policy);
             if round.events as i64 >= limit {
-                // A full batch: more are waiting.
+                // A full batch: more are waiting. Past the batch, the
+                // express lane's events.
+                if round.events as i64 > limit {
+                    lane_used_at = Some(Instant::now());
+                }
+                long_pass = Some((round.events, started.elapsed()));
                 continue;
             }
+            long_pass = None;
             catching_up = false;
             match wait {
                 Wait::Poll(pause) => {
@@ -272,46 +291,25 @@ impl Dispatcher {
     }
 
     /// The ordering key of each delivery to an ordered webhook (None for
-    /// the others and for events without a key); None when no delivery of
-    /// the batch has one, so an unordered batch costs no query and takes
-    /// the one-statement insert.
-    async fn ordering_keys(
+    /// the others and for events without a key), from the key its event
+    /// came with (`keys`, by the delivery's event); None when no delivery
+    /// of the batch has one, so an unordered batch takes the one-statement
+    /// insert.
+    fn ordering_keys(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        event_ids: &[i64],
+        keys: &[Option<&str>],
         webhook_ids: &[i64],
-    ) -> Result<Option<Vec<Option<String>>>, Error> {
-        if !self.cache.has_ordered() {
-            return Ok(None);
+    ) -> Option<Vec<Option<String>>> {
+        if !self.cache.has_ordered() || keys.iter().all(Option::is_none) {
+            return None;
         }
         let ordered = self.cache.ordered_among(webhook_ids);
-        let mut wanted: Vec<i64> = event_ids
+        let keys: Vec<Option<String>> = keys
             .iter()
             .zip(&ordered)
-            .filter(|(_, &o)| o)
-            .map(|(&e, _)| e)
+            .map(|(k, &o)| k.filter(|_| o).map(str::to_owned))
             .collect();
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        wanted.dedup();
-        let stmt = tx.prepare_cached(EVENT_KEYS).await?;
-        let key_of: HashMap<i64, String> = tx
-            .query(&stmt, &[&wanted])
-            .await?
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
-        if key_of.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            event_ids
-                .iter()
-                .zip(&ordered)
-                .map(|(e, &o)| if o { key_of.get(e).cloned() } else { None })
-                .collect(),
-        ))
+        keys.iter().any(Option::is_some).then_some(keys)
     }
 
     /// Takes one full batch of new events and fans it out.
@@ -324,7 +322,17 @@ impl Dispatcher {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let next = tx.prepare_cached(NEXT_EVENTS).await?;
-        let rows = tx.query(&next, &[&limit, &HANDOFF_PAYLOAD_BYTES]).await?;
+        // The express lane serves tenants: without a tenant's webhook it
+        // stays shut. Keyed events stay in the pass while a platform
+        // webhook is ordered (it gets every tenant's events of a key).
+        let express: i64 = if self.cache.has_tenants() { limit } else { 0 };
+        let express_keyed = !self.cache.has_platform_ordered();
+        let rows = tx
+            .query(
+                &next,
+                &[&limit, &HANDOFF_PAYLOAD_BYTES, &express, &express_keyed],
+            )
+            .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
@@ -339,19 +347,10 @@ impl Dispatcher {
             // change notification; look again before deciding it has none.
             self.cache.refresh(&self.pool, &unknown_targets).await?;
         }
-        let tenants: HashMap<i64, String> = if self.cache.has_tenants() {
-            let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-            let stmt = tx.prepare_cached(TENANTS).await?;
-            tx.query(&stmt, &[&ids])
-                .await?
-                .into_iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
+        // The ordering key of each delivery's event.
+        let mut event_keys = Vec::with_capacity(rows.len());
         let mut row_of: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
         // One copy of each payload, shared by the event's deliveries.
         let payloads: Vec<Option<Arc<str>>> = rows
@@ -364,11 +363,13 @@ impl Dispatcher {
             let event_id: i64 = row.get(0);
             let event_type: &str = row.get(1);
             let target: Option<i64> = row.get(2);
+            let tenant: Option<&str> = row.get(5);
+            let key: Option<&str> = row.get(6);
             row_of.insert(event_id, i);
-            let tenant = tenants.get(&event_id).map(String::as_str);
             for webhook_id in self.cache.recipients(event_type, target, tenant) {
                 event_ids.push(event_id);
                 webhook_ids.push(webhook_id);
+                event_keys.push(key);
                 offered.push(payloads[i].is_some());
             }
         }
@@ -379,7 +380,7 @@ impl Dispatcher {
                 ..Round::default()
             });
         }
-        let keys = self.ordering_keys(&tx, &event_ids, &webhook_ids).await?;
+        let keys = self.ordering_keys(&event_keys, &webhook_ids);
         if let Some(keys) = &keys {
             // Only a key's first delivery in the batch can go now: the rest
             // are held, and room taken for them would only come back.

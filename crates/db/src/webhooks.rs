@@ -74,6 +74,9 @@ struct State {
     /// How many webhooks are ordered: while none is, the fan-out need not
     /// read ordering keys.
     ordered: usize,
+    /// Of those, how many are the platform's: they get every tenant's
+    /// events of a key, so keyed events keep to the stream's one order.
+    platform_ordered: usize,
 }
 
 impl State {
@@ -87,6 +90,7 @@ impl State {
         self.subscriptions.insert(id, &webhook.event_types);
         self.tenanted += usize::from(webhook.tenant.is_some());
         self.ordered += usize::from(webhook.ordered);
+        self.platform_ordered += usize::from(webhook.ordered && webhook.tenant.is_none());
         self.map.insert(id, Arc::new(webhook));
     }
 
@@ -94,6 +98,7 @@ impl State {
         if let Some(gone) = self.map.remove(&id) {
             self.tenanted -= usize::from(gone.tenant.is_some());
             self.ordered -= usize::from(gone.ordered);
+            self.platform_ordered -= usize::from(gone.ordered && gone.tenant.is_none());
             self.subscriptions.remove(id);
             self.expiries.retain(|&(_, e)| e != id);
         }
@@ -337,6 +342,12 @@ impl WebhookCache {
     /// read ordering keys.
     pub fn has_ordered(&self) -> bool {
         self.read().ordered > 0
+    }
+
+    /// Whether a platform webhook is ordered: it gets the events of a key
+    /// from every tenant, so none of them may take the express lane (V26).
+    pub fn has_platform_ordered(&self) -> bool {
+        self.read().platform_ordered > 0
     }
 
     /// Which of these webhooks are ordered, as the cache knows them.

@@ -4,7 +4,7 @@
 //! `outbox.undispatched_events` agrees with it at every step (late commits
 //! behind the pass's position included).
 
-use outboxd_testkit::db::count;
+use outboxd_testkit::db::{backlog_types as backlog, count};
 use outboxd_testkit::TestDb;
 use tokio_postgres::{Client, GenericClient};
 
@@ -16,18 +16,6 @@ async fn next(client: &Client, n: i64) -> Vec<String> {
         .iter()
         .map(|r| r.get(0))
         .collect()
-}
-
-async fn backlog(client: &Client) -> Vec<String> {
-    let mut types: Vec<String> = client
-        .query("SELECT event_type FROM outbox.undispatched_events", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    types.sort();
-    types
 }
 
 /// One event, committed or not as the client's transaction goes.

@@ -210,6 +210,20 @@ pub async fn publish_many(client: &Client, event_type: &str, n: i64) {
         .expect("publishing events");
 }
 
+/// The types of the events in `outbox.undispatched_events` (the backlog),
+/// sorted.
+pub async fn backlog_types(client: &Client) -> Vec<String> {
+    let mut types: Vec<String> = client
+        .query("SELECT event_type FROM outbox.undispatched_events", &[])
+        .await
+        .expect("reading the backlog")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    types.sort();
+    types
+}
+
 /// Counts rows: `SELECT count(*) FROM ...` with the given query.
 pub async fn count(client: &Client, query: &str) -> i64 {
     client
