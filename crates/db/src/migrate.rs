@@ -26,6 +26,16 @@ pub fn latest_version() -> i32 {
         .unwrap_or(0)
 }
 
+/// The migrations the binary carries, as (version, name, checksum): what a
+/// database migrated by this binary has applied.
+pub fn embedded() -> Vec<(i32, String, u64)> {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version(), m.name().to_owned(), m.checksum()))
+        .collect()
+}
+
 /// Applies every migration not applied yet; returns how many were applied.
 pub async fn run(config: &tokio_postgres::Config) -> Result<usize, Error> {
     let (mut client, connection) = quiet(config).connect(NoTls).await?;
