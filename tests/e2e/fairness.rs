@@ -61,6 +61,18 @@ async fn a_tenants_ordered_events_pass_another_tenants_flood_in_the_stream() {
         .await
         .unwrap();
     let flood_committed = Instant::now();
+    // B starts once the pass over A's flood has begun: an event committed
+    // before its snapshot is inside the pass and waits for its turn there
+    // (the lane's documented limit), which is not what this test measures.
+    let pass_began = wait_until(Duration::from_secs(10), || async {
+        client
+            .query_one("SELECT upto IS NOT NULL FROM outbox.dispatch_state", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    })
+    .await;
+    assert!(pass_began, "no pass over A's flood began\n{}", daemon.log());
     // B's events, one transaction each, keys interleaved, while the
     // fan-out works through A's.
     for seq in 0..B_EVENTS_PER_KEY {
