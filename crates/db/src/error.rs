@@ -73,9 +73,7 @@ impl Error {
             .any(|class| code.starts_with(class))
             .then_some(code)
     }
-}
 
-impl Error {
     /// The statement referred to a row that is gone (SQLSTATE 23503,
     /// `foreign_key_violation`): a webhook deleted meanwhile, say.
     pub fn is_missing_reference(&self) -> bool {

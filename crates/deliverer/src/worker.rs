@@ -8,8 +8,9 @@
 //! the loop goes on starting and finishing requests; each request runs the
 //! stages of `attempt`; a breaker's transitions act through `breakers`. The
 //! global request slots are shared fairly (`outboxd_core::share`), so
-//! endpoints that hang hold their share and no more. A queued delivery whose lease could run out before its request would is
-//! handed back unsent. On shutdown (`shut_down`) the loop stops claiming,
+//! endpoints that hang hold their share and no more. A queued delivery
+//! whose lease could run out before its request would is handed back
+//! unsent. On shutdown (`shut_down`) the loop stops claiming,
 //! lets requests finish within the grace period, and hands back the leases
 //! of what it had to abandon or never started.
 
