@@ -630,6 +630,10 @@ BEGIN
         END IF;
     END IF;
     SELECT * INTO STRICT s FROM outbox.dispatch_state FOR UPDATE;
+    IF max_events <= 0 AND s.upto IS NULL THEN
+        -- The lane alone runs beside a pass: none is under way.
+        RETURN;
+    END IF;
     IF s.upto IS NULL THEN
         s.upto := pg_current_snapshot();
         IF pg_snapshot_xmax(s.done) > pg_snapshot_xmax(s.upto) THEN
@@ -652,6 +656,9 @@ BEGIN
         s.express_seen := NULL;
         s.express_waiting := NULL;
     END IF;
+    -- The pass's position, kept as it is when this step takes none of it.
+    last_xid := s.after_xid;
+    last_id := s.after_id;
     FOR e IN
         SELECT v.xid, v.id, v.event_type, v.target_webhook_id, v.payload::text AS payload,
                v.created_at, v.tenant, v.ordering_key
@@ -664,7 +671,7 @@ BEGIN
            -- express lane's events fanned out already.
            AND v.dispatched_at IS NULL
          ORDER BY v.xid, v.id
-         LIMIT max_events
+         LIMIT greatest(max_events, 0)
     LOOP
         n := n + 1;
         last_xid := e.xid;
@@ -678,7 +685,7 @@ BEGIN
         ordering_key := e.ordering_key;
         RETURN NEXT;
     END LOOP;
-    IF n < max_events THEN
+    IF n < greatest(max_events, 0) THEN
         -- The pass is complete. Written even when it returned nothing: it
         -- may have read past test events, which would be read again.
         UPDATE outbox.dispatch_state
@@ -754,7 +761,7 @@ $$;
 -- Name: FUNCTION next_events(max_events bigint, express_events bigint, express_keyed boolean); Type: COMMENT; Schema: outbox; Owner: -
 --
 
-COMMENT ON FUNCTION outbox.next_events(max_events bigint, express_events bigint, express_keyed boolean) IS 'The next events to fan out (at most max_events of the pass, then at most express_events of tenants with nothing left in it), the progress row moved past them. For outboxd; see docs/architecture.md.';
+COMMENT ON FUNCTION outbox.next_events(max_events bigint, express_events bigint, express_keyed boolean) IS 'The next events to fan out (at most max_events of the pass, then at most express_events of tenants with nothing left in it; with max_events = 0 the lane alone, during a pass), the progress row moved past them. For outboxd; see docs/architecture.md.';
 
 --
 -- Name: next_held(bigint[], text[]); Type: FUNCTION; Schema: outbox; Owner: -

@@ -8,7 +8,11 @@
 //! `poll_batch` events a round (each round is a transaction of its own, so
 //! polling faster costs the database more than it saves in latency). "Fast"
 //! is a rate decayed over `window`, with hysteresis so that the mode does
-//! not flap.
+//! not flap. A spell of polling also ends once the polls of a span of
+//! `quiet` found fewer events than `idle_rate` would bring: the decayed
+//! rate of a burst that has stopped would otherwise keep the fan-out
+//! polling, each rare event waiting up to `max_poll` un-notified, for most
+//! of a second after it.
 
 use std::time::Duration;
 
@@ -27,6 +31,12 @@ pub struct WakePolicy {
     /// Shortest and longest pause between two polls.
     pub min_poll: Duration,
     pub max_poll: Duration,
+    /// The span over which polls that find fewer than `idle_rate` worth
+    /// of events end the spell: the stream has stopped, whatever the
+    /// decayed rate still says. Several times the gap between an
+    /// application's statements at a high rate (a batch every 10 ms), so
+    /// that a steady stream of batches keeps polling.
+    pub quiet: Duration,
 }
 
 impl Default for WakePolicy {
@@ -41,6 +51,7 @@ impl Default for WakePolicy {
             poll_batch: 128.0,
             min_poll: Duration::from_millis(1),
             max_poll: Duration::from_millis(10),
+            quiet: Duration::from_millis(50),
         }
     }
 }
@@ -62,6 +73,10 @@ pub struct Activity {
     rate: f64,
     /// Seconds since an arbitrary origin of the last observation.
     at: f64,
+    /// While polling: when the current span of `quiet` began, and the
+    /// events found in it.
+    span_from: f64,
+    span_events: usize,
     busy: bool,
 }
 
@@ -73,11 +88,28 @@ impl Activity {
         let dt = (now - self.at).max(0.0);
         self.rate = self.rate * (-dt / tau).exp() + events as f64 / tau;
         self.at = now;
+        let quiet = policy.quiet.as_secs_f64();
+        if self.busy {
+            self.span_events += events;
+            if now - self.span_from >= quiet {
+                if (self.span_events as f64) < policy.idle_rate * quiet {
+                    // The burst is over: what comes next is judged afresh.
+                    self.rate = 0.0;
+                }
+                self.span_from = now;
+                self.span_events = 0;
+            }
+        }
+        let was_busy = self.busy;
         self.busy = if self.busy {
             self.rate >= policy.idle_rate
         } else {
             self.rate >= policy.busy_rate
         };
+        if self.busy && !was_busy {
+            self.span_from = now;
+            self.span_events = 0;
+        }
         if self.busy {
             let pause = Duration::from_secs_f64(policy.poll_batch / self.rate.max(1.0));
             Wait::Poll(pause.clamp(policy.min_poll, policy.max_poll))
@@ -153,6 +185,57 @@ mod tests {
             wait = a.observe(0, now, &policy);
         }
         assert_eq!(wait, Wait::Notified);
+    }
+
+    #[test]
+    fn a_trickle_after_a_burst_is_notified_at_once() {
+        let policy = WakePolicy::default();
+        let mut a = Activity::default();
+        // 15,000 events a second for two seconds (a backlog fanned out)...
+        let (wait, t) = feed(&mut a, 0.0, 150, 0.01, 200);
+        assert!(matches!(wait, Wait::Poll(_)));
+        // ...then polls that find a tenant's trickle, an event every 50
+        // ms: notified again within two spans of `quiet`, not once the
+        // decayed rate has fallen below idle_rate.
+        let mut now = t;
+        let mut wait = Wait::Poll(policy.max_poll);
+        let mut polls = 0;
+        while wait != Wait::Notified {
+            now += 0.01;
+            polls += 1;
+            wait = a.observe(usize::from(polls % 5 == 0), now, &policy);
+        }
+        assert!(
+            now - t <= 2.0 * policy.quiet.as_secs_f64() + 0.011,
+            "{}",
+            now - t
+        );
+        // The trickle stays notified.
+        let (wait, _) = feed(&mut a, now, 1, 0.05, 40);
+        assert_eq!(wait, Wait::Notified);
+        assert!(policy.quiet > policy.max_poll);
+    }
+
+    #[test]
+    fn batches_every_ten_milliseconds_keep_polling() {
+        // 20,000 events a second as a statement of 200 every 10 ms, the
+        // polls finding one statement's events or none in turn.
+        let mut a = Activity::default();
+        let (wait, t) = feed(&mut a, 0.0, 200, 0.01, 100);
+        assert!(matches!(wait, Wait::Poll(_)));
+        let mut now = t;
+        for _ in 0..500 {
+            now += 0.005;
+            assert!(matches!(
+                a.observe(0, now, &WakePolicy::default()),
+                Wait::Poll(_)
+            ));
+            now += 0.005;
+            assert!(matches!(
+                a.observe(200, now, &WakePolicy::default()),
+                Wait::Poll(_)
+            ));
+        }
     }
 
     #[test]

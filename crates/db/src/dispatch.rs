@@ -16,7 +16,9 @@
 //! key has a delivery in the way goes in `held` (see `INSERT_ORDERED`).
 //! While a pass is long, `next_events` also returns tenants' newer events
 //! that nothing of their tenant precedes (its express lane, V26), so one
-//! tenant's backlog does not hold back the others'.
+//! tenant's backlog does not hold back the others'; between the pass's
+//! rounds the lane also runs on its own (V27), so such an event waits for
+//! the round under way and not for the next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -175,6 +177,25 @@ impl Dispatcher {
                 },
                 _ => self.batch_size,
             };
+            if long_pass.is_some() && self.cache.has_tenants() {
+                // The lane first, in a transaction of its own: a tenant's
+                // event committed during the last round waits for that
+                // round only, not for the next one too.
+                match self.dispatch(0, limit).await {
+                    Ok(r) => {
+                        if r.events > 0 {
+                            lane_used_at = Some(Instant::now());
+                            metrics::counter!(names::EVENTS_DISPATCHED).increment(r.events as u64);
+                            if r.deliveries > r.handed {
+                                self.deliveries_ready.notify_one();
+                            }
+                        }
+                    }
+                    // The pass's round below meets the same fault and
+                    // backs off.
+                    Err(e) => tracing::debug!(error = %e, "the express lane's round failed"),
+                }
+            }
             let lane_in_use = lane_used_at.is_some_and(|at| at.elapsed() < express::IN_USE);
             let limit = match long_pass {
                 Some(pace) if lane_in_use => {
@@ -183,7 +204,7 @@ impl Dispatcher {
                 _ => limit,
             };
             let started = Instant::now();
-            let round = match self.dispatch(limit).await {
+            let round = match self.dispatch(limit, limit).await {
                 Ok(r) => {
                     failures = 0;
                     r
@@ -314,18 +335,20 @@ impl Dispatcher {
 
     /// Takes one full batch of new events and fans it out.
     pub async fn dispatch_once(&self) -> Result<Round, Error> {
-        self.dispatch(self.batch_size).await
+        self.dispatch(self.batch_size, self.batch_size).await
     }
 
-    /// Takes up to `limit` new events and fans them out.
-    async fn dispatch(&self, limit: i64) -> Result<Round, Error> {
+    /// Takes up to `limit` new events of the pass, then up to `express` of
+    /// the express lane, and fans them out. With `limit` 0, the lane's
+    /// alone while a pass goes on (V27).
+    async fn dispatch(&self, limit: i64, express: i64) -> Result<Round, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let next = tx.prepare_cached(NEXT_EVENTS).await?;
         // The express lane serves tenants: without a tenant's webhook it
         // stays shut. Keyed events stay in the pass while a platform
         // webhook is ordered (it gets every tenant's events of a key).
-        let express: i64 = if self.cache.has_tenants() { limit } else { 0 };
+        let express: i64 = if self.cache.has_tenants() { express } else { 0 };
         let express_keyed = !self.cache.has_platform_ordered();
         let rows = tx
             .query(

@@ -251,3 +251,35 @@ async fn stream_index_reads(client: &Client) -> i64 {
     )
     .await
 }
+
+#[tokio::test]
+async fn the_lane_alone_takes_nothing_of_the_pass_and_keeps_its_place() {
+    let db = TestDb::new().await;
+    let client = db.client().await;
+    backlog_of_a(&client, 4).await;
+    // No pass under way: the lane alone does nothing and starts none.
+    assert!(next(&client, 0, 10).await.is_empty());
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.dispatch_state WHERE upto IS NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(next(&client, 2, 10).await, ["a.1", "a.2"]);
+    publish(&client, "b.1", Some("b")).await;
+    publish(&client, "a.5", Some("a")).await;
+    // Between the pass's rounds: b's event alone, a's newer one not (a
+    // still has events in the pass), and the pass where it was.
+    assert_eq!(next(&client, 0, 10).await, ["b.1"]);
+    assert!(next(&client, 0, 10).await.is_empty());
+    publish(&client, "b.2", Some("b")).await;
+    assert_eq!(next(&client, 1, 10).await, ["a.3", "b.2"]);
+    assert_eq!(next(&client, 0, 10).await, Vec::<String>::new());
+    assert_eq!(next(&client, 10, 10).await, ["a.4"]);
+    // The next pass: a's later event, b's not again.
+    assert_eq!(next(&client, 10, 10).await, ["a.5"]);
+    assert!(backlog(&client).await.is_empty());
+    assert_eq!(dispatched(&client).await, 7);
+}
