@@ -111,10 +111,6 @@ SELECT t.event_id, t.webhook_id,
 ON CONFLICT (event_id, webhook_id) DO NOTHING
 RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
 
-/// How long a round waits for the listener to apply a webhook change it
-/// was notified of before loading the webhooks itself.
-const CAUGHT_UP_WAIT: Duration = Duration::from_secs(5);
-
 /// Asks the host's insert trigger to notify (true) or to stay quiet because
 /// a daemon is busy polling anyway (false). Written only on a change.
 const SET_WAKEUP: &str = "UPDATE outbox.wakeup SET requested = $1 WHERE requested <> $1";
@@ -363,16 +359,6 @@ impl Dispatcher {
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(Round::default());
-        }
-        // A webhook change the listener has heard of and not yet applied
-        // (a whole reload takes most of a second at 100,000 webhooks)
-        // came before these events: match them against it. If the
-        // listener does not catch up, the list is loaded here.
-        if !self.cache.caught_up(CAUGHT_UP_WAIT).await {
-            let upto = self.cache.changes_received();
-            tracing::warn!("the webhook cache is behind a change notified {CAUGHT_UP_WAIT:?} ago; reloading it for the fan-out");
-            self.cache.reload(&self.pool).await?;
-            self.cache.changes_applied(upto);
         }
         let unknown_targets: Vec<i64> = rows
             .iter()

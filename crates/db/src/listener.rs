@@ -10,9 +10,7 @@
 //! every `FULL_RELOAD_SPACING`, so a flood of notifications (any role may
 //! send them) costs a few queries. When the connection drops it reconnects
 //! with backoff (backon), then reloads the cache and wakes the dispatcher,
-//! since anything sent meanwhile was lost. Each change notification is
-//! counted as it arrives and marked applied once in the cache, so the
-//! fan-out can wait for the cache to catch up (`WebhookCache::caught_up`).
+//! since anything sent meanwhile was lost.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,22 +115,16 @@ impl Listener {
                 },
             };
             let (tx, mut rx) = mpsc::unbounded_channel();
-            let cache = self.cache.clone();
             let pump = tokio::spawn(async move {
                 let mut messages =
                     futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
                 while let Some(message) = messages.next().await {
                     match message {
                         Ok(AsyncMessage::Notification(n)) => {
-                            // Counted as it arrives, so the fan-out waits
-                            // for it from now on (`WebhookCache::caught_up`).
-                            let change = if n.channel() == WEBHOOKS_CHANNEL {
-                                cache.change_received()
-                            } else {
-                                0
-                            };
-                            let note = (n.channel().to_owned(), n.payload().to_owned(), change);
-                            if tx.send(note).is_err() {
+                            if tx
+                                .send((n.channel().to_owned(), n.payload().to_owned()))
+                                .is_err()
+                            {
                                 break;
                             }
                         }
@@ -166,15 +158,13 @@ impl Listener {
                         return;
                     }
                     first = rx.recv() => {
-                        let Some((channel, payload, change)) = first else { break };
+                        let Some((channel, payload)) = first else { break };
                         let mut changes = Changes::default();
                         changes.add(&channel, &payload);
-                        let mut upto = change;
-                        while let Ok((channel, payload, change)) = rx.try_recv() {
+                        while let Ok((channel, payload)) = rx.try_recv() {
                             changes.add(&channel, &payload);
-                            upto = upto.max(change);
                         }
-                        self.apply(changes, &mut rx, &mut upto, &mut last_full).await;
+                        self.apply(changes, &mut rx, &mut last_full).await;
                     }
                     ended = &mut pump => {
                         let reason = match ended {
@@ -191,35 +181,30 @@ impl Listener {
         }
     }
 
-    /// Refreshes what the notifications up to number `upto` named, marks
-    /// them applied, then wakes the dispatcher. A whole reload waits out
-    /// its spacing first, taking in whatever comes meanwhile.
+    /// Refreshes what the notifications named, then wakes the dispatcher.
+    /// A whole reload waits out its spacing first, taking in whatever comes
+    /// meanwhile.
     async fn apply(
         &self,
         mut changes: Changes,
-        rx: &mut mpsc::UnboundedReceiver<(String, String, u64)>,
-        upto: &mut u64,
+        rx: &mut mpsc::UnboundedReceiver<(String, String)>,
         last_full: &mut Option<Instant>,
     ) {
         if changes.webhooks == Webhooks::All {
             if let Some(at) = *last_full {
                 tokio::time::sleep_until((at + FULL_RELOAD_SPACING).into()).await;
-                while let Ok((channel, payload, change)) = rx.try_recv() {
+                while let Ok((channel, payload)) = rx.try_recv() {
                     changes.add(&channel, &payload);
-                    *upto = (*upto).max(change);
                 }
             }
         }
         match changes.webhooks {
-            Webhooks::None => self.cache.changes_applied(*upto),
+            Webhooks::None => {}
             Webhooks::Some(ids) => {
                 let ids: Vec<i64> = ids.into_iter().collect();
-                match self.cache.refresh(&self.pool, &ids).await {
-                    Ok(()) => self.cache.changes_applied(*upto),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "refreshing webhooks failed; reloading them all");
-                        self.reload_cache(last_full).await;
-                    }
+                if let Err(e) = self.cache.refresh(&self.pool, &ids).await {
+                    tracing::warn!(error = %e, "refreshing webhooks failed; reloading them all");
+                    self.reload_cache(last_full).await;
                 }
             }
             Webhooks::All => self.reload_cache(last_full).await,
@@ -229,15 +214,10 @@ impl Listener {
         }
     }
 
-    /// A whole reload covers every change notified before it began.
     async fn reload_cache(&self, last_full: &mut Option<Instant>) {
         *last_full = Some(Instant::now());
-        let upto = self.cache.changes_received();
-        match self.cache.reload(&self.pool).await {
-            Ok(_) => self.cache.changes_applied(upto),
-            Err(e) => {
-                tracing::warn!(error = %e, "reloading webhooks failed; keeping the previous list")
-            }
+        if let Err(e) = self.cache.reload(&self.pool).await {
+            tracing::warn!(error = %e, "reloading webhooks failed; keeping the previous list");
         }
     }
 }

@@ -9,25 +9,14 @@
 //! the subscriptions (`outboxd_core::Subscriptions`), not by trying every
 //! webhook.
 //!
-//! The fan-out does not match events against a cache that is behind a
-//! change it was told of: the listener numbers each `outbox_webhooks`
-//! notification as it arrives and marks it applied once refreshed, and a
-//! round waits while one is outstanding (`caught_up`). A bulk change (a
-//! whole reload of 100,000 webhooks takes most of a second) would
-//! otherwise let the safety-net poll fan out the events committed right
-//! after it to the webhooks as they were before.
-//!
 //! During a secret rotation a webhook carries its previous secret too, after
 //! the new one. The window's end is not announced by any notification, so the
 //! cache remembers when each previous secret expires (as time left by the
 //! database's clock, immune to skew) and drops it in memory when that passes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-
-use tokio::sync::Notify;
 
 use outboxd_core::matching::{self, Subscriptions};
 use outboxd_core::signing::Secret;
@@ -71,15 +60,6 @@ impl Webhook {
 #[derive(Default)]
 pub struct WebhookCache {
     current: RwLock<State>,
-    changes: Changes,
-}
-
-/// Change notifications received and applied, by number.
-#[derive(Default)]
-struct Changes {
-    received: AtomicU64,
-    applied: AtomicU64,
-    caught_up: Notify,
 }
 
 #[derive(Default)]
@@ -219,40 +199,6 @@ pub async fn load_one(client: &tokio_postgres::Client, id: i64) -> Result<Option
 impl WebhookCache {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
-    }
-
-    /// Counts a change notification as it arrives; returns its number.
-    pub fn change_received(&self) -> u64 {
-        self.changes.received.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// The number of the last change notification received.
-    pub fn changes_received(&self) -> u64 {
-        self.changes.received.load(Ordering::SeqCst)
-    }
-
-    /// The cache holds every change up to notification `upto`.
-    pub fn changes_applied(&self, upto: u64) {
-        self.changes.applied.fetch_max(upto, Ordering::SeqCst);
-        self.changes.caught_up.notify_waiters();
-    }
-
-    /// Waits, at most `within`, until every change notification received
-    /// so far is applied; false if one still is not.
-    pub async fn caught_up(&self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let notified = self.changes.caught_up.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let received = self.changes.received.load(Ordering::SeqCst);
-            if self.changes.applied.load(Ordering::SeqCst) >= received {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return false;
-            }
-        }
     }
 
     /// Replaces the cache with what the database holds now: at start and
