@@ -26,7 +26,13 @@ pub const DELIVERY_LATENCY_BUCKETS: [f64; 20] = [
     300.0, 900.0, 3600.0, 21600.0, 86400.0,
 ];
 
-/// Installs the global recorder. Call once, before any stage starts.
+/// How often the recorder folds recorded samples into its histograms.
+/// Until it does, each sample is kept: a daemon nobody scrapes would
+/// otherwise grow by a few samples per delivery for as long as it runs.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Installs the global recorder and its upkeep thread. Call once, before
+/// any stage starts.
 pub fn install() -> Result<PrometheusHandle, ServerError> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(ATTEMPT_DURATION.into()), &LATENCY_BUCKETS)
@@ -39,6 +45,16 @@ pub fn install() -> Result<PrometheusHandle, ServerError> {
         .map_err(|e| ServerError::Metrics(e.to_string()))?
         .install_recorder()
         .map_err(|e| ServerError::Metrics(e.to_string()))?;
+    // `install_recorder` leaves the upkeep to the caller (a scrape runs it
+    // too, but a scrape may never come).
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        })
+        .map_err(|e| ServerError::Metrics(format!("starting the metrics upkeep thread: {e}")))?;
     describe();
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     Ok(handle)
