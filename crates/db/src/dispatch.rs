@@ -182,15 +182,11 @@ impl Dispatcher {
                 // event committed during the last round waits for that
                 // round only, not for the next one too.
                 match self.dispatch(0, limit).await {
-                    Ok(r) => {
-                        if r.events > 0 {
-                            lane_used_at = Some(Instant::now());
-                            metrics::counter!(names::EVENTS_DISPATCHED).increment(r.events as u64);
-                            if r.deliveries > r.handed {
-                                self.deliveries_ready.notify_one();
-                            }
-                        }
+                    Ok(r) if r.events > 0 => {
+                        lane_used_at = Some(Instant::now());
+                        self.announce(&r);
                     }
+                    Ok(_) => {}
                     // The pass's round below meets the same fault and
                     // backs off.
                     Err(e) => tracing::debug!(error = %e, "the express lane's round failed"),
@@ -220,12 +216,7 @@ impl Dispatcher {
                     }
                 }
             };
-            if round.events > 0 {
-                metrics::counter!(names::EVENTS_DISPATCHED).increment(round.events as u64);
-                if round.deliveries > round.handed {
-                    self.deliveries_ready.notify_one();
-                }
-            }
+            self.announce(&round);
             let wait = activity.observe(round.events, origin.elapsed().as_secs_f64(), &policy);
             if round.events as i64 >= limit {
                 // A full batch: more are waiting. Past the batch, the
@@ -289,6 +280,17 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return Pace::Shutdown,
                 _ = handoff.room.published() => {}
                 _ = tokio::time::sleep_until(give_up) => return Pace::NoneFor,
+            }
+        }
+    }
+
+    /// Counts a round's events and tells the deliverer of the deliveries
+    /// it left `pending` for a claim.
+    fn announce(&self, round: &Round) {
+        if round.events > 0 {
+            metrics::counter!(names::EVENTS_DISPATCHED).increment(round.events as u64);
+            if round.deliveries > round.handed {
+                self.deliveries_ready.notify_one();
             }
         }
     }

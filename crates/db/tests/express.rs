@@ -1,9 +1,10 @@
-//! The express lane of the event stream (migrations/V26) against a real
-//! database, step by step: while a pass goes on, a tenant's events
+//! The express lane of the event stream (migrations/V26, V27) against a
+//! real database, step by step: while a pass goes on, a tenant's events
 //! committed after its snapshot are fanned out beside it when nothing of
 //! the tenant is left before them, once, and the next pass skips them; a
 //! tenant with events left in the pass, or whose events already had to
-//! wait, is not overtaken; platform events keep to the pass.
+//! wait, is not overtaken; platform events keep to the pass; the lane run
+//! alone (`next_events(0, n)`) leaves the pass where it was.
 
 use outboxd_testkit::db::{backlog_types as backlog, count};
 use outboxd_testkit::TestDb;
@@ -252,6 +253,9 @@ async fn stream_index_reads(client: &Client) -> i64 {
     .await
 }
 
+/// `next_events(0, n)`, as the daemon calls it between a pass's rounds:
+/// only the lane's events, the pass's position unmoved, nothing at all
+/// outside a pass.
 #[tokio::test]
 async fn the_lane_alone_takes_nothing_of_the_pass_and_keeps_its_place() {
     let db = TestDb::new().await;
