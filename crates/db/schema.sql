@@ -803,13 +803,16 @@ CREATE FUNCTION outbox.notify_webhooks_changed() RETURNS trigger
     AS $$
 DECLARE
     ids text[];
+    v bigint;
 BEGIN
     SELECT array_agg(id::text) INTO ids FROM (SELECT id FROM changed LIMIT 301) AS c;
     IF ids IS NULL THEN
         RETURN NULL;
     END IF;
+    UPDATE outbox.webhooks_version SET version = version + 1 RETURNING version INTO v;
     PERFORM pg_notify('outbox_webhooks',
                       CASE WHEN cardinality(ids) > 300 THEN '' ELSE array_to_string(ids, ',') END);
+    PERFORM pg_notify('outbox_webhooks_version', v::text);
     RETURN NULL;
 END
 $$;
@@ -1870,6 +1873,16 @@ ALTER TABLE outbox.webhooks ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
 );
 
 --
+-- Name: webhooks_version; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.webhooks_version (
+    one boolean DEFAULT true NOT NULL,
+    version bigint NOT NULL,
+    CONSTRAINT webhooks_version_one_check CHECK (one)
+);
+
+--
 -- Name: delivery_attempts_before_v14; Type: TABLE ATTACH; Schema: outbox; Owner: -
 --
 
@@ -2005,6 +2018,13 @@ ALTER TABLE ONLY outbox.webhook_secrets
 
 ALTER TABLE ONLY outbox.webhooks
     ADD CONSTRAINT webhooks_pkey PRIMARY KEY (id);
+
+--
+-- Name: webhooks_version webhooks_version_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.webhooks_version
+    ADD CONSTRAINT webhooks_version_pkey PRIMARY KEY (one);
 
 --
 -- Name: console_sessions_expiry; Type: INDEX; Schema: outbox; Owner: -

@@ -85,6 +85,8 @@ GRANT EXECUTE ON FUNCTION outbox.publish(text, jsonb, text, text, text) TO outbo
 
 -- Admins.
 GRANT SELECT, INSERT, UPDATE, DELETE ON outbox.webhooks, outbox.event_types TO outbox_admin;
+-- Each change to the webhooks takes the next version number (V28).
+GRANT SELECT, UPDATE ON outbox.webhooks_version TO outbox_admin, outbox_daemon;
 -- Secrets have a table of their own: made by a trigger when a webhook is
 -- added (INSERT), rotated (UPDATE), deleted with their webhook.
 GRANT SELECT, INSERT, UPDATE ON outbox.webhook_secrets TO outbox_admin;

@@ -47,6 +47,9 @@ SELECT id, event_type, target_webhook_id,
        ordering_key
   FROM outbox.next_events($1, $3, $4)";
 
+/// The webhooks' version (V28), read after `NEXT_EVENTS`.
+const WEBHOOKS_VERSION: &str = "SELECT version FROM outbox.webhooks_version";
+
 /// The largest payload handed over at fan-out: a batch holds at most
 /// `batch_size` of them.
 pub const HANDOFF_PAYLOAD_BYTES: i32 = 64 << 10;
@@ -335,6 +338,34 @@ impl Dispatcher {
         keys.iter().any(Option::is_some).then_some(keys)
     }
 
+    /// The round's events, or the webhooks' version the cache must reach
+    /// before they are matched. The version is read after the events, in a
+    /// later snapshot (READ COMMITTED): every change committed before them
+    /// is in it. Both statements go in one round trip.
+    async fn next_events(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        limit: i64,
+        express: i64,
+    ) -> Result<Result<Vec<tokio_postgres::Row>, i64>, Error> {
+        let next = tx.prepare_cached(NEXT_EVENTS).await?;
+        let version = tx.prepare_cached(WEBHOOKS_VERSION).await?;
+        // The express lane serves tenants: without a tenant's webhook it
+        // stays shut. Keyed events stay in the pass while a platform
+        // webhook is ordered (it gets every tenant's events of a key).
+        let express: i64 = if self.cache.has_tenants() { express } else { 0 };
+        let express_keyed = !self.cache.has_platform_ordered();
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&limit, &HANDOFF_PAYLOAD_BYTES, &express, &express_keyed];
+        let (rows, version) =
+            tokio::try_join!(tx.query(&next, &params), tx.query_one(&version, &[]))?;
+        let version: i64 = version.get(0);
+        if !rows.is_empty() && self.cache.version() < version {
+            return Ok(Err(version));
+        }
+        Ok(Ok(rows))
+    }
+
     /// Takes one full batch of new events and fans it out.
     pub async fn dispatch_once(&self) -> Result<Round, Error> {
         self.dispatch(self.batch_size, self.batch_size).await
@@ -344,33 +375,33 @@ impl Dispatcher {
     /// the express lane, and fans them out. With `limit` 0, the lane's
     /// alone while a pass goes on (V27).
     async fn dispatch(&self, limit: i64, express: i64) -> Result<Round, Error> {
+        loop {
+            match self.try_dispatch(limit, express).await? {
+                Ok(round) => return Ok(round),
+                Err(version) => {
+                    tracing::debug!(version, "fan-out waits for the webhook cache");
+                    self.cache.caught_up(&self.pool, version).await?;
+                }
+            }
+        }
+    }
+
+    /// One round, or the webhooks' version the cache must reach first: then
+    /// nothing was taken, and the connection goes back to the pool while
+    /// the cache catches up (the listener needs one for that).
+    async fn try_dispatch(&self, limit: i64, express: i64) -> Result<Result<Round, i64>, Error> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let next = tx.prepare_cached(NEXT_EVENTS).await?;
-        // The express lane serves tenants: without a tenant's webhook it
-        // stays shut. Keyed events stay in the pass while a platform
-        // webhook is ordered (it gets every tenant's events of a key).
-        let express: i64 = if self.cache.has_tenants() { express } else { 0 };
-        let express_keyed = !self.cache.has_platform_ordered();
-        let rows = tx
-            .query(
-                &next,
-                &[&limit, &HANDOFF_PAYLOAD_BYTES, &express, &express_keyed],
-            )
-            .await?;
+        let rows = match self.next_events(&tx, limit, express).await? {
+            Ok(rows) => rows,
+            Err(version) => {
+                tx.rollback().await?;
+                return Ok(Err(version));
+            }
+        };
         if rows.is_empty() {
             tx.commit().await?;
-            return Ok(Round::default());
-        }
-        let unknown_targets: Vec<i64> = rows
-            .iter()
-            .filter_map(|r| r.get::<_, Option<i64>>(2))
-            .filter(|&id| !self.cache.contains(id))
-            .collect();
-        if !unknown_targets.is_empty() {
-            // A test event for a webhook created a moment ago may beat the
-            // change notification; look again before deciding it has none.
-            self.cache.refresh(&self.pool, &unknown_targets).await?;
+            return Ok(Ok(Round::default()));
         }
         let mut event_ids = Vec::with_capacity(rows.len());
         let mut webhook_ids = Vec::with_capacity(rows.len());
@@ -400,10 +431,10 @@ impl Dispatcher {
         }
         if event_ids.is_empty() {
             tx.commit().await?;
-            return Ok(Round {
+            return Ok(Ok(Round {
                 events: rows.len(),
                 ..Round::default()
-            });
+            }));
         }
         let keys = self.ordering_keys(&event_keys, &webhook_ids);
         if let Some(keys) = &keys {
@@ -507,6 +538,6 @@ impl Dispatcher {
                 });
             }
         }
-        written.map(|_| round)
+        written.map(|_| Ok(round))
     }
 }

@@ -4,8 +4,10 @@
 //! this task owns a plain connection and polls its messages. Notifications
 //! are hints: on `outbox_events` it wakes the dispatcher, on
 //! `outbox_webhooks` it refreshes the webhooks the payload names (all of
-//! them for an empty payload) before waking it, so an event sent right
-//! after a webhook change is matched against the change. Whatever arrived
+//! them for an empty payload) before waking it, and on
+//! `outbox_webhooks_version`, which follows each change (V28), it tells the
+//! cache that every change up to that number is applied: a fan-out round
+//! waits for that before it matches events made after a change. Whatever arrived
 //! together is coalesced into one refresh, and whole reloads come at most
 //! every `FULL_RELOAD_SPACING`, so a flood of notifications (any role may
 //! send them) costs a few queries. When the connection drops it reconnects
@@ -27,6 +29,7 @@ use crate::{Error, Pool, WebhookCache};
 
 pub const EVENTS_CHANNEL: &str = "outbox_events";
 pub const WEBHOOKS_CHANNEL: &str = "outbox_webhooks";
+pub const WEBHOOKS_VERSION_CHANNEL: &str = "outbox_webhooks_version";
 
 /// The most webhooks refreshed one by one; past it the whole list is loaded.
 const MAX_REFRESH: usize = 1000;
@@ -39,6 +42,8 @@ const FULL_RELOAD_SPACING: Duration = Duration::from_millis(250);
 struct Changes {
     events: bool,
     webhooks: Webhooks,
+    /// The newest change number announced.
+    version: Option<i64>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -53,6 +58,12 @@ impl Changes {
     /// Adds one notification: a comma-separated list of webhook ids names
     /// those, an empty payload means all of them, anything else is noise.
     fn add(&mut self, channel: &str, payload: &str) {
+        if channel == WEBHOOKS_VERSION_CHANNEL {
+            if let Ok(v) = payload.trim().parse::<i64>() {
+                self.version = self.version.max(Some(v));
+            }
+            return;
+        }
         if channel != WEBHOOKS_CHANNEL {
             self.events = true;
             return;
@@ -134,7 +145,9 @@ impl Listener {
                 }
                 None
             });
-            let listen = format!("LISTEN {EVENTS_CHANNEL}; LISTEN {WEBHOOKS_CHANNEL}");
+            let listen = format!(
+                "LISTEN {EVENTS_CHANNEL}; LISTEN {WEBHOOKS_CHANNEL}; LISTEN {WEBHOOKS_VERSION_CHANNEL}"
+            );
             if let Err(e) = client.batch_execute(&listen).await {
                 tracing::warn!(error = %Error::from(e), "LISTEN failed; reconnecting");
                 pump.abort();
@@ -209,6 +222,13 @@ impl Listener {
             }
             Webhooks::All => self.reload_cache(last_full).await,
         }
+        if let Some(version) = changes.version {
+            // When this fails, a fan-out round that needs the change
+            // reloads the cache after a while.
+            if let Err(e) = self.cache.applied(&self.pool, version).await {
+                tracing::warn!(error = %e, version, "could not confirm a webhook change");
+            }
+        }
         if changes.events {
             self.events.notify_one();
         }
@@ -252,8 +272,26 @@ mod tests {
         ];
         for (notifications, events, webhooks) in table {
             let got = coalesce(&notifications);
-            assert_eq!(got, Changes { events, webhooks }, "{notifications:?}");
+            assert_eq!(
+                got,
+                Changes {
+                    events,
+                    webhooks,
+                    version: None
+                },
+                "{notifications:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_newest_version_counts_and_noise_does_not() {
+        let v = WEBHOOKS_VERSION_CHANNEL;
+        let got = coalesce(&[(v, "7"), (WEBHOOKS_CHANNEL, "3"), (v, "x"), (v, "5")]);
+        assert_eq!(got.version, Some(7));
+        assert_eq!(got.webhooks, Webhooks::Some([3].into_iter().collect()));
+        assert!(!got.events);
+        assert_eq!(coalesce(&[(v, ""), (v, "1,2")]).version, None);
     }
 
     #[test]

@@ -9,6 +9,15 @@
 //! the subscriptions (`outboxd_core::Subscriptions`), not by trying every
 //! webhook.
 //!
+//! Each change also has a version number (V28), and the cache knows the
+//! number up to which it has applied them all (`version`): the listener
+//! advances it as the change notifications come in, a reload sets it to the
+//! number it read in the snapshot of its rows. A fan-out round that reads
+//! a newer number than the cache's waits for it (`caught_up`), so events
+//! are never matched against a list older than a change made before them.
+//! Only one load runs at a time (`loading`): a reload whose snapshot is
+//! older than a refresh just applied would undo it.
+//!
 //! During a secret rotation a webhook carries its previous secret too, after
 //! the new one. The window's end is not announced by any notification, so the
 //! cache remembers when each previous secret expires (as time left by the
@@ -17,6 +26,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Mutex};
 
 use outboxd_core::matching::{self, Subscriptions};
 use outboxd_core::signing::Secret;
@@ -56,10 +67,30 @@ impl Webhook {
     }
 }
 
+/// How long a fan-out round waits for the listener to apply a change
+/// before it reloads the webhooks itself.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
+/// The current number of `outbox.webhooks_version`.
+const VERSION: &str = "SELECT version FROM outbox.webhooks_version";
+
 /// The enabled webhooks by id, and who subscribes to what.
-#[derive(Default)]
 pub struct WebhookCache {
     current: RwLock<State>,
+    /// Every change up to this version is applied; set after the change.
+    version: watch::Sender<i64>,
+    /// Held by whoever loads rows into the cache.
+    loading: Mutex<()>,
+}
+
+impl Default for WebhookCache {
+    fn default() -> Self {
+        Self {
+            current: RwLock::default(),
+            version: watch::channel(0).0,
+            loading: Mutex::new(()),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -204,8 +235,22 @@ impl WebhookCache {
     /// Replaces the cache with what the database holds now: at start and
     /// after the LISTEN connection was lost (its notifications with it).
     pub async fn reload(&self, pool: &Pool) -> Result<usize, Error> {
-        let client = pool.get().await?;
-        let rows = client.query(LOAD, &[]).await?;
+        let _loading = self.loading.lock().await;
+        self.reload_locked(pool).await
+    }
+
+    async fn reload_locked(&self, pool: &Pool) -> Result<usize, Error> {
+        let mut client = pool.get().await?;
+        // One snapshot for the number and the rows.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let version: i64 = tx.query_one(VERSION, &[]).await?.get(0);
+        let rows = tx.query(LOAD, &[]).await?;
+        tx.commit().await?;
         let mut state = State::default();
         for row in rows {
             let (webhook, expires) = from_row(&row);
@@ -213,7 +258,8 @@ impl WebhookCache {
         }
         let n = state.map.len();
         *self.write() = state;
-        tracing::debug!(webhooks = n, "webhook cache reloaded");
+        self.advance(version);
+        tracing::debug!(webhooks = n, version, "webhook cache reloaded");
         Ok(n)
     }
 
@@ -223,6 +269,7 @@ impl WebhookCache {
         if ids.is_empty() {
             return Ok(());
         }
+        let _loading = self.loading.lock().await;
         let client = pool.get().await?;
         let rows = client.query(LOAD_SOME, &[&ids]).await?;
         let loaded: Vec<(Webhook, Option<Instant>)> = rows.iter().map(from_row).collect();
@@ -235,6 +282,55 @@ impl WebhookCache {
         }
         tracing::debug!(webhooks = ids.len(), "webhooks refreshed");
         Ok(())
+    }
+
+    /// Every change up to this version is applied.
+    pub fn version(&self) -> i64 {
+        *self.version.borrow()
+    }
+
+    fn advance(&self, to: i64) {
+        self.version.send_if_modified(|v| {
+            let newer = to > *v;
+            if newer {
+                *v = to;
+            }
+            newer
+        });
+    }
+
+    /// The listener has refreshed what every change up to `notified` named.
+    /// The number came in a notification, which any role may send: it is
+    /// believed only as far as the database has got.
+    pub async fn applied(&self, pool: &Pool, notified: i64) -> Result<(), Error> {
+        if notified <= self.version() {
+            return Ok(());
+        }
+        let client = pool.get().await?;
+        let current: i64 = client.query_one(VERSION, &[]).await?.get(0);
+        self.advance(notified.min(current));
+        Ok(())
+    }
+
+    /// Returns once every change up to `version` is applied: the listener
+    /// is given `CATCH_UP` to get there, then the cache reloads itself.
+    pub async fn caught_up(&self, pool: &Pool, version: i64) -> Result<(), Error> {
+        let mut applied = self.version.subscribe();
+        let waited = tokio::time::timeout(CATCH_UP, applied.wait_for(|&v| v >= version)).await;
+        if matches!(waited, Ok(Ok(_))) {
+            return Ok(());
+        }
+        drop(waited);
+        let _loading = self.loading.lock().await;
+        if self.version() >= version {
+            return Ok(());
+        }
+        tracing::warn!(
+            version,
+            applied = self.version(),
+            "the webhook cache is behind a change it was not told of in time; reloading it"
+        );
+        self.reload_locked(pool).await.map(|_| ())
     }
 
     pub fn get(&self, id: i64) -> Option<Arc<Webhook>> {
