@@ -29,6 +29,7 @@ use outboxd_core::wakeup::{Activity, Wait, WakePolicy};
 use outboxd_metrics as names;
 
 use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Claimed, Error, Handed, Handoff, Pool, WebhookCache};
@@ -355,7 +356,7 @@ impl Dispatcher {
         // webhook is ordered (it gets every tenant's events of a key).
         let express: i64 = if self.cache.has_tenants() { express } else { 0 };
         let express_keyed = !self.cache.has_platform_ordered();
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+        let params: [&(dyn ToSql + Sync); 4] =
             [&limit, &HANDOFF_PAYLOAD_BYTES, &express, &express_keyed];
         let (rows, version) =
             tokio::try_join!(tx.query(&next, &params), tx.query_one(&version, &[]))?;
@@ -487,13 +488,17 @@ impl Dispatcher {
                         .into_iter()
                         .unzip();
                     let lock = tx.prepare_cached(LOCK_KEYS).await?;
-                    tx.query(&lock, &[&lock_webhooks, &lock_keys]).await?;
                     let insert = tx.prepare_cached(INSERT_ORDERED).await?;
-                    tx.query(
-                        &insert,
-                        &[&event_ids, &webhook_ids, &claimed, keys, &lease_ms],
-                    )
-                    .await?
+                    let lock_params: [&(dyn ToSql + Sync); 2] = [&lock_webhooks, &lock_keys];
+                    let insert_params: [&(dyn ToSql + Sync); 5] =
+                        [&event_ids, &webhook_ids, &claimed, keys, &lease_ms];
+                    // One round trip: the locks are held for the insert,
+                    // not for a wait on the network between the two.
+                    let (_, inserted) = tokio::try_join!(
+                        tx.query(&lock, &lock_params),
+                        tx.query(&insert, &insert_params)
+                    )?;
+                    inserted
                 }
             };
             tx.commit().await?;

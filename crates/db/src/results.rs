@@ -13,7 +13,9 @@
 //! transaction instead: lock their keys, write, then promote each finished
 //! key's next held delivery (`PROMOTE`), straight to `in_flight` under a
 //! lease when the deliverer has room for its webhook (handed over as the
-//! fan-out hands over, `crate::handoff`), else to `pending`.
+//! fan-out hands over, `crate::handoff`), else to `pending`. The whole
+//! transaction goes in one round trip, so the keys' locks, which the
+//! fan-out waits for, are held only while its statements run.
 
 use chrono::{DateTime, Utc};
 use outboxd_core::outcome::Outcome;
@@ -21,6 +23,8 @@ use outboxd_core::DeliveryState;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+use tokio_postgres::types::ToSql;
 
 use crate::dispatch::HANDOFF_PAYLOAD_BYTES;
 use crate::{claim, Error, Handed, Handoff, Pool};
@@ -105,6 +109,17 @@ UPDATE outbox.deliveries d
 RETURNING d.id, d.lease, d.attempts, d.event_id, d.webhook_id, g.event_type,
           CASE WHEN g.go THEN g.payload::text END, g.created_at, d.ordering_key,
           d.state = 'in_flight'";
+
+/// The statements of a batch written in one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Step {
+    Begin,
+    Lock,
+    Record,
+    Disable,
+    Promote,
+    Commit,
+}
 
 /// 410 Gone: the receiver unsubscribed. The webhook is disabled, and the
 /// trigger on `enabled` cancels its waiting deliveries.
@@ -259,7 +274,7 @@ async fn write(
         .map(|r| r.webhook_id)
         .collect();
 
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 14] = [
+    let params: [&(dyn ToSql + Sync); 14] = [
         &delivery_ids,
         &leases,
         &event_ids,
@@ -281,7 +296,12 @@ async fn write(
         .iter()
         .filter_map(|r| Some((r.delivery_id, r.webhook_id, r.ordering_key.as_deref()?)))
         .collect();
-    let mut client = pool.get().await?;
+    let is_head: HashSet<i64> = batch
+        .iter()
+        .filter(|r| r.state() == DeliveryState::Pending)
+        .map(|r| r.delivery_id)
+        .collect();
+    let client = pool.get().await?;
     if gone.is_empty() && finished_keys.is_empty() {
         // The common case: one statement, its own transaction.
         let stmt = client.prepare_cached(RECORD).await?;
@@ -295,58 +315,66 @@ async fn write(
     // A 410 or ordered deliveries: the results, the disable and the
     // promotions commit together.
     let promoting = Promoting::new(batch, handoff);
+    // Keys whose head left the head state (a retry stays the head). Those
+    // whose result is fenced promote nothing: their delivery is someone
+    // else's head again, or finished and promoted by its writer.
+    let (promote_webhooks, promote_keys): (Vec<i64>, Vec<&str>) = finished_keys
+        .iter()
+        .filter(|k| !is_head.contains(&k.0))
+        .map(|&(_, w, k)| (w, k))
+        .unzip();
+    let (lock_webhooks, lock_keys): (Vec<i64>, Vec<&str>) =
+        finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
+    let (room_webhooks, rooms) = promoting.rooms();
+    let reason = "the endpoint answered 410 Gone";
     let written = async {
-        let tx = client.transaction().await?;
-        if !finished_keys.is_empty() {
-            let (webhooks, keys): (Vec<i64>, Vec<&str>) =
-                finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
-            let lock = tx.prepare_cached(LOCK_FINISHING).await?;
-            tx.query(&lock, &[&webhooks, &keys]).await?;
-        }
-        let stmt = tx.prepare_cached(RECORD).await?;
-        let rows = tx.query(&stmt, &params).await?;
-        let accepted: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        let mut disabled = Vec::new();
+        let begin = client.prepare_cached("BEGIN").await?;
+        let lock = client.prepare_cached(LOCK_FINISHING).await?;
+        let record = client.prepare_cached(RECORD).await?;
+        let disable = client.prepare_cached(DISABLE).await?;
+        let promote = client.prepare_cached(PROMOTE).await?;
+        let commit = client.prepare_cached("COMMIT").await?;
+        let lock_params: [&(dyn ToSql + Sync); 2] = [&lock_webhooks, &lock_keys];
+        let disable_params: [&(dyn ToSql + Sync); 2] = [&gone, &reason];
+        let promote_params: [&(dyn ToSql + Sync); 6] = [
+            &promote_webhooks,
+            &promote_keys,
+            &room_webhooks,
+            &rooms,
+            &promoting.lease_ms,
+            &HANDOFF_PAYLOAD_BYTES,
+        ];
+        // One round trip: the keys' locks are held for the statements'
+        // run on the server, not for waits on the network between them.
+        // A statement that fails aborts the transaction and the COMMIT
+        // at the end rolls it back.
+        let mut steps = vec![
+            (Step::Begin, client.query(&begin, &[])),
+            (Step::Lock, client.query(&lock, &lock_params)),
+            (Step::Record, client.query(&record, &params)),
+        ];
         if !gone.is_empty() {
-            let reason = "the endpoint answered 410 Gone";
-            disabled = tx
-                .query(DISABLE, &[&gone, &reason])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            steps.push((Step::Disable, client.query(&disable, &disable_params)));
         }
-        let is_head: HashSet<i64> = batch
-            .iter()
-            .filter(|r| r.state() == DeliveryState::Pending)
-            .map(|r| r.delivery_id)
-            .collect();
-        let accepted_ids: HashSet<i64> = accepted.iter().copied().collect();
-        let (webhooks, keys): (Vec<i64>, Vec<&str>) = finished_keys
-            .iter()
-            .filter(|k| accepted_ids.contains(&k.0) && !is_head.contains(&k.0))
-            .map(|&(_, w, k)| (w, k))
-            .unzip();
-        let mut promoted = Vec::new();
-        if !webhooks.is_empty() {
-            let stmt = tx.prepare_cached(PROMOTE).await?;
-            let (room_webhooks, rooms) = promoting.rooms();
-            promoted = tx
-                .query(
-                    &stmt,
-                    &[
-                        &webhooks,
-                        &keys,
-                        &room_webhooks,
-                        &rooms,
-                        &promoting.lease_ms,
-                        &HANDOFF_PAYLOAD_BYTES,
-                    ],
-                )
-                .await?;
+        if !promote_webhooks.is_empty() {
+            steps.push((Step::Promote, client.query(&promote, &promote_params)));
         }
-        tx.commit().await?;
-        Ok::<_, Error>((accepted, disabled, promoted))
+        steps.push((Step::Commit, client.query(&commit, &[])));
+        let (names, futures): (Vec<Step>, Vec<_>) = steps.into_iter().unzip();
+        let answers = match futures_util::future::try_join_all(futures).await {
+            Ok(answers) => answers,
+            Err(e) => {
+                // Whatever was not sent, the session leaves no transaction open.
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+        };
+        let mut answers: HashMap<Step, Vec<tokio_postgres::Row>> =
+            names.into_iter().zip(answers).collect();
+        let mut take = |step| answers.remove(&step).unwrap_or_default();
+        let accepted: Vec<i64> = take(Step::Record).iter().map(|r| r.get(0)).collect();
+        let disabled: Vec<i64> = take(Step::Disable).iter().map(|r| r.get(0)).collect();
+        Ok::<_, Error>((accepted, disabled, take(Step::Promote)))
     }
     .await;
     // On an error nothing was promoted, and the room goes back.
