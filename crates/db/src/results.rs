@@ -348,11 +348,11 @@ async fn write(
         // run on the server, not for waits on the network between them.
         // A statement that fails aborts the transaction and the COMMIT
         // at the end rolls it back.
-        let mut steps = vec![
-            (Step::Begin, client.query(&begin, &[])),
-            (Step::Lock, client.query(&lock, &lock_params)),
-            (Step::Record, client.query(&record, &params)),
-        ];
+        let mut steps = vec![(Step::Begin, client.query(&begin, &[]))];
+        if !lock_webhooks.is_empty() {
+            steps.push((Step::Lock, client.query(&lock, &lock_params)));
+        }
+        steps.push((Step::Record, client.query(&record, &params)));
         if !gone.is_empty() {
             steps.push((Step::Disable, client.query(&disable, &disable_params)));
         }

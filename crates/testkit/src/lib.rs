@@ -44,8 +44,9 @@ where
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     // The port is free once its listener is dropped, so the system may
-    // offer it again before the daemon it is for binds it: never hand out
-    // one port twice in a test process (a daemon's two listeners collided).
+    // offer it again before the daemon it is for binds it: a daemon's
+    // metrics and console ports, taken one after the other, could be the
+    // same. Never hand out one port twice in a test process.
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
