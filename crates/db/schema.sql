@@ -76,6 +76,10 @@ BEGIN
        SET state = 'cancelled', updated_at = now(),
            last_error = coalesce(last_error, CASE WHEN TG_OP = 'DELETE' THEN 'webhook deleted' ELSE 'webhook disabled' END)
      WHERE webhook_id = OLD.id AND ordering_key IS NOT NULL AND state = 'held';
+    -- Expanded after this statement's change: the webhook reads as
+    -- disabled or gone, so what is made is cancelled.
+    WHILE outbox.expand_deferred(OLD.id, 100) > 0 LOOP
+    END LOOP;
     RETURN NULL;
 END
 $$;
@@ -231,12 +235,87 @@ END
 $$;
 
 --
+-- Name: deferred_deliveries; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.deferred_deliveries (
+    webhook_id bigint NOT NULL,
+    first_event_id bigint NOT NULL,
+    last_event_id bigint NOT NULL,
+    event_ids bigint[] NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT deferred_deliveries_range CHECK ((first_event_id <= last_event_id))
+);
+
+--
+-- Name: TABLE deferred_deliveries; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.deferred_deliveries IS 'Written by outboxd: events fanned out to a webhook while its breaker held it paused, one row per webhook and fan-out round; they become deliveries when it recovers.';
+
+--
+-- Name: deferred_events(bigint); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.deferred_events(webhook bigint) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (SELECT COALESCE(sum(cardinality(f.event_ids)), (0)::bigint) AS "coalesce" FROM outbox.deferred_deliveries f WHERE (f.webhook_id = deferred_events.webhook));
+
+--
+-- Name: expand_deferred(bigint, integer); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.expand_deferred(webhook bigint, max_rows integer) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+WITH w AS (
+    SELECT x.enabled FROM outbox.webhooks x WHERE x.id = $1 FOR SHARE),
+picked AS (
+    SELECT f.first_event_id FROM outbox.deferred_deliveries f
+     WHERE f.webhook_id = $1
+     ORDER BY f.first_event_id
+     LIMIT $2
+       FOR UPDATE SKIP LOCKED),
+gone AS (
+    DELETE FROM outbox.deferred_deliveries f
+     USING picked
+     WHERE f.webhook_id = $1 AND f.first_event_id = picked.first_event_id
+    RETURNING f.event_ids),
+made AS (
+    INSERT INTO outbox.deliveries (event_id, webhook_id, state, last_error)
+    SELECT e.id, $1,
+           CASE WHEN coalesce((SELECT enabled FROM w), false) THEN 'pending' ELSE 'cancelled' END,
+           CASE WHEN NOT EXISTS (SELECT 1 FROM w) THEN 'webhook deleted'
+                WHEN NOT (SELECT enabled FROM w) THEN 'webhook disabled' END
+      FROM gone, unnest(gone.event_ids) AS e(id)
+     ORDER BY e.id
+    ON CONFLICT (event_id, webhook_id) DO NOTHING
+    RETURNING 1)
+SELECT count(*) FROM gone
+$_$;
+
+--
+-- Name: FUNCTION expand_deferred(webhook bigint, max_rows integer); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.expand_deferred(webhook bigint, max_rows integer) IS 'Makes up to max_rows of a webhook''s deferred rows deliveries (cancelled ones when it is disabled or gone); returns how many rows.';
+
+--
 -- Name: generate_secret(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
 CREATE FUNCTION outbox.generate_secret() RETURNS text
     LANGUAGE sql
     RETURN ('whsec_'::text || encode(SUBSTRING((uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) FROM 1 FOR 24), 'base64'::text));
+
+--
+-- Name: is_deferred(bigint); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.is_deferred(event_id bigint) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN (EXISTS (SELECT 1 FROM outbox.deferred_deliveries f WHERE ((f.first_event_id <= is_deferred.event_id) AND (f.last_event_id >= is_deferred.event_id) AND (is_deferred.event_id = ANY (f.event_ids)))));
 
 --
 -- Name: dispatch_state; Type: TABLE; Schema: outbox; Owner: -
@@ -1915,6 +1994,13 @@ ALTER TABLE ONLY outbox.console_sessions
     ADD CONSTRAINT console_sessions_pkey PRIMARY KEY (token_sha256);
 
 --
+-- Name: deferred_deliveries deferred_deliveries_pkey; Type: CONSTRAINT; Schema: outbox; Owner: -
+--
+
+ALTER TABLE ONLY outbox.deferred_deliveries
+    ADD CONSTRAINT deferred_deliveries_pkey PRIMARY KEY (webhook_id, first_event_id);
+
+--
 -- Name: deliveries deliveries_event_webhook; Type: CONSTRAINT; Schema: outbox; Owner: -
 --
 
@@ -2031,6 +2117,12 @@ ALTER TABLE ONLY outbox.webhooks_version
 --
 
 CREATE INDEX console_sessions_expiry ON outbox.console_sessions USING btree (expires_at);
+
+--
+-- Name: deferred_deliveries_first_event; Type: INDEX; Schema: outbox; Owner: -
+--
+
+CREATE INDEX deferred_deliveries_first_event ON outbox.deferred_deliveries USING btree (first_event_id);
 
 --
 -- Name: deliveries_by_key; Type: INDEX; Schema: outbox; Owner: -

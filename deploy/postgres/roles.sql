@@ -155,5 +155,14 @@ GRANT EXECUTE ON FUNCTION
   TO outbox_daemon, outbox_admin;
 GRANT EXECUTE ON FUNCTION outbox.promote_stuck_keys(integer, interval) TO outbox_daemon;
 GRANT SELECT ON outbox.halted_keys TO outbox_daemon;
+-- A paused webhook's events wait as deferred rows (V29) until they are
+-- made deliveries; disabling or deleting a webhook (an admin's change)
+-- makes them cancelled ones through outbox.expand_deferred, which runs as
+-- its owner.
+GRANT SELECT, INSERT, DELETE ON outbox.deferred_deliveries TO outbox_daemon;
+GRANT SELECT ON outbox.deferred_deliveries TO outbox_admin;
+GRANT EXECUTE ON FUNCTION outbox.expand_deferred(bigint, integer), outbox.is_deferred(bigint),
+                          outbox.deferred_events(bigint)
+  TO outbox_daemon, outbox_admin;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

@@ -1,5 +1,6 @@
 //! The circuit breaker end to end: a webhook failing again and again is
-//! paused without spending the attempts of its waiting deliveries, resumes
+//! paused without spending the attempts of its waiting deliveries (and its
+//! new events wait as deferred rows), resumes
 //! when its endpoint recovers, and is disabled with a reason when it keeps
 //! failing past OUTBOXD_DISABLE_FAILING_AFTER. Real daemon, real receiver.
 
@@ -73,6 +74,27 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
         untouched >= 16,
         "{untouched} waiting deliveries held back with all their attempts"
     );
+    // Events published during the pause wait as deferred rows, not
+    // deliveries (V29).
+    publish_many(&client, "order.paid", 30).await;
+    let deferred = wait_until(Duration::from_secs(10), || async {
+        count(
+            &client,
+            "SELECT coalesce(sum(cardinality(event_ids)), 0)::int8 FROM outbox.deferred_deliveries",
+        )
+        .await
+            == 30
+    })
+    .await;
+    assert!(
+        deferred,
+        "events of the pause not deferred:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.deliveries").await,
+        20
+    );
     // The admin sees it.
     let list = tokio::process::Command::new(BIN)
         .args(["webhooks", "list"])
@@ -94,13 +116,22 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
             "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
         )
         .await
-            == 20
+            == 50
     })
     .await;
     assert!(all, "not all delivered after recovery:\n{}", daemon.log());
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(DISTINCT event_id) FROM outbox.deliveries"
+        )
+        .await,
+        50,
+        "each event one delivery"
+    );
     let attempts = count(&client, "SELECT count(*) FROM outbox.delivery_attempts").await;
     assert!(
-        attempts <= 20 + 4,
+        attempts <= 50 + 4,
         "{attempts} attempts: the pause must not have spent any"
     );
     let cleared = wait_until(Duration::from_secs(5), || async {

@@ -1,7 +1,8 @@
 //! The numbers an on-call admin asks for first, from SQL alone (no running
 //! daemon needed): what waits, how old the oldest is, and per webhook how
 //! the last hour went. Each figure is answered from an index, as the
-//! daemon's own sampler does, so it is cheap on a big log.
+//! daemon's own sampler does, so it is cheap on a big log. What waits
+//! includes a paused webhook's deferred events (V29).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,7 +47,11 @@ WITH d AS (
      WHERE d.state IN ('pending', 'held', 'in_flight')
        AND ($1::text IS NULL OR d.webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $1)))
 SELECT b.n, b.age,
-       (SELECT count(*) FROM d WHERE state IN ('pending', 'held')),
+       (SELECT count(*) FROM d WHERE state IN ('pending', 'held'))
+         + (SELECT coalesce(sum(cardinality(f.event_ids)), 0)::int8
+              FROM outbox.deferred_deliveries f
+             WHERE $1::text IS NULL
+                OR f.webhook_id IN (SELECT id FROM outbox.webhooks WHERE tenant = $1)),
        (SELECT count(*) FROM d WHERE state = 'pending' AND next_attempt_at <= now()),
        (SELECT count(*) FROM d WHERE state = 'in_flight'),
        (SELECT extract(epoch FROM now() - min(created_at))::float8 FROM d)
@@ -58,7 +63,8 @@ SELECT b.n, b.age,
 const PER_WEBHOOK: &str = "
 SELECT w.id, w.name, w.enabled, h.attempts, h.delivered, h.retried, h.failed,
        (SELECT count(*) FROM outbox.deliveries d
-         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight')),
+         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight'))
+         + outbox.deferred_events(w.id),
        w.disabled_reason, w.disabled_at
   FROM outbox.webhooks w
   LEFT JOIN LATERAL (

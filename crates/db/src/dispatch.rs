@@ -13,7 +13,9 @@
 //! as the deliverer has room for, so that its deliveries go in claimed (see
 //! `handoff`); when there is none for a poll interval, everything waiting
 //! is fanned out `pending` anyway. A delivery of an ordered webhook whose
-//! key has a delivery in the way goes in `held` (see `INSERT_ORDERED`).
+//! key has a delivery in the way goes in `held` (see `INSERT_ORDERED`);
+//! a webhook whose breaker holds it paused gets one deferred row for the
+//! round instead of its deliveries (see `INSERT_DELIVERIES`, `deferred`).
 //! While a pass is long, `next_events` also returns tenants' newer events
 //! that nothing of their tenant precedes (its express lane, V26), so one
 //! tenant's backlog does not hold back the others'; between the pass's
@@ -57,14 +59,33 @@ pub const HANDOFF_PAYLOAD_BYTES: i32 = 64 << 10;
 
 /// A delivery the deliverer has room for goes in already claimed: attempt
 /// 1 under lease 1, as a claim would have made it; the others wait
-/// `pending`.
+/// `pending`. A webhook whose breaker holds it paused (`$5`: the batch's
+/// webhooks, each once) gets one deferred row for the batch instead of a
+/// delivery per event (V29). Its health row is locked (FOR SHARE) so that
+/// a recovery's update waits for this commit and the expansion after it
+/// sees the row; a recovery committed first is seen here, and its events
+/// go in as deliveries.
 const INSERT_DELIVERIES: &str = "
+WITH paused AS (
+    SELECT h.webhook_id FROM outbox.webhook_health h
+     WHERE h.webhook_id = ANY ($5::int8[]) AND h.paused_until > now()
+       FOR SHARE),
+t AS (
+    SELECT u.event_id, u.webhook_id, u.claimed, p.webhook_id IS NOT NULL AS deferred
+      FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS u(event_id, webhook_id, claimed)
+      LEFT JOIN paused p ON p.webhook_id = u.webhook_id),
+deferred AS (
+    INSERT INTO outbox.deferred_deliveries (webhook_id, first_event_id, last_event_id, event_ids)
+    SELECT t.webhook_id, min(t.event_id), max(t.event_id), array_agg(t.event_id ORDER BY t.event_id)
+      FROM t WHERE t.deferred
+     GROUP BY t.webhook_id)
 INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, lease, locked_until)
 SELECT t.event_id, t.webhook_id,
        CASE WHEN t.claimed THEN 'in_flight' ELSE 'pending' END,
        t.claimed::int4, t.claimed::int4::int8,
        CASE WHEN t.claimed THEN now() + $4 * interval '1 millisecond' END
-  FROM unnest($1::int8[], $2::int8[], $3::bool[]) AS t(event_id, webhook_id, claimed)
+  FROM t
+ WHERE NOT t.deferred
 ON CONFLICT (event_id, webhook_id) DO NOTHING
 RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
 
@@ -476,8 +497,14 @@ impl Dispatcher {
             let inserted = match &keys {
                 None => {
                     let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
-                    tx.query(&insert, &[&event_ids, &webhook_ids, &claimed, &lease_ms])
-                        .await?
+                    let mut webhooks = webhook_ids.clone();
+                    webhooks.sort_unstable();
+                    webhooks.dedup();
+                    tx.query(
+                        &insert,
+                        &[&event_ids, &webhook_ids, &claimed, &lease_ms, &webhooks],
+                    )
+                    .await?
                 }
                 Some(keys) => {
                     let (lock_webhooks, lock_keys): (Vec<i64>, Vec<&str>) = webhook_ids

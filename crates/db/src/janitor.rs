@@ -52,12 +52,14 @@ DELETE FROM outbox.delivery_attempts_default
 /// event goes once it is old, fanned out (`outbox.is_dispatched`, migrations/V8)
 /// and all its deliveries reached a final state and last changed before
 /// the cutoff too (a delivery replayed or retried recently keeps its
-/// event). The second column says whether to delete it, the third whether
-/// it is old. Served by the primary key and the (event_id, webhook_id)
-/// unique index, so no index is kept up for retention on every event.
+/// event), and no paused webhook's deferred row names it. The second
+/// column says whether to delete it, the third whether it is old. Served
+/// by the primary key and the (event_id, webhook_id) unique index (the
+/// deferred rows by their first event's), so no index is kept up for
+/// retention on every event.
 const PICK_EVENTS: &str = "
 SELECT e.id,
-       old AND outbox.is_dispatched(e)
+       old AND outbox.is_dispatched(e) AND NOT outbox.is_deferred(e.id)
            AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d
                             WHERE d.event_id = e.id
                               AND (d.state NOT IN ('delivered', 'failed', 'cancelled')
@@ -76,11 +78,13 @@ DELETE FROM outbox.deliveries
  WHERE event_id = ANY($1::int8[])
    AND state IN ('delivered', 'failed', 'cancelled')";
 
-/// A fresh snapshot: an event lives on while any delivery of it does.
+/// A fresh snapshot: an event lives on while any delivery of it does, or
+/// a paused webhook's deferred row (V29) names it.
 const DELETE_EVENTS: &str = "
 DELETE FROM outbox.events e
  WHERE e.id = ANY($1::int8[])
-   AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d WHERE d.event_id = e.id)";
+   AND NOT EXISTS (SELECT 1 FROM outbox.deliveries d WHERE d.event_id = e.id)
+   AND NOT outbox.is_deferred(e.id)";
 
 /// What one sweep deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

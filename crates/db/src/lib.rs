@@ -5,7 +5,8 @@
 //! those it claims at once to the deliverer), `claim` leases due
 //! deliveries (`reaper` puts expired leases back), `rate` shares rate
 //! limits between replicas, `results` writes outcomes back, `webhooks` caches
-//! subscriptions, `health` makes circuit-breaker pauses durable, `janitor`
+//! subscriptions, `health` makes circuit-breaker pauses durable (`deferred`
+//! keeps a paused webhook's new events compact until it recovers), `janitor`
 //! deletes what is older than the retention (`partitions` retires the
 //! delivery log by whole partitions), `blocked` retries what the SSRF guard
 //! refused when a daemon starts.
@@ -14,6 +15,7 @@
 pub mod blocked;
 pub mod claim;
 pub mod connect;
+pub mod deferred;
 pub mod dispatch;
 mod error;
 mod every;
@@ -31,6 +33,7 @@ pub mod webhooks;
 
 pub use claim::Claimed;
 pub use connect::{connect_pool, pg_config};
+pub use deferred::DeferredSweeper;
 pub use dispatch::Dispatcher;
 pub use error::Error;
 pub use handoff::{Handed, Handoff, Room};

@@ -1,7 +1,8 @@
 //! Gauges that need a query, sampled on an interval rather than per scrape,
 //! each answered from an index that skips the history (the backlog of events
 //! from `outbox.undispatched_events`, migrations/V8), so the cost follows the
-//! backlog, not the tables' size.
+//! backlog, not the tables' size. A paused webhook's deferred events (V29)
+//! count as its pending deliveries.
 
 use std::time::Duration;
 
@@ -14,11 +15,13 @@ const SAMPLE: &str = "
 SELECT b.n, b.age,
        (SELECT count(*) FROM outbox.deliveries WHERE state = 'pending')
          + (SELECT count(*) FROM outbox.deliveries
-             WHERE state = 'held' AND ordering_key IS NOT NULL),
+             WHERE state = 'held' AND ordering_key IS NOT NULL)
+         + (SELECT coalesce(sum(cardinality(event_ids)), 0) FROM outbox.deferred_deliveries)::int8,
        (SELECT extract(epoch FROM now() - least(
                   (SELECT min(created_at) FROM outbox.deliveries WHERE state = 'pending'),
                   (SELECT min(created_at) FROM outbox.deliveries
-                    WHERE state = 'held' AND ordering_key IS NOT NULL)))::float8),
+                    WHERE state = 'held' AND ordering_key IS NOT NULL),
+                  (SELECT min(created_at) FROM outbox.deferred_deliveries)))::float8),
        (SELECT count(*) FROM outbox.webhooks WHERE NOT enabled)
   FROM (SELECT count(*) AS n, extract(epoch FROM now() - min(created_at))::float8 AS age
           FROM outbox.undispatched_events) AS b";

@@ -6,15 +6,16 @@
 //! their own so the loop never waits on them: an opening writes the pause
 //! (every replica then holds the waiting deliveries back) and hands the
 //! webhook's queue back after it; a recovery clears the failure record and
-//! makes the retries the webhook was waiting for due at once (the replica
-//! that clears the shared record does it, once).
+//! makes the events deferred during the pause deliveries and the retries the
+//! webhook was waiting for due at once (the replica that clears the shared
+//! record does it, once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outboxd_core::breaker::{Breaker, BreakerPolicy, State, Transition};
-use outboxd_db::{claim, health, Pool};
+use outboxd_db::{claim, deferred, health, Pool};
 use outboxd_metrics as names;
 use tokio::sync::Notify;
 
@@ -123,6 +124,17 @@ pub(crate) fn closed(pool: Pool, webhook_id: i64, ready: Arc<Notify>) {
                 return;
             }
         };
+        // Its events fanned out while paused first: they are fresh ones.
+        match deferred::expand(&pool, webhook_id, &ready).await {
+            Ok(rows) if rows > 0 => tracing::info!(
+                webhook_id,
+                rows,
+                "events deferred during the pause made deliveries"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(webhook_id, error = %e,
+                "could not make the recovered webhook's deferred events deliveries; the sweep does within a second"),
+        }
         match health::make_due(&pool, webhook_id, since, &ready).await {
             Ok(n) => {
                 if n > 0 {

@@ -16,8 +16,8 @@ use outboxd_core::breaker::BreakerPolicy;
 use outboxd_core::descriptors::Needs;
 use outboxd_core::retry::RetryPolicy;
 use outboxd_db::{
-    connect, migrate, Dispatcher, Handoff, Janitor, Listener, PartitionKeeper, Pool, Reaper, Room,
-    Sampler, WebhookCache,
+    connect, migrate, DeferredSweeper, Dispatcher, Handoff, Janitor, Listener, PartitionKeeper,
+    Pool, Reaper, Room, Sampler, WebhookCache,
 };
 use outboxd_deliverer::{Clients, Deliverer, Settings, TargetPolicy};
 use tokio::sync::Notify;
@@ -338,6 +338,14 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
             pool: p.pool.clone(),
             interval: outboxd_db::reaper::INTERVAL,
             deliveries_ready: deliveries_ready.clone(),
+        }
+        .run(p.shutdown.clone()),
+    );
+    tasks.spawn(
+        DeferredSweeper {
+            pool: p.pool.clone(),
+            interval: outboxd_db::deferred::SWEEP_EVERY,
+            ready: deliveries_ready.clone(),
         }
         .run(p.shutdown.clone()),
     );
