@@ -4,13 +4,14 @@
 //! While a webhook's breaker holds it paused, the fan-out writes one row per
 //! round for it (`outbox.deferred_deliveries`, V29) rather than a delivery
 //! per event, so a dead endpoint's backlog costs the fan-out of the others
-//! little and the pause's end moves nothing. The rows become deliveries
-//! (`outbox.expand_deferred`) when the webhook recovers (the replica that
-//! records the recovery expands them), and the sweep here, every second on
-//! each replica, catches what no recovery reached: a webhook healthy again
-//! (a row that committed while its recovery ran), disabled or deleted
-//! (cancelled deliveries), or whose pause ended with nothing waiting to
-//! probe it with (one row, whose deliveries are the probe).
+//! a row per round and the pause's end moves nothing. The rows become
+//! deliveries (`outbox.expand_deferred`) when the webhook recovers (the
+//! replica that records the recovery expands them), and the sweep here,
+//! every second on each replica, catches what no recovery reached: a
+//! webhook healthy again whose rows were not expanded (that replica stopped
+//! midway, or its expansion failed), disabled or deleted (cancelled
+//! deliveries), or whose pause ended with nothing waiting to probe it with
+//! (one row, whose deliveries are the probe).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -177,8 +177,8 @@ async fn the_sweep_probes_with_one_row_when_the_pause_ends_and_expands_the_rest_
         "the probe is waiting: no more"
     );
 
-    // A recovery no replica expanded after (it committed while a round
-    // deferred, or its daemon stopped): the sweep does.
+    // A recovery no replica expanded after (its daemon stopped, or the
+    // expansion failed): the sweep does.
     s.client
         .execute(
             "UPDATE outbox.webhook_health SET paused_until = NULL, failing_since = NULL",
