@@ -1,8 +1,9 @@
 //! The circuit breaker end to end: a webhook failing again and again is
-//! paused without spending the attempts of its waiting deliveries (and its
-//! new events wait as deferred rows), resumes
-//! when its endpoint recovers, and is disabled with a reason when it keeps
-//! failing past OUTBOXD_DISABLE_FAILING_AFTER. Real daemon, real receiver.
+//! paused without spending the attempts of its waiting deliveries (its new
+//! events wait as deferred rows, and make its probe when nothing else
+//! waits), resumes when its endpoint recovers, and is disabled with a
+//! reason when it keeps failing past OUTBOXD_DISABLE_FAILING_AFTER. Real
+//! daemon, real receiver.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,28 +26,48 @@ async fn switchable(failing: Arc<AtomicBool>) -> Receiver {
     .await
 }
 
-#[tokio::test]
-async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attempts() {
+/// A database with one webhook whose receiver fails while the flag is set
+/// (it starts set), and `events` events published to it.
+async fn failing_webhook(
+    events: i64,
+) -> (
+    TestDb,
+    tokio_postgres::Client,
+    Arc<AtomicBool>,
+    Receiver,
+    i64,
+) {
     let db = TestDb::new().await;
     let client = db.client().await;
     let failing = Arc::new(AtomicBool::new(true));
     let receiver = switchable(failing.clone()).await;
     let (hook, _) = add_webhook(&client, "down", &receiver.url("/down"), &["*"]).await;
-    publish_many(&client, "order.created", 20).await;
+    publish_many(&client, "order.created", events).await;
+    (db, client, failing, receiver, hook)
+}
 
+/// A daemon that pauses the webhook after 3 failures for `cooldown`, one
+/// request at a time and `max_attempts` attempts a delivery; returns once
+/// the pause is recorded.
+async fn paused_daemon(
+    db: &TestDb,
+    client: &tokio_postgres::Client,
+    cooldown: &str,
+    max_attempts: &str,
+) -> Daemon {
     let daemon = Daemon::start(
         BIN,
         &db.url,
         &[
             ("OUTBOXD_BREAKER_THRESHOLD", "3"),
-            ("OUTBOXD_BREAKER_COOLDOWN", "3s"),
+            ("OUTBOXD_BREAKER_COOLDOWN", cooldown),
             ("OUTBOXD_WEBHOOK_CONCURRENCY", "1"),
-            ("OUTBOXD_MAX_ATTEMPTS", "50"),
+            ("OUTBOXD_MAX_ATTEMPTS", max_attempts),
         ],
     );
     let paused = wait_until(Duration::from_secs(20), || async {
         count(
-            &client,
+            client,
             "SELECT count(*) FROM outbox.webhook_health WHERE paused_until > now()",
         )
         .await
@@ -54,6 +75,40 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
     })
     .await;
     assert!(paused, "no pause recorded:\n{}", daemon.log());
+    daemon
+}
+
+/// Waits until `n` deliveries are delivered.
+async fn delivered(client: &tokio_postgres::Client, n: i64) -> bool {
+    wait_until(Duration::from_secs(20), || async {
+        count(
+            client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
+        )
+        .await
+            == n
+    })
+    .await
+}
+
+/// Waits until `n` events wait deferred.
+async fn deferred(client: &tokio_postgres::Client, n: i64) -> bool {
+    wait_until(Duration::from_secs(10), || async {
+        count(
+            client,
+            "SELECT coalesce(sum(cardinality(event_ids)), 0)::int8 FROM outbox.deferred_deliveries",
+        )
+        .await
+            == n
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attempts() {
+    let (db, client, failing, receiver, hook) = failing_webhook(20).await;
+
+    let daemon = paused_daemon(&db, &client, "3s", "50").await;
     // While paused, nothing more is sent and nothing more is spent.
     let sent = receiver.count();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -77,17 +132,8 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
     // Events published during the pause wait as deferred rows, not
     // deliveries (V29).
     publish_many(&client, "order.paid", 30).await;
-    let deferred = wait_until(Duration::from_secs(10), || async {
-        count(
-            &client,
-            "SELECT coalesce(sum(cardinality(event_ids)), 0)::int8 FROM outbox.deferred_deliveries",
-        )
-        .await
-            == 30
-    })
-    .await;
     assert!(
-        deferred,
+        deferred(&client, 30).await,
         "events of the pause not deferred:\n{}",
         daemon.log()
     );
@@ -110,15 +156,7 @@ async fn pauses_a_failing_webhook_without_spending_its_waiting_deliveries_attemp
 
     // The endpoint recovers: the probe after the cooldown succeeds, the rest follows.
     failing.store(false, Ordering::SeqCst);
-    let all = wait_until(Duration::from_secs(20), || async {
-        count(
-            &client,
-            "SELECT count(*) FROM outbox.deliveries WHERE state = 'delivered'",
-        )
-        .await
-            == 50
-    })
-    .await;
+    let all = delivered(&client, 50).await;
     assert!(all, "not all delivered after recovery:\n{}", daemon.log());
     assert_eq!(
         count(
@@ -216,5 +254,56 @@ async fn disables_a_webhook_that_keeps_failing_past_the_limit() {
         daemon.log().contains("webhook disabled"),
         "{}",
         daemon.log()
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_whose_pause_ends_with_nothing_due_is_probed_with_its_deferred_events() {
+    let (db, client, failing, receiver, _) = failing_webhook(3).await;
+
+    // One attempt each: the failures that open the breaker leave nothing
+    // waiting to probe it with when the pause ends.
+    let daemon = paused_daemon(&db, &client, "2s", "1").await;
+    publish_many(&client, "order.paid", 10).await;
+    assert!(
+        deferred(&client, 10).await,
+        "events of the pause not deferred:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'pending'"
+        )
+        .await,
+        0,
+        "nothing waits to probe with"
+    );
+
+    // The endpoint is back: the sweep makes the deferred events the probe
+    // once the pause is over, and the recovery sends the rest.
+    failing.store(false, Ordering::SeqCst);
+    let all = delivered(&client, 10).await;
+    assert!(
+        all,
+        "the deferred events were not delivered:\n{}",
+        daemon.log()
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM outbox.deferred_deliveries").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM outbox.deliveries WHERE state = 'failed'"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        receiver.count(),
+        3 + 10,
+        "each event sent once after the failures"
     );
 }
