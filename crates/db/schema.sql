@@ -235,33 +235,6 @@ END
 $$;
 
 --
--- Name: deferred_deliveries; Type: TABLE; Schema: outbox; Owner: -
---
-
-CREATE TABLE outbox.deferred_deliveries (
-    webhook_id bigint NOT NULL,
-    first_event_id bigint NOT NULL,
-    last_event_id bigint NOT NULL,
-    event_ids bigint[] NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT deferred_deliveries_range CHECK ((first_event_id <= last_event_id))
-);
-
---
--- Name: TABLE deferred_deliveries; Type: COMMENT; Schema: outbox; Owner: -
---
-
-COMMENT ON TABLE outbox.deferred_deliveries IS 'Written by outboxd: events fanned out to a webhook while its breaker held it paused, one row per webhook and fan-out round; they become deliveries when it recovers.';
-
---
--- Name: deferred_events(bigint); Type: FUNCTION; Schema: outbox; Owner: -
---
-
-CREATE FUNCTION outbox.deferred_events(webhook bigint) RETURNS bigint
-    LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN (SELECT COALESCE(sum(cardinality(f.event_ids)), (0)::bigint) AS "coalesce" FROM outbox.deferred_deliveries f WHERE (f.webhook_id = deferred_events.webhook));
-
---
 -- Name: expand_deferred(bigint, integer); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -308,6 +281,25 @@ COMMENT ON FUNCTION outbox.expand_deferred(webhook bigint, max_rows integer) IS 
 CREATE FUNCTION outbox.generate_secret() RETURNS text
     LANGUAGE sql
     RETURN ('whsec_'::text || encode(SUBSTRING((uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())) FROM 1 FOR 24), 'base64'::text));
+
+--
+-- Name: deferred_deliveries; Type: TABLE; Schema: outbox; Owner: -
+--
+
+CREATE TABLE outbox.deferred_deliveries (
+    webhook_id bigint NOT NULL,
+    first_event_id bigint NOT NULL,
+    last_event_id bigint NOT NULL,
+    event_ids bigint[] NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT deferred_deliveries_range CHECK ((first_event_id <= last_event_id))
+);
+
+--
+-- Name: TABLE deferred_deliveries; Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON TABLE outbox.deferred_deliveries IS 'Written by outboxd: events fanned out to a webhook while its breaker held it paused, one row per webhook and fan-out round; they become deliveries when it recovers.';
 
 --
 -- Name: is_deferred(bigint); Type: FUNCTION; Schema: outbox; Owner: -
@@ -992,6 +984,14 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+--
+-- Name: open_deliveries(bigint); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.open_deliveries(webhook bigint) RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN ((SELECT count(*) AS count FROM outbox.deliveries d WHERE ((d.webhook_id = open_deliveries.webhook) AND (d.state = ANY (ARRAY['pending'::text, 'held'::text, 'in_flight'::text])))) + (SELECT COALESCE(sum(cardinality(f.event_ids)), (0)::bigint) AS "coalesce" FROM outbox.deferred_deliveries f WHERE (f.webhook_id = open_deliveries.webhook)));
 
 --
 -- Name: payload_size(jsonb); Type: FUNCTION; Schema: outbox; Owner: -

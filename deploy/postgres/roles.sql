@@ -162,7 +162,7 @@ GRANT SELECT ON outbox.halted_keys TO outbox_daemon;
 GRANT SELECT, INSERT, DELETE ON outbox.deferred_deliveries TO outbox_daemon;
 GRANT SELECT ON outbox.deferred_deliveries TO outbox_admin;
 GRANT EXECUTE ON FUNCTION outbox.expand_deferred(bigint, integer), outbox.is_deferred(bigint),
-                          outbox.deferred_events(bigint)
+                          outbox.open_deliveries(bigint)
   TO outbox_daemon, outbox_admin;
 -- `outboxd test-event` runs as an admin, but inserts its event already dispatched.
 GRANT INSERT ON outbox.events TO outbox_daemon;

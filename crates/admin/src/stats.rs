@@ -62,9 +62,7 @@ SELECT b.n, b.age,
 /// "Failures" are attempts that did not deliver (retries and final failures).
 const PER_WEBHOOK: &str = "
 SELECT w.id, w.name, w.enabled, h.attempts, h.delivered, h.retried, h.failed,
-       (SELECT count(*) FROM outbox.deliveries d
-         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight'))
-         + outbox.deferred_events(w.id),
+       outbox.open_deliveries(w.id),
        w.disabled_reason, w.disabled_at
   FROM outbox.webhooks w
   LEFT JOIN LATERAL (

@@ -143,9 +143,7 @@ pub struct TenantSummary {
 const LIST: &str = "
 SELECT w.tenant, count(*), count(*) FILTER (WHERE w.enabled),
        count(*) FILTER (WHERE wh.failing_since IS NOT NULL),
-       coalesce(sum((SELECT count(*) FROM outbox.deliveries d
-                      WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight'))
-                    + outbox.deferred_events(w.id)), 0)::int8
+       coalesce(sum(outbox.open_deliveries(w.id)), 0)::int8
   FROM outbox.webhooks w
   LEFT JOIN outbox.webhook_health wh ON wh.webhook_id = w.id
  WHERE w.tenant IS NOT NULL

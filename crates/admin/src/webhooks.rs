@@ -142,9 +142,7 @@ const LIST: &str = "
 SELECT w.id, w.name, w.url, w.event_types, w.enabled, w.disabled_reason,
        last.started_at, last.outcome,
        h.attempts, h.delivered,
-       (SELECT count(*) FROM outbox.deliveries d
-         WHERE d.webhook_id = w.id AND d.state IN ('pending', 'held', 'in_flight'))
-         + outbox.deferred_events(w.id) AS pending,
+       outbox.open_deliveries(w.id) AS pending,
        CASE WHEN s.previous_secret_expires_at > now() THEN s.previous_secret_expires_at END,
        extract(epoch FROM now() - last.started_at)::float8,
        w.headers, w.created_at,

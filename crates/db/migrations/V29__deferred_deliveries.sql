@@ -71,11 +71,14 @@ RETURN EXISTS (SELECT 1 FROM outbox.deferred_deliveries f
                 WHERE f.first_event_id <= event_id AND f.last_event_id >= event_id
                   AND event_id = ANY (f.event_ids));
 
--- How many of a webhook's events wait deferred: the admin's counts of
--- what waits add them to its open deliveries.
-CREATE FUNCTION outbox.deferred_events(webhook bigint) RETURNS bigint
+-- What waits for a webhook: its deliveries waiting, held or in flight, and
+-- its events deferred while it was paused. The admin's counts per webhook
+-- (webhooks list, stats, tenants) read it.
+CREATE FUNCTION outbox.open_deliveries(webhook bigint) RETURNS bigint
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN (SELECT coalesce(sum(cardinality(f.event_ids)), 0)::int8
+RETURN (SELECT count(*) FROM outbox.deliveries d
+         WHERE d.webhook_id = webhook AND d.state IN ('pending', 'held', 'in_flight'))
+     + (SELECT coalesce(sum(cardinality(f.event_ids)), 0)::int8
           FROM outbox.deferred_deliveries f WHERE f.webhook_id = webhook);
 
 -- A disabled or deleted webhook gets nothing more: its waiting deliveries,

@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Error, Pool};
+use crate::{Error, Pool, PooledClient};
 
 /// How often each replica sweeps: the longest a paused webhook whose pause
 /// has ended waits for a probe made of its deferred events.
@@ -62,16 +62,30 @@ SELECT w.webhook_id, h.paused_until IS NULL OR x.id IS NULL OR NOT x.enabled
 /// many rows.
 pub async fn expand(pool: &Pool, id: i64, ready: &Notify) -> Result<u64, Error> {
     let client = pool.get().await?;
-    let stmt = client.prepare_cached(EXPAND).await?;
     let mut total = 0;
     loop {
-        let rows: i64 = client.query_one(&stmt, &[&id, &EXPAND_ROWS]).await?.get(0);
+        let rows = expand_some(&client, id, EXPAND_ROWS, ready).await?;
         if rows == 0 {
             return Ok(total);
         }
-        total += rows as u64;
+        total += rows;
+    }
+}
+
+/// One expansion statement: up to `rows` of webhook `id`'s deferred rows,
+/// oldest first; `ready` is told when it made some.
+async fn expand_some(
+    client: &PooledClient,
+    id: i64,
+    rows: i32,
+    ready: &Notify,
+) -> Result<u64, Error> {
+    let stmt = client.prepare_cached(EXPAND).await?;
+    let expanded: i64 = client.query_one(&stmt, &[&id, &rows]).await?.get(0);
+    if expanded > 0 {
         ready.notify_one();
     }
+    Ok(expanded as u64)
 }
 
 /// The sweep task.
@@ -106,15 +120,14 @@ impl DeferredSweeper {
                 total += expand(&self.pool, id, &self.ready).await?;
             } else {
                 let client = self.pool.get().await?;
-                let rows: i64 = client.query_one(EXPAND, &[&id, &1i32]).await?.get(0);
+                let rows = expand_some(&client, id, 1, &self.ready).await?;
                 if rows > 0 {
                     tracing::debug!(
                         webhook_id = id,
                         "deferred deliveries expanded to probe the webhook with"
                     );
-                    self.ready.notify_one();
                 }
-                total += rows as u64;
+                total += rows;
             }
         }
         Ok(total)
