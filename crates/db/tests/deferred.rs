@@ -111,8 +111,7 @@ async fn a_paused_webhooks_events_wait_as_one_row_per_round_and_are_delivered_on
     );
     assert_eq!(deferred_events(&s.client).await, 50);
 
-    // A pause's end does not expand what still has something to probe
-    // with; the recovery does, each event once.
+    // The recovery expands them, each event once.
     assert!(health::healthy(&s.pool, s.paused).await.unwrap().is_some());
     let ready = Notify::new();
     assert_eq!(
