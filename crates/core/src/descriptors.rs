@@ -14,7 +14,8 @@ pub struct Needs {
 
 /// Descriptors kept for everything that is neither a delivery nor a pooled
 /// connection: the runtime's epoll and wake-up descriptors, standard
-/// streams, the LISTEN connection and its reconnect, migrations, DNS.
+/// streams, the LISTEN connection and its reconnect, the fan-out's
+/// connection, migrations, DNS.
 pub const BASE: u64 = 64;
 
 /// The least connections a listener is given, even when the limit is too

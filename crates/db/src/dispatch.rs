@@ -4,8 +4,9 @@
 //! `outbox.next_events` (migrations/V8) returns the next events in the order their
 //! transactions made them visible and moves the progress row past them, under
 //! that row's lock, so replicas take turns and each event is fanned out once.
-//! One transaction per batch: take the next events, match them against the
-//! webhook cache, insert the deliveries set-wise. A crash before commit
+//! One transaction per batch, in two round trips: take the next events
+//! (`BEGIN` with them), match them against the webhook cache, insert the
+//! deliveries set-wise (`COMMIT` with the insert). A crash before commit
 //! leaves the progress where it was, for the next batch. Between
 //! rounds it sleeps on LISTEN while events are rare and polls while they
 //! come fast, telling the application's trigger (`outbox.wakeup`) whether to
@@ -360,18 +361,20 @@ impl Dispatcher {
         keys.iter().any(Option::is_some).then_some(keys)
     }
 
-    /// The round's events, or the webhooks' version the cache must reach
-    /// before they are matched. The version is read after the events, in a
-    /// later snapshot (READ COMMITTED): every change committed before them
-    /// is in it. Both statements go in one round trip.
+    /// Opens the round's transaction and takes its events, or returns the
+    /// webhooks' version the cache must reach before they are matched. The
+    /// version is read after the events, in a later snapshot (READ
+    /// COMMITTED): every change committed before them is in it. The three
+    /// statements go in one round trip.
     async fn next_events(
         &self,
-        tx: &deadpool_postgres::Transaction<'_>,
+        client: &deadpool_postgres::ClientWrapper,
         limit: i64,
         express: i64,
     ) -> Result<Result<Vec<tokio_postgres::Row>, i64>, Error> {
-        let next = tx.prepare_cached(NEXT_EVENTS).await?;
-        let version = tx.prepare_cached(WEBHOOKS_VERSION).await?;
+        let begin = client.prepare_cached("BEGIN").await?;
+        let next = client.prepare_cached(NEXT_EVENTS).await?;
+        let version = client.prepare_cached(WEBHOOKS_VERSION).await?;
         // The express lane serves tenants: without a tenant's webhook it
         // stays shut. Keyed events stay in the pass while a platform
         // webhook is ordered (it gets every tenant's events of a key).
@@ -379,8 +382,11 @@ impl Dispatcher {
         let express_keyed = !self.cache.has_platform_ordered();
         let params: [&(dyn ToSql + Sync); 4] =
             [&limit, &HANDOFF_PAYLOAD_BYTES, &express, &express_keyed];
-        let (rows, version) =
-            tokio::try_join!(tx.query(&next, &params), tx.query_one(&version, &[]))?;
+        let (_, rows, version) = tokio::try_join!(
+            client.query(&begin, &[]),
+            client.query(&next, &params),
+            client.query_one(&version, &[])
+        )?;
         let version: i64 = version.get(0);
         if !rows.is_empty() && self.cache.version() < version {
             return Ok(Err(version));
@@ -410,19 +416,38 @@ impl Dispatcher {
 
     /// One round, or the webhooks' version the cache must reach first: then
     /// nothing was taken, and the connection goes back to the pool while
-    /// the cache catches up (the listener needs one for that).
+    /// the cache catches up (reloading it may need one).
     async fn try_dispatch(&self, limit: i64, express: i64) -> Result<Result<Round, i64>, Error> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let rows = match self.next_events(&tx, limit, express).await? {
+        let client = self.pool.get().await?;
+        let result = self.fan_out(&client, limit, express).await;
+        if result.is_err() {
+            // Whatever was not sent, the session leaves no transaction
+            // open (a statement that failed aborted it; this ends it).
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    /// The round on one session, in one transaction that it opens and ends:
+    /// two round trips, one for the events and one for the insert and the
+    /// commit, so the progress row's lock, which every replica's fan-out
+    /// waits for, is held only while the statements run and the events are
+    /// matched, not across further waits for this task to be scheduled.
+    async fn fan_out(
+        &self,
+        client: &deadpool_postgres::ClientWrapper,
+        limit: i64,
+        express: i64,
+    ) -> Result<Result<Round, i64>, Error> {
+        let rows = match self.next_events(client, limit, express).await? {
             Ok(rows) => rows,
             Err(version) => {
-                tx.rollback().await?;
+                client.batch_execute("ROLLBACK").await?;
                 return Ok(Err(version));
             }
         };
         if rows.is_empty() {
-            tx.commit().await?;
+            client.batch_execute("COMMIT").await?;
             return Ok(Ok(Round::default()));
         }
         let mut event_ids = Vec::with_capacity(rows.len());
@@ -452,7 +477,7 @@ impl Dispatcher {
             }
         }
         if event_ids.is_empty() {
-            tx.commit().await?;
+            client.batch_execute("COMMIT").await?;
             return Ok(Ok(Round {
                 events: rows.len(),
                 ..Round::default()
@@ -494,17 +519,22 @@ impl Dispatcher {
                 .handoff
                 .as_ref()
                 .map_or(0.0, |h| h.lease.as_secs_f64() * 1000.0);
+            let commit = client.prepare_cached("COMMIT").await?;
+            // The commit goes with the insert: a failed insert aborts the
+            // transaction, and the COMMIT then ends it as a rollback.
             let inserted = match &keys {
                 None => {
-                    let insert = tx.prepare_cached(INSERT_DELIVERIES).await?;
+                    let insert = client.prepare_cached(INSERT_DELIVERIES).await?;
                     let mut webhooks = webhook_ids.clone();
                     webhooks.sort_unstable();
                     webhooks.dedup();
-                    tx.query(
-                        &insert,
-                        &[&event_ids, &webhook_ids, &claimed, &lease_ms, &webhooks],
-                    )
-                    .await?
+                    let params: [&(dyn ToSql + Sync); 5] =
+                        [&event_ids, &webhook_ids, &claimed, &lease_ms, &webhooks];
+                    let (inserted, _) = tokio::try_join!(
+                        client.query(&insert, &params),
+                        client.query(&commit, &[])
+                    )?;
+                    inserted
                 }
                 Some(keys) => {
                     let (lock_webhooks, lock_keys): (Vec<i64>, Vec<&str>) = webhook_ids
@@ -514,21 +544,21 @@ impl Dispatcher {
                         .collect::<std::collections::BTreeSet<_>>()
                         .into_iter()
                         .unzip();
-                    let lock = tx.prepare_cached(LOCK_KEYS).await?;
-                    let insert = tx.prepare_cached(INSERT_ORDERED).await?;
+                    let lock = client.prepare_cached(LOCK_KEYS).await?;
+                    let insert = client.prepare_cached(INSERT_ORDERED).await?;
                     let lock_params: [&(dyn ToSql + Sync); 2] = [&lock_webhooks, &lock_keys];
                     let insert_params: [&(dyn ToSql + Sync); 5] =
                         [&event_ids, &webhook_ids, &claimed, keys, &lease_ms];
                     // One round trip: the locks are held for the insert,
                     // not for a wait on the network between the two.
-                    let (_, inserted) = tokio::try_join!(
-                        tx.query(&lock, &lock_params),
-                        tx.query(&insert, &insert_params)
+                    let (_, inserted, _) = tokio::try_join!(
+                        client.query(&lock, &lock_params),
+                        client.query(&insert, &insert_params),
+                        client.query(&commit, &[])
                     )?;
                     inserted
                 }
             };
-            tx.commit().await?;
             Ok::<_, Error>(inserted)
         }
         .await;

@@ -9,12 +9,14 @@
 //! keeps a paused webhook's new events compact until it recovers), `janitor`
 //! deletes what is older than the retention (`partitions` retires the
 //! delivery log by whole partitions), `blocked` retries what the SSRF guard
-//! refused when a daemon starts.
+//! refused when a daemon starts. `dedicated` runs the fan-out on a
+//! thread of its own.
 //! Each query is a `const` next to the one function that runs it.
 
 pub mod blocked;
 pub mod claim;
 pub mod connect;
+pub mod dedicated;
 pub mod deferred;
 pub mod dispatch;
 mod error;

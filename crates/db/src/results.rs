@@ -377,6 +377,8 @@ async fn write(
         Ok::<_, Error>((accepted, disabled, take(Step::Promote)))
     }
     .await;
+    // Back to the pool first: handing back takes a connection of its own.
+    drop(client);
     // On an error nothing was promoted, and the room goes back.
     let promoted = written.as_ref().map_or(&[][..], |w| &w.2[..]);
     let handed = promoting.hand_over(pool, promoted).await;

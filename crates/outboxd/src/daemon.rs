@@ -101,6 +101,11 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
         args.db_pool_size as usize,
     )
     .context("setting up the connection pool")?;
+    let fan_out_pool = connect::connect_pool(
+        connect::daemon_session(pg.clone(), args.synchronous_commit),
+        1,
+    )
+    .context("setting up the fan-out's connection")?;
     let limits = listener_limits(&args);
     let (addr, server) = outboxd_metrics::serve(
         args.listen,
@@ -176,6 +181,7 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
     let mut tasks = start_pipeline(Pipeline {
         pg,
         pool: pool.clone(),
+        fan_out_pool,
         cache,
         settings: Settings {
             batch_size: args.batch_size as i64,
@@ -279,6 +285,9 @@ async fn prepare(
 pub struct Pipeline {
     pub pg: tokio_postgres::Config,
     pub pool: Pool,
+    /// The fan-out's own connection: it runs on a thread of its own
+    /// (`outboxd_db::dedicated`).
+    pub fan_out_pool: Pool,
     pub cache: Arc<WebhookCache>,
     pub settings: Settings,
     /// The SSRF guard's policy for webhook targets.
@@ -321,18 +330,19 @@ pub fn start_pipeline(p: Pipeline) -> Result<JoinSet<()>> {
         }
         .run(p.shutdown.clone()),
     );
-    tasks.spawn(
-        Dispatcher {
-            pool: p.pool.clone(),
-            cache: p.cache.clone(),
-            batch_size: p.settings.batch_size,
-            poll_interval: p.settings.poll_interval,
-            wake: events,
-            deliveries_ready: deliveries_ready.clone(),
-            handoff: Some(handoff.clone()),
-        }
-        .run(p.shutdown.clone()),
-    );
+    let dispatcher = Dispatcher {
+        pool: p.fan_out_pool,
+        cache: p.cache.clone(),
+        batch_size: p.settings.batch_size,
+        poll_interval: p.settings.poll_interval,
+        wake: events,
+        deliveries_ready: deliveries_ready.clone(),
+        handoff: Some(handoff.clone()),
+    };
+    tasks.spawn(outboxd_db::dedicated::run(
+        "fan-out",
+        dispatcher.run(p.shutdown.clone()),
+    ));
     tasks.spawn(
         Reaper {
             pool: p.pool.clone(),

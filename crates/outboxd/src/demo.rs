@@ -101,6 +101,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let pipeline = start_pipeline(Pipeline {
         pg: pg.clone(),
         pool,
+        fan_out_pool: connect::connect_pool(pg.clone(), 1)?,
         cache,
         settings: Settings {
             batch_size: 100,
