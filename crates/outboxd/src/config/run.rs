@@ -91,7 +91,7 @@ pub struct RunArgs {
     #[arg(long, env = "OUTBOXD_DISABLE_FAILING_AFTER", default_value = "5d", value_parser = parse_duration_or_off, value_name = "DURATION")]
     pub disable_failing_after: Duration,
 
-    /// Database connections in the pool (the LISTEN connection is one more)
+    /// Database connections in the pool (the LISTEN connection and the fan-out's are two more)
     #[arg(long, env = "OUTBOXD_DB_POOL_SIZE", default_value = "8", value_parser = count(2, 1000), value_name = "N")]
     pub db_pool_size: u64,
 
