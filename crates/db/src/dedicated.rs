@@ -14,7 +14,10 @@ use std::future::Future;
 /// Runs `task` on a new thread named `outboxd-<name>`, with a current-thread
 /// runtime, until it ends; a panic in it is raised here. When no thread or
 /// runtime can be made, it runs on the caller's runtime instead.
-pub async fn run(name: &str, task: impl Future<Output = ()> + Send + 'static) {
+pub async fn run<F>(name: &str, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -25,18 +28,25 @@ pub async fn run(name: &str, task: impl Future<Output = ()> + Send + 'static) {
             return task.await;
         }
     };
+    // The task goes to the thread once it runs, so that a thread that
+    // could not be made leaves it here to run on the caller's runtime.
+    let (give, take) = std::sync::mpsc::sync_channel::<F>(1);
     let (done, finished) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name(format!("outboxd-{name}"))
         .spawn(move || {
+            let Ok(task) = take.recv() else { return };
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(task)));
             let _ = done.send(outcome);
         });
     if let Err(e) = spawned {
-        // The task went with the closure: nothing left to run it with.
-        tracing::error!(error = %e, stage = name, "could not start a thread for the stage");
-        return;
+        tracing::warn!(error = %e, stage = name, "could not start a thread of its own; running it on the shared one");
+        return task.await;
+    }
+    if let Err(std::sync::mpsc::SendError(task)) = give.send(task) {
+        // The thread ended without taking it: run it here.
+        return task.await;
     }
     if let Ok(Err(panic)) = finished.await {
         std::panic::resume_unwind(panic);

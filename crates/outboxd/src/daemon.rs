@@ -96,16 +96,11 @@ pub async fn run(mut args: RunArgs) -> Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
 
-    let pool = connect::connect_pool(
-        connect::daemon_session(pg.clone(), args.synchronous_commit),
-        args.db_pool_size as usize,
-    )
-    .context("setting up the connection pool")?;
-    let fan_out_pool = connect::connect_pool(
-        connect::daemon_session(pg.clone(), args.synchronous_commit),
-        1,
-    )
-    .context("setting up the fan-out's connection")?;
+    let session = connect::daemon_session(pg.clone(), args.synchronous_commit);
+    let pool = connect::connect_pool(session.clone(), args.db_pool_size as usize)
+        .context("setting up the connection pool")?;
+    let fan_out_pool =
+        connect::connect_pool(session, 1).context("setting up the fan-out's connection")?;
     let limits = listener_limits(&args);
     let (addr, server) = outboxd_metrics::serve(
         args.listen,
