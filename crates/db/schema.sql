@@ -275,6 +275,47 @@ $_$;
 COMMENT ON FUNCTION outbox.expand_deferred(webhook bigint, max_rows integer) IS 'Makes up to max_rows of a webhook''s deferred rows deliveries (cancelled ones when it is disabled or gone); returns how many rows.';
 
 --
+-- Name: express_candidates(pg_snapshot, pg_snapshot); Type: FUNCTION; Schema: outbox; Owner: -
+--
+
+CREATE FUNCTION outbox.express_candidates(since pg_snapshot, seen pg_snapshot) RETURNS TABLE(id bigint, event_type text, target_webhook_id bigint, payload text, created_at timestamp with time zone, tenant text, ordering_key text)
+    LANGUAGE plpgsql STABLE
+    AS $$
+#variable_conflict use_column
+DECLARE
+    x xid8;
+BEGIN
+    -- Transactions running at `since` that have ended, oldest first: all
+    -- below the horizon, so before the range in stream order.
+    FOR x IN SELECT t FROM pg_snapshot_xip(since) AS t
+              WHERE pg_visible_in_snapshot(t, seen) ORDER BY t LOOP
+        RETURN QUERY
+            SELECT v.id, v.event_type, v.target_webhook_id, v.payload::text,
+                   v.created_at, v.tenant, v.ordering_key
+              FROM outbox.events v
+             WHERE v.xid = x AND v.tenant IS NOT NULL AND v.dispatched_at IS NULL
+             ORDER BY v.id;
+    END LOOP;
+    RETURN QUERY
+        SELECT v.id, v.event_type, v.target_webhook_id, v.payload::text,
+               v.created_at, v.tenant, v.ordering_key
+          FROM outbox.events v
+         WHERE (v.xid, v.id) >= (pg_snapshot_xmax(since), 0)
+           AND v.xid < pg_snapshot_xmax(seen)
+           AND pg_visible_in_snapshot(v.xid, seen)
+           AND v.tenant IS NOT NULL
+           AND v.dispatched_at IS NULL
+         ORDER BY v.xid, v.id;
+END
+$$;
+
+--
+-- Name: FUNCTION express_candidates(since pg_snapshot, seen pg_snapshot); Type: COMMENT; Schema: outbox; Owner: -
+--
+
+COMMENT ON FUNCTION outbox.express_candidates(since pg_snapshot, seen pg_snapshot) IS 'The express lane''s candidates: tenants'' events not fanned out of the transactions seen sees and since does not, in stream order. For outbox.next_events.';
+
+--
 -- Name: generate_secret(); Type: FUNCTION; Schema: outbox; Owner: -
 --
 
@@ -670,7 +711,6 @@ DECLARE
     last_id bigint;
     e record;
     express_ids bigint[] := '{}';
-    lane_from xid8;
 BEGIN
     -- Nothing to do, found without the lock: no pass under way, no event
     -- (test events included) of a transaction that was running at `done`
@@ -766,29 +806,11 @@ BEGIN
     END IF;
     IF express_events > 0 THEN
         -- The express lane: tenants' events of the transactions that have
-        -- ended since it last looked (those running then, and those begun
-        -- since), in the order a pass would take them. Read as a pass
-        -- reads, from the oldest of those on: the index's order, with
-        -- bounds the planner sees (an `xid = ANY` took the whole table when
-        -- one transaction had written most events).
+        -- ended since it last looked, in the order a pass would take them.
         seen := pg_current_snapshot();
         s.express_seen := coalesce(s.express_seen, s.upto);
         s.express_waiting := coalesce(s.express_waiting, '{}');
-        lane_from := coalesce(
-            (SELECT min(x) FROM pg_snapshot_xip(s.express_seen) AS x
-              WHERE pg_visible_in_snapshot(x, seen)),
-            pg_snapshot_xmax(s.express_seen));
-        FOR e IN
-            SELECT v.xid, v.id, v.event_type, v.target_webhook_id, v.payload::text AS payload,
-                   v.created_at, v.tenant, v.ordering_key
-              FROM outbox.events v
-             WHERE (v.xid, v.id) >= (lane_from, 0)
-               AND v.xid < pg_snapshot_xmax(seen)
-               AND pg_visible_in_snapshot(v.xid, seen)
-               AND NOT pg_visible_in_snapshot(v.xid, s.express_seen)
-               AND v.tenant IS NOT NULL
-               AND v.dispatched_at IS NULL
-             ORDER BY v.xid, v.id
+        FOR e IN SELECT * FROM outbox.express_candidates(s.express_seen, seen)
         LOOP
             CONTINUE WHEN e.tenant = ANY (s.express_waiting);
             IF cardinality(express_ids) >= express_events

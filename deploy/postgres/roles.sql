@@ -128,7 +128,8 @@ GRANT SELECT ON outbox.event_types, outbox.delivery_log, outbox.undispatched_eve
 -- (outbox.restart_stream, run for a database restored into another cluster,
 -- writes that row with INSERT ... ON CONFLICT).
 GRANT SELECT, INSERT, UPDATE ON outbox.dispatch_state TO outbox_daemon;
-GRANT EXECUTE ON FUNCTION outbox.next_events(bigint, bigint, boolean), outbox.restart_stream() TO outbox_daemon;
+GRANT EXECUTE ON FUNCTION outbox.next_events(bigint, bigint, boolean), outbox.express_candidates(pg_snapshot, pg_snapshot),
+    outbox.restart_stream() TO outbox_daemon;
 -- The delivery log's ids, and its partitions made ahead and retired (sql/V14).
 GRANT USAGE ON SEQUENCE outbox.delivery_attempts_id TO outbox_daemon;
 GRANT EXECUTE ON FUNCTION outbox.keep_attempt_partitions(interval, interval, interval) TO outbox_daemon;
