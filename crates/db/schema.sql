@@ -649,19 +649,13 @@ CREATE FUNCTION outbox.key_bucket(webhook_id bigint, ordering_key text) RETURNS 
 --
 
 CREATE FUNCTION outbox.lock_keys(webhook_ids bigint[], ordering_keys text[]) RETURNS void
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $_$
-DECLARE
-    b integer;
-BEGIN
-    FOR b IN SELECT DISTINCT outbox.key_bucket(k.webhook_id, k.ordering_key)
-               FROM unnest($1, $2) AS k(webhook_id, ordering_key)
-              WHERE k.ordering_key IS NOT NULL
-              ORDER BY 1
-    LOOP
-        PERFORM pg_advisory_xact_lock(28523, b);
-    END LOOP;
-END
+    SELECT count(pg_advisory_xact_lock(28523, b.bucket))
+      FROM (SELECT DISTINCT outbox.key_bucket(k.webhook_id, k.ordering_key) AS bucket
+              FROM unnest($1, $2) AS k(webhook_id, ordering_key)
+             WHERE k.ordering_key IS NOT NULL
+             ORDER BY 1) b
 $_$;
 
 --
@@ -869,16 +863,21 @@ CREATE FUNCTION outbox.next_held(webhook_ids bigint[], ordering_keys text[]) RET
              WHERE k.ordering_key IS NOT NULL) k
       JOIN outbox.webhooks w ON w.id = k.webhook_id
      CROSS JOIN LATERAL (
-           SELECT h.* FROM outbox.deliveries h
+           SELECT h.id, h.event_id FROM outbox.deliveries h
             WHERE h.webhook_id = k.webhook_id AND h.ordering_key = k.ordering_key
               AND h.state = 'held'
             ORDER BY h.event_id
             LIMIT 1) n
-     WHERE NOT EXISTS (SELECT 1 FROM outbox.deliveries b
-                        WHERE b.webhook_id = k.webhook_id
-                          AND b.ordering_key = k.ordering_key
-                          AND b.state IN ('pending', 'in_flight'))
-       AND outbox.is_next_of_key(n::outbox.deliveries, w.ordered, w.ordering_policy)
+     WHERE NOT EXISTS (
+           -- The conditions on state repeat the predicate of
+           -- deliveries_by_key, so that the planner can prove it applies.
+           SELECT 1 FROM outbox.deliveries b
+            WHERE b.webhook_id = k.webhook_id AND b.ordering_key = k.ordering_key
+              AND b.state IN ('pending', 'in_flight', 'held', 'failed')
+              AND (b.state IN ('pending', 'in_flight')
+                   OR (b.state = 'failed' AND w.ordered AND w.ordering_policy = 'halt'
+                       AND b.released_at IS NULL AND b.event_id < n.event_id))
+           OFFSET 0)
 $_$;
 
 --

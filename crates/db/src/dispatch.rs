@@ -103,13 +103,16 @@ const LOCK_KEYS: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 
 /// Second statement, after `LOCK_KEYS` (READ COMMITTED: a fresh snapshot):
 /// `$4` is the ordering key of each delivery to an ordered webhook (null
-/// otherwise). A keyed one goes `held` when its key has a head, a held one
-/// or (under halt) a failure not released, or an earlier event of the key
-/// in this batch; otherwise as `INSERT_DELIVERIES` (claimed when it got
-/// room). The conditions on `b` repeat the predicate of `deliveries_by_key`
-/// so that the planner can prove the index applies (it did not from the
-/// narrower form alone, and scanned every delivery of the webhook). Earlier batches' deliveries are committed: fan-outs take turns
-/// on the stream's progress row.
+/// otherwise), `$6` whether an earlier event of its (webhook, key) is in
+/// this batch (by event id, as the key's order goes). A keyed one goes
+/// `held` when it has such an earlier event, or its key has a head, a held
+/// one or (under halt) a failure not released; otherwise as
+/// `INSERT_DELIVERIES` (claimed when it got room). The conditions on `b`
+/// repeat the predicate of `deliveries_by_key` so that the planner can
+/// prove the index applies (it did not from the narrower form alone, and
+/// scanned every delivery of the webhook); the webhook's policy is read
+/// only for a failure found. Earlier batches' deliveries are committed:
+/// fan-outs take turns on the stream's progress row.
 const INSERT_ORDERED: &str = "
 INSERT INTO outbox.deliveries (event_id, webhook_id, state, attempts, lease, locked_until,
                                ordering_key)
@@ -121,19 +124,20 @@ SELECT t.event_id, t.webhook_id,
   FROM (SELECT u.*, u.claimed AND NOT u.held AS go
           FROM (SELECT u.event_id, u.webhook_id, u.claimed, u.ordering_key,
                        u.ordering_key IS NOT NULL AND (
-                           u.event_id > min(u.event_id) OVER (PARTITION BY u.webhook_id, u.ordering_key)
+                           u.later
                         OR EXISTS (SELECT 1 FROM outbox.deliveries b
                                     WHERE b.webhook_id = u.webhook_id
                                       AND b.ordering_key = u.ordering_key
                                       AND b.state IN ('pending', 'in_flight', 'held', 'failed')
                                       AND (b.state <> 'failed'
                                            OR (b.released_at IS NULL
-                                               AND w.ordering_policy = 'halt')))) AS held,
-                       u.n
-                  FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::text[])
-                       WITH ORDINALITY AS u(event_id, webhook_id, claimed, ordering_key, n)
-                  LEFT JOIN outbox.webhooks w ON w.id = u.webhook_id) u) t
- ORDER BY t.n
+                                               AND EXISTS (SELECT 1 FROM outbox.webhooks w
+                                                            WHERE w.id = u.webhook_id
+                                                              AND w.ordering_policy = 'halt'))))) AS held
+                  FROM unnest($1::int8[], $2::int8[], $3::bool[], $4::text[], $6::bool[])
+                       AS u(event_id, webhook_id, claimed, ordering_key, later)
+                -- Not pulled up: `held` is read three times, its probe run once.
+                OFFSET 0) u) t
 ON CONFLICT (event_id, webhook_id) DO NOTHING
 RETURNING id, event_id, webhook_id, state = 'in_flight', ordering_key";
 
@@ -484,16 +488,31 @@ impl Dispatcher {
             }));
         }
         let keys = self.ordering_keys(&event_keys, &webhook_ids);
-        if let Some(keys) = &keys {
-            // Only a key's first delivery in the batch can go now: the rest
-            // are held, and room taken for them would only come back.
-            let mut first = std::collections::HashSet::new();
-            for (i, key) in keys.iter().enumerate() {
-                if let Some(key) = key {
-                    offered[i] &= first.insert((webhook_ids[i], key.as_str()));
+        // Whether an earlier event of the delivery's (webhook, key) is in
+        // the batch: only a key's earliest can go now, the rest are held,
+        // and room taken for them would only come back.
+        let later: Vec<bool> = match &keys {
+            None => Vec::new(),
+            Some(keys) => {
+                let mut earliest: HashMap<(i64, &str), i64> = HashMap::new();
+                for ((&w, key), &e) in webhook_ids.iter().zip(keys).zip(&event_ids) {
+                    if let Some(key) = key {
+                        let first = earliest.entry((w, key.as_str())).or_insert(e);
+                        *first = (*first).min(e);
+                    }
                 }
+                let later: Vec<bool> = webhook_ids
+                    .iter()
+                    .zip(keys)
+                    .zip(&event_ids)
+                    .map(|((&w, key), &e)| key.as_deref().is_some_and(|k| earliest[&(w, k)] < e))
+                    .collect();
+                for (o, &l) in offered.iter_mut().zip(&later) {
+                    *o &= !l;
+                }
+                later
             }
-        }
+        };
         // Room taken per webhook; the oldest events' deliveries get it.
         let at = Instant::now();
         let (taken, claimed) = match &self.handoff {
@@ -547,8 +566,8 @@ impl Dispatcher {
                     let lock = client.prepare_cached(LOCK_KEYS).await?;
                     let insert = client.prepare_cached(INSERT_ORDERED).await?;
                     let lock_params: [&(dyn ToSql + Sync); 2] = [&lock_webhooks, &lock_keys];
-                    let insert_params: [&(dyn ToSql + Sync); 5] =
-                        [&event_ids, &webhook_ids, &claimed, keys, &lease_ms];
+                    let insert_params: [&(dyn ToSql + Sync); 6] =
+                        [&event_ids, &webhook_ids, &claimed, keys, &lease_ms, &later];
                     // One round trip: the locks are held for the insert,
                     // not for a wait on the network between the two.
                     let (_, inserted, _) = tokio::try_join!(

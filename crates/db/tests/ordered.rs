@@ -193,6 +193,46 @@ async fn fan_out_hands_over_a_keys_first_delivery_and_a_result_promotes_the_next
     assert_eq!(state_of_event(&s.client, a[2], w).await, Held);
 }
 
+/// Two transactions writing one key: the one with the earlier transaction
+/// id inserts the later event. In one batch, the lower event id is the
+/// key's head whichever order the stream returns them in, and only it is
+/// handed over.
+#[tokio::test]
+async fn in_one_batch_the_lower_event_id_of_a_key_goes_first() {
+    let mut s = setup().await;
+    s.client.batch_execute("BEGIN").await.unwrap();
+    s.client
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .unwrap();
+    let lower = publish(&s.other, Some("a")).await;
+    let higher = publish(&s.client, Some("a")).await;
+    s.client.batch_execute("COMMIT").await.unwrap();
+    assert!(lower < higher);
+    let round = s.dispatcher.dispatch_once().await.unwrap();
+    assert_eq!((round.events, round.deliveries, round.handed), (2, 2, 1));
+    let h = s.handed.try_recv().unwrap();
+    assert_eq!(h.claimed.len(), 1);
+    assert_eq!(h.claimed[0].event_id, lower);
+    let w = s.webhook;
+    assert_eq!(
+        state_of_event(&s.client, lower, w).await,
+        DeliveryState::InFlight
+    );
+    assert_eq!(
+        state_of_event(&s.client, higher, w).await,
+        DeliveryState::Held
+    );
+    let recorded = results::record(&s.pool, &[delivered(&h.claimed[0])])
+        .await
+        .unwrap();
+    assert_eq!(recorded.promoted, 1);
+    assert_eq!(
+        state_of_event(&s.client, higher, w).await,
+        DeliveryState::Pending
+    );
+}
+
 #[tokio::test]
 async fn a_fan_out_waiting_for_a_finishing_head_inserts_after_it_as_pending() {
     let mut s = setup().await;
