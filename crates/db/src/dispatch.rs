@@ -488,31 +488,14 @@ impl Dispatcher {
             }));
         }
         let keys = self.ordering_keys(&event_keys, &webhook_ids);
-        // Whether an earlier event of the delivery's (webhook, key) is in
-        // the batch: only a key's earliest can go now, the rest are held,
-        // and room taken for them would only come back.
-        let later: Vec<bool> = match &keys {
-            None => Vec::new(),
-            Some(keys) => {
-                let mut earliest: HashMap<(i64, &str), i64> = HashMap::new();
-                for ((&w, key), &e) in webhook_ids.iter().zip(keys).zip(&event_ids) {
-                    if let Some(key) = key {
-                        let first = earliest.entry((w, key.as_str())).or_insert(e);
-                        *first = (*first).min(e);
-                    }
-                }
-                let later: Vec<bool> = webhook_ids
-                    .iter()
-                    .zip(keys)
-                    .zip(&event_ids)
-                    .map(|((&w, key), &e)| key.as_deref().is_some_and(|k| earliest[&(w, k)] < e))
-                    .collect();
-                for (o, &l) in offered.iter_mut().zip(&later) {
-                    *o &= !l;
-                }
-                later
-            }
-        };
+        // Only a key's earliest delivery in the batch can go now: the rest
+        // are held, and room taken for them would only come back.
+        let later = keys.as_deref().map_or_else(Vec::new, |keys| {
+            later_in_batch(&webhook_ids, keys, &event_ids)
+        });
+        for (o, &l) in offered.iter_mut().zip(&later) {
+            *o &= !l;
+        }
         // Room taken per webhook; the oldest events' deliveries get it.
         let at = Instant::now();
         let (taken, claimed) = match &self.handoff {
@@ -620,5 +603,43 @@ impl Dispatcher {
             }
         }
         written.map(|_| Ok(round))
+    }
+}
+
+/// For each delivery, whether an earlier event (a lower id, the key's
+/// order) of its (webhook, ordering key) is in the same batch.
+fn later_in_batch(webhook_ids: &[i64], keys: &[Option<String>], event_ids: &[i64]) -> Vec<bool> {
+    let mut earliest: HashMap<(i64, &str), i64> = HashMap::new();
+    for ((&w, key), &e) in webhook_ids.iter().zip(keys).zip(event_ids) {
+        if let Some(key) = key {
+            earliest
+                .entry((w, key.as_str()))
+                .and_modify(|first| *first = (*first).min(e))
+                .or_insert(e);
+        }
+    }
+    webhook_ids
+        .iter()
+        .zip(keys)
+        .zip(event_ids)
+        .map(|((&w, key), &e)| key.as_deref().is_some_and(|k| earliest[&(w, k)] < e))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::later_in_batch;
+
+    #[test]
+    fn only_a_keys_lowest_event_id_of_the_batch_goes_first() {
+        let key = |k: &str| Some(k.to_owned());
+        // Stream order need not be id order: event 7 of key a comes first.
+        let webhooks = [1, 1, 1, 2, 1];
+        let keys = [key("a"), key("a"), None, key("a"), key("b")];
+        let events = [7, 5, 6, 7, 8];
+        assert_eq!(
+            later_in_batch(&webhooks, &keys, &events),
+            [true, false, false, false, false]
+        );
     }
 }
