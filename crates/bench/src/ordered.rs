@@ -119,10 +119,11 @@ pub async fn run(
             name: "ordered, 1,000 keys".into(),
             value: format!("{o:.0} deliveries/s ({:.0}% of unordered)", 100.0 * o / u),
             note: format!(
-                "same webhook, `ordered` on; runs: {}",
+                "same webhook, `ordered` on; runs (each against the unordered run before it): {}",
                 ordered
                     .iter()
-                    .map(|r| format!("{r:.0}"))
+                    .zip(&unordered)
+                    .map(|(o, u)| format!("{o:.0} ({:.0}%)", 100.0 * o / u))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
