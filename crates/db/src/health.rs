@@ -1,12 +1,15 @@
 //! Making a circuit breaker's decisions durable and shared (`outbox.webhook_health`).
 //!
-//! When a daemon's breaker opens, the webhook's waiting deliveries are moved to
-//! the end of the pause, so no replica sends them and none spends an attempt;
-//! the webhook is disabled if it has been failing for longer than allowed with
-//! no delivered attempt since. When it recovers, the retries it was waiting
-//! for (backoff may have put them hours ahead) are made due at once, in
-//! batches. These run only on breaker transitions, never per delivery, so a
-//! healthy pipeline pays nothing for them.
+//! When a daemon's breaker opens, the pause is recorded (every replica's
+//! claims then pass the webhook by, and none spends an attempt) and the
+//! webhook's waiting deliveries, retries that backoff put hours ahead
+//! included, are moved to the end of the pause, in batches: a recovery finds
+//! its whole backlog due, with nothing left to write while it drains. The
+//! webhook is disabled if it has been failing for longer than allowed with
+//! no delivered attempt since. When it recovers, what was scheduled later
+//! all the same (a retry written by a request that ended after the pause
+//! began) is made due at once. These run only on breaker transitions, never
+//! per delivery, so a healthy pipeline pays nothing for them.
 
 use std::time::Duration;
 
@@ -15,33 +18,48 @@ use tokio::sync::Notify;
 
 use crate::{Error, Pool};
 
-/// Records the pause and moves the waiting deliveries to its end. `$2` is the
-/// pause in milliseconds, measured on the database's clock. A webhook
-/// deleted meanwhile (its requests were running) gets no row. Served by
-/// `delivery_attempts_webhook_time` (migrations/V3) and `deliveries_due` (migrations/V7).
+/// Records the pause, `$2` milliseconds measured on the database's clock,
+/// and returns its end. A webhook deleted meanwhile (its requests were
+/// running) gets no row. Served by `delivery_attempts_webhook_time`
+/// (migrations/V3).
 const PAUSE: &str = "
-WITH h AS (
-    INSERT INTO outbox.webhook_health AS h (webhook_id, failing_since, paused_until, last_error)
-    SELECT $1::int8, now(), now() + $2::float8 * interval '1 millisecond', $3::text
-     WHERE EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = $1)
-    ON CONFLICT (webhook_id) DO UPDATE
-       -- A delivered attempt since (by any replica) ended the earlier run.
-       SET failing_since = CASE
-               WHEN h.failing_since IS NULL
-                 OR EXISTS (SELECT 1 FROM outbox.delivery_attempts a
-                             WHERE a.webhook_id = $1 AND a.started_at > h.failing_since
-                               AND a.outcome = 'delivered')
-               THEN excluded.failing_since
-               ELSE h.failing_since END,
-           paused_until = excluded.paused_until,
-           last_error = excluded.last_error,
-           updated_at = now()
-    RETURNING paused_until),
+INSERT INTO outbox.webhook_health AS h (webhook_id, failing_since, paused_until, last_error)
+SELECT $1::int8, now(), now() + $2::float8 * interval '1 millisecond', $3::text
+ WHERE EXISTS (SELECT 1 FROM outbox.webhooks w WHERE w.id = $1)
+ON CONFLICT (webhook_id) DO UPDATE
+   -- A delivered attempt since (by any replica) ended the earlier run.
+   SET failing_since = CASE
+           WHEN h.failing_since IS NULL
+             OR EXISTS (SELECT 1 FROM outbox.delivery_attempts a
+                         WHERE a.webhook_id = $1 AND a.started_at > h.failing_since
+                           AND a.outcome = 'delivered')
+           THEN excluded.failing_since
+           ELSE h.failing_since END,
+       paused_until = excluded.paused_until,
+       last_error = excluded.last_error,
+       updated_at = now()
+RETURNING paused_until";
+
+/// One batch of a pause's move: the webhook's waiting deliveries of lane
+/// `$2` (`least(attempts, 1)`, as in `deliveries_due`, migrations/V22)
+/// scheduled after `$3` and before `$4` (null: no bound) go to the pause's
+/// end `$5`, in schedule order, at most `$6`. A row moved is at the end,
+/// outside the range, so batches go on where the last one ended. Returns
+/// how many.
+const MOVE_TO_PAUSE_END: &str = "
+WITH waiting AS (
+    SELECT id FROM outbox.deliveries
+     WHERE webhook_id = $1 AND state = 'pending' AND least(attempts, 1) = $2
+       AND next_attempt_at > coalesce($3::timestamptz, '-infinity')
+       AND next_attempt_at < coalesce($4::timestamptz, 'infinity')
+     ORDER BY next_attempt_at
+     LIMIT $6
+       FOR UPDATE SKIP LOCKED),
 moved AS (
     UPDATE outbox.deliveries d
-       SET next_attempt_at = h.paused_until, updated_at = now()
-      FROM h
-     WHERE d.webhook_id = $1 AND d.state = 'pending' AND d.next_attempt_at < h.paused_until
+       SET next_attempt_at = $5, updated_at = now()
+      FROM waiting
+     WHERE d.id = waiting.id
     RETURNING 1)
 SELECT count(*) FROM moved";
 
@@ -73,7 +91,8 @@ RETURNING now()";
 /// One batch of a recovery: makes due now the webhook's waiting deliveries
 /// of lane `$2` (`least(attempts, 1)`, as in `deliveries_due`) scheduled
 /// later than now and untouched since the recovery at `$3` (a retry that
-/// failed after it keeps its backoff), in schedule order, at most `$4`.
+/// failed after it keeps its backoff), in schedule order, at most `$4`:
+/// usually none, the pause having moved them to its end.
 /// A row made due is no longer later than the next batch's now, so batches
 /// go on where the last one ended. Returns how many.
 const MAKE_DUE: &str = "
@@ -92,23 +111,27 @@ moved AS (
     RETURNING 1)
 SELECT count(*) FROM moved";
 
-/// Rows one batch of a recovery makes due: small enough that no statement
-/// holds many row locks for long, large enough that 100,000 take a few
-/// seconds.
+/// Rows one batch of a pause's move or of a recovery writes: small enough
+/// that no statement holds many row locks for long, large enough that
+/// 100,000 take a few seconds.
 pub const MAKE_DUE_BATCH: i64 = 1000;
 
-/// What a pause did.
+/// What recording a pause did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Paused {
-    /// Waiting deliveries moved to the end of the pause.
-    pub deliveries: u64,
+    /// The pause's end, on the database's clock; none when the webhook is
+    /// gone.
+    pub until: Option<DateTime<Utc>>,
     /// The webhook was disabled for failing too long.
     pub disabled: bool,
 }
 
-/// Pauses webhook `id` for `pause`; with `disable_after` non-zero, disables
-/// it too when it has been failing for longer than that. `last_error` is the
-/// reason of the failure that opened the breaker, kept for the admin.
+/// Records a pause of webhook `id` for `pause`, shared by every replica;
+/// with `disable_after` non-zero, disables it too when it has been failing
+/// for longer than that. `last_error` is the reason of the failure that
+/// opened the breaker, kept for the admin. Then [`move_to_pause_end`]
+/// moves its waiting deliveries (not those of a disabled webhook: they are
+/// cancelled).
 pub async fn pause(
     pool: &Pool,
     id: i64,
@@ -132,11 +155,11 @@ async fn pause_in_tx(
 ) -> Result<Paused, Error> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    let moved: i64 = tx
-        .query_one(PAUSE, &[&id, &(pause.as_secs_f64() * 1000.0), &last_error])
+    let until: Option<DateTime<Utc>> = tx
+        .query_opt(PAUSE, &[&id, &(pause.as_secs_f64() * 1000.0), &last_error])
         .await?
-        .get(0);
-    let disabled = if disable_after.is_zero() {
+        .map(|r| r.get(0));
+    let disabled = if disable_after.is_zero() || until.is_none() {
         false
     } else {
         let period = humantime::format_duration(disable_after).to_string();
@@ -148,10 +171,34 @@ async fn pause_in_tx(
         .is_empty()
     };
     tx.commit().await?;
-    Ok(Paused {
-        deliveries: moved as u64,
-        disabled,
-    })
+    Ok(Paused { until, disabled })
+}
+
+/// Moves every waiting delivery of webhook `id` to `until`, the end of its
+/// pause: of each lane, those scheduled before it, then those after it, in
+/// batches of `MAKE_DUE_BATCH`. Returns how many.
+pub async fn move_to_pause_end(pool: &Pool, id: i64, until: DateTime<Utc>) -> Result<u64, Error> {
+    let client = pool.get().await?;
+    let stmt = client.prepare_cached(MOVE_TO_PAUSE_END).await?;
+    let mut total = 0;
+    for lane in [0i32, 1] {
+        for (after, before) in [(None, Some(until)), (Some(until), None)] {
+            loop {
+                let moved: i64 = client
+                    .query_one(
+                        &stmt,
+                        &[&id, &lane, &after, &before, &until, &MAKE_DUE_BATCH],
+                    )
+                    .await?
+                    .get(0);
+                total += moved as u64;
+                if moved == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// Marks webhook `id` healthy again (a delivered attempt after a pause).

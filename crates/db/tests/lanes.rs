@@ -1,8 +1,9 @@
 //! The lanes of a claim and a recovery against a real database: a claim
 //! takes a webhook's due first attempts before its older retries, and
-//! retries only within their room; a recovery makes the webhook's later
-//! deliveries due, in batches, and leaves alone a retry that failed after
-//! it.
+//! retries only within their room; a pause moves every waiting delivery
+//! of the webhook to its end, in batches; a recovery makes the webhook's
+//! later deliveries due, in batches, and leaves alone a retry that failed
+//! after it.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -69,8 +70,18 @@ async fn a_claim_takes_first_attempts_before_older_retries_and_retries_within_th
     assert!(claimed.iter().all(|c| c.attempt == 1));
 }
 
-#[tokio::test]
-async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failures() {
+/// Two webhooks: `hook` with `n` retries scheduled hours ahead (more than
+/// two batches), `other` with a few an hour ahead.
+struct Backlog {
+    _db: TestDb,
+    client: Client,
+    pool: outboxd_db::Pool,
+    hook: i64,
+    other: i64,
+    n: i64,
+}
+
+async fn backlog() -> Backlog {
     let db = TestDb::new().await;
     let client = db.client().await;
     let pool = connect_pool(db.config.clone(), 4).unwrap();
@@ -85,8 +96,28 @@ async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failu
         "now() + (1 + id % 6) * interval '1 hour'",
     )
     .await;
-    deliveries(&client, hook, 3, 0, "now() + interval '10 minutes'").await;
     deliveries(&client, other, 4, 5, "now() + interval '1 hour'").await;
+    Backlog {
+        _db: db,
+        client,
+        pool,
+        hook,
+        other,
+        n,
+    }
+}
+
+#[tokio::test]
+async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failures() {
+    let Backlog {
+        _db,
+        client,
+        pool,
+        hook,
+        other: _,
+        n,
+    } = backlog().await;
+    deliveries(&client, hook, 3, 0, "now() + interval '10 minutes'").await;
     let since: chrono::DateTime<chrono::Utc> =
         client.query_one("SELECT now()", &[]).await.unwrap().get(0);
     // A retry that failed after the recovery keeps its backoff.
@@ -121,4 +152,59 @@ async fn a_recovery_makes_later_deliveries_due_in_batches_and_spares_newer_failu
             .unwrap(),
         0
     );
+}
+
+#[tokio::test]
+async fn a_pause_moves_every_waiting_delivery_to_its_end_in_batches() {
+    let Backlog {
+        _db,
+        client,
+        pool,
+        hook,
+        other,
+        n,
+    } = backlog().await;
+    // Besides the retries hours ahead: retries and first attempts due now,
+    // first attempts due within the pause.
+    deliveries(&client, hook, 5, 3, "now()").await;
+    deliveries(&client, hook, 3, 0, "now()").await;
+    deliveries(&client, hook, 2, 0, "now() + interval '10 seconds'").await;
+
+    let paused = health::pause(
+        &pool,
+        hook,
+        Duration::from_secs(30),
+        "connection refused",
+        Duration::ZERO,
+    )
+    .await
+    .unwrap();
+    assert!(!paused.disabled);
+    let until = paused.until.expect("the pause's end");
+    let moved = health::move_to_pause_end(&pool, hook, until).await.unwrap();
+    assert_eq!(moved, n as u64 + 5 + 3 + 2);
+    // Done once: nothing left to move.
+    assert_eq!(
+        health::move_to_pause_end(&pool, hook, until).await.unwrap(),
+        0
+    );
+    let at_end = format!(
+        "SELECT count(*) FROM outbox.deliveries d JOIN outbox.webhook_health h USING (webhook_id)
+          WHERE d.webhook_id = {hook} AND d.next_attempt_at = h.paused_until"
+    );
+    assert_eq!(count(&client, &at_end).await, n + 5 + 3 + 2);
+    let others = format!(
+        "SELECT count(*) FROM outbox.deliveries
+          WHERE webhook_id = {other} AND next_attempt_at > now() + interval '50 minutes'"
+    );
+    assert_eq!(
+        count(&client, &others).await,
+        4,
+        "another webhook's untouched"
+    );
+    // No attempt spent.
+    let spent = format!(
+        "SELECT coalesce(sum(attempts), 0) FROM outbox.deliveries WHERE webhook_id = {hook}"
+    );
+    assert_eq!(count(&client, &spent).await, n * 5 + 5 * 3);
 }

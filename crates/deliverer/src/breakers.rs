@@ -70,8 +70,11 @@ impl Breakers {
 }
 
 /// What an opening writes: the pause, then the queue handed back so it
-/// waits for the pause's end like the rest (no replica takes it meanwhile);
-/// and the webhook disabled if it has failed for longer than allowed.
+/// waits for the pause's end like the rest (no replica takes it meanwhile)
+/// and every waiting delivery moved to that end, so that a recovery finds
+/// the backlog due; and the webhook disabled if it has failed for longer
+/// than allowed. At the pause's end `ready` is told, so the probe is
+/// claimed then and not at the next poll.
 pub(crate) struct Opened {
     pub webhook_id: i64,
     pub pause: Duration,
@@ -81,7 +84,7 @@ pub(crate) struct Opened {
 }
 
 impl Opened {
-    pub fn spawn(self, pool: Pool) {
+    pub fn spawn(self, pool: Pool, ready: Arc<Notify>) {
         tokio::spawn(async move {
             let Opened {
                 webhook_id,
@@ -91,22 +94,35 @@ impl Opened {
                 queued,
             } = self;
             let paused = health::pause(&pool, webhook_id, pause, &reason, disable_after).await;
+            // The database's end of the pause is no later than this.
+            let ends = tokio::time::Instant::now() + pause;
             if let Err(e) = claim::hand_back(&pool, &queued).await {
                 tracing::debug!(webhook_id, error = %e,
                     "could not hand back the paused webhook's queue; its leases will expire");
             }
-            match paused {
+            let until = match paused {
                 Ok(p) if p.disabled => {
                     metrics::counter!(names::WEBHOOKS_DISABLED_TOTAL).increment(1);
                     tracing::warn!(webhook_id, failing_for_more_than = %humantime::format_duration(disable_after),
                         "webhook disabled: it kept failing with no successful delivery");
+                    return;
                 }
-                Ok(p) => {
-                    tracing::debug!(webhook_id, deliveries = p.deliveries, "deliveries paused")
+                Ok(p) => p.until,
+                Err(e) => {
+                    tracing::warn!(webhook_id, error = %e,
+                        "could not record the pause; this process still holds the webhook's deliveries back");
+                    None
                 }
-                Err(e) => tracing::warn!(webhook_id, error = %e,
-                    "could not record the pause; this process still holds the webhook's deliveries back"),
+            };
+            if let Some(until) = until {
+                match health::move_to_pause_end(&pool, webhook_id, until).await {
+                    Ok(n) => tracing::debug!(webhook_id, deliveries = n, "deliveries paused"),
+                    Err(e) => tracing::warn!(webhook_id, error = %e,
+                        "could not move the paused webhook's waiting deliveries to the pause's end; its recovery makes them due"),
+                }
             }
+            tokio::time::sleep_until(ends).await;
+            ready.notify_one();
         });
     }
 }

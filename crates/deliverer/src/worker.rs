@@ -643,7 +643,7 @@ impl Loop {
                     disable_after: self.settings.disable_failing_after,
                     queued,
                 }
-                .spawn(self.pool.clone());
+                .spawn(self.pool.clone(), self.ready.clone());
             }
             Some(Transition::Closed) => {
                 // Its window is whole again: claim for it now.
