@@ -232,7 +232,10 @@ pub(crate) async fn recovery(
     }
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let back = Instant::now();
-    let receiver = tokio::spawn(receive(listener, std::sync::Arc::new(Tally::default())));
+    let back_at = SystemTime::now();
+    let tally = std::sync::Arc::new(Tally::default());
+    *tally.arrivals.lock().unwrap() = Some(HashMap::new());
+    let receiver = tokio::spawn(receive(listener, tally.clone()));
     let expected = n as f64 / rate + cooldown.as_secs_f64();
     let most = Duration::from_secs_f64((expected * 3.0).max(60.0));
     let open = "SELECT count(*) FROM outbox.deliveries WHERE state IN ('pending', 'in_flight')";
@@ -249,7 +252,21 @@ pub(crate) async fn recovery(
     }
     let secs = back.elapsed().as_secs_f64();
     receiver.abort();
-    let value = if waiting == 0 {
+    // The probe's arrival and the backlog's rate from it to the last
+    // receipt, timed as `retry-backlog` times its drain.
+    let arrivals = tally.arrivals.lock().unwrap().take().unwrap_or_default();
+    let since_back = |t: &SystemTime| t.duration_since(back_at).unwrap_or_default().as_secs_f64();
+    let first = arrivals
+        .values()
+        .map(since_back)
+        .fold(f64::INFINITY, f64::min);
+    let last = arrivals.values().map(since_back).fold(0.0, f64::max);
+    let value = if waiting == 0 && last > first {
+        format!(
+            "drained {secs:.1} s after the endpoint came back (first receipt at {first:.2} s, then {:.0}/s to the last at {last:.2} s)",
+            (arrivals.len() as f64 - 1.0) / (last - first)
+        )
+    } else if waiting == 0 {
         format!("drained {secs:.1} s after the endpoint came back")
     } else {
         db.batch_execute("DELETE FROM outbox.webhooks").await?;
