@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
+use tokio_postgres::types::ToSql;
 
 use crate::{Error, Pool};
 
@@ -129,9 +130,9 @@ pub struct Paused {
 /// Records a pause of webhook `id` for `pause`, shared by every replica;
 /// with `disable_after` non-zero, disables it too when it has been failing
 /// for longer than that. `last_error` is the reason of the failure that
-/// opened the breaker, kept for the admin. Then [`move_to_pause_end`]
-/// moves its waiting deliveries (not those of a disabled webhook: they are
-/// cancelled).
+/// opened the breaker, kept for the admin. The caller then moves its
+/// waiting deliveries with [`move_to_pause_end`] (not those of a disabled
+/// webhook: they are cancelled).
 pub async fn pause(
     pool: &Pool,
     id: i64,
@@ -183,22 +184,32 @@ pub async fn move_to_pause_end(pool: &Pool, id: i64, until: DateTime<Utc>) -> Re
     let mut total = 0;
     for lane in [0i32, 1] {
         for (after, before) in [(None, Some(until)), (Some(until), None)] {
-            loop {
-                let moved: i64 = client
-                    .query_one(
-                        &stmt,
-                        &[&id, &lane, &after, &before, &until, &MAKE_DUE_BATCH],
-                    )
-                    .await?
-                    .get(0);
-                total += moved as u64;
-                if moved == 0 {
-                    break;
-                }
-            }
+            let params: [&(dyn ToSql + Sync); 6] =
+                [&id, &lane, &after, &before, &until, &MAKE_DUE_BATCH];
+            total += in_batches(&client, &stmt, &params, || {}).await?;
         }
     }
     Ok(total)
+}
+
+/// Runs `stmt`, a batch that returns how many rows it wrote and goes on
+/// where the last one ended, until one writes none, calling `each` after
+/// every batch that wrote some. Returns how many in all.
+async fn in_batches(
+    client: &tokio_postgres::Client,
+    stmt: &tokio_postgres::Statement,
+    params: &[&(dyn ToSql + Sync)],
+    mut each: impl FnMut(),
+) -> Result<u64, Error> {
+    let mut total = 0;
+    loop {
+        let written: i64 = client.query_one(stmt, params).await?.get(0);
+        if written == 0 {
+            return Ok(total);
+        }
+        total += written as u64;
+        each();
+    }
 }
 
 /// Marks webhook `id` healthy again (a delivered attempt after a pause).
@@ -225,17 +236,8 @@ pub async fn make_due(
     let stmt = client.prepare_cached(MAKE_DUE).await?;
     let mut total = 0;
     for lane in [0i32, 1] {
-        loop {
-            let moved: i64 = client
-                .query_one(&stmt, &[&id, &lane, &since, &MAKE_DUE_BATCH])
-                .await?
-                .get(0);
-            total += moved as u64;
-            if moved == 0 {
-                break;
-            }
-            ready.notify_one();
-        }
+        let params: [&(dyn ToSql + Sync); 4] = [&id, &lane, &since, &MAKE_DUE_BATCH];
+        total += in_batches(&client, &stmt, &params, || ready.notify_one()).await?;
     }
     Ok(total)
 }
