@@ -8,7 +8,7 @@ use anyhow::Result;
 use tokio_postgres::Client;
 
 use crate::bench::Bench;
-use crate::fixture::{drain as drain_events, set_webhooks};
+use crate::fixture::{drain as drain_events, set_webhooks, vacuum_outbox};
 use crate::table::Row;
 
 pub async fn drain(b: &mut Bench<'_>) -> Result<Vec<Row>> {
@@ -81,12 +81,7 @@ async fn add_history(db: &Client, n: i64) -> Result<()> {
         &[],
     )
     .await?;
-    // One statement per call: several in one batch form a transaction
-    // block, where VACUUM cannot run.
-    for table in ["events", "deliveries", "delivery_attempts"] {
-        db.batch_execute(&format!("VACUUM ANALYZE outbox.{table}"))
-            .await?;
-    }
+    vacuum_outbox(db).await?;
     println!(
         "history: {n} finished deliveries added in {:.1} s",
         t.elapsed().as_secs_f64()

@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use tokio_postgres::Client;
 
 use crate::daemon::Daemon;
-use crate::fixture::{set_webhooks, wait_for_tally};
+use crate::fixture::{set_webhooks, vacuum_outbox, wait_for_tally};
 use crate::receiver::Tally;
 use crate::table::{median, Row};
 use crate::Args;
@@ -91,6 +91,9 @@ pub async fn run(
     let (mut unordered, mut ordered) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
         for side in [false, true] {
+            // Each side starts clean: otherwise the second one runs amid
+            // the first one's dead rows and their autovacuum.
+            vacuum_outbox(db).await?;
             set_ordered(db, side).await?;
             let rate = drain_keyed(db, tally, daemon, args.events, KEYS).await?;
             if side { &mut ordered } else { &mut unordered }.push(rate);
