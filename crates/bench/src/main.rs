@@ -66,6 +66,10 @@ pub struct Args {
     /// taking turns
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Ordering keys the ordered run spreads its events over (the target is
+    /// stated for 1,000)
+    #[arg(long, default_value_t = 1_000)]
+    pub ordering_keys: i64,
     /// The limit of the rate-limited webhook in the rate run, requests per second
     #[arg(long, default_value_t = 200)]
     pub rate_limit: i32,

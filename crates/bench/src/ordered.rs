@@ -1,4 +1,5 @@
-//! The `ordered` run: one webhook delivering 1,000 ordering keys in order
+//! The `ordered` run: one webhook delivering 1,000 ordering keys (or
+//! `--ordering-keys`) in order
 //! against the same webhook unordered, taking turns, and one key alone,
 //! whose events can only go one after another: how many a second, against
 //! the round trips each one needs (the request, the result written with
@@ -13,11 +14,8 @@ use tokio_postgres::Client;
 use crate::daemon::Daemon;
 use crate::fixture::{set_webhooks, vacuum_outbox, wait_for_tally};
 use crate::receiver::Tally;
-use crate::table::{median, Row};
+use crate::table::{median, thousands, Row};
 use crate::Args;
-
-/// Keys of the many-keys side.
-const KEYS: i64 = 1_000;
 
 /// Events of the one-key side: enough to average, few enough to stay short
 /// as they go one at a time.
@@ -95,11 +93,12 @@ pub async fn run(
             // the first one's dead rows and their autovacuum.
             vacuum_outbox(db).await?;
             set_ordered(db, side).await?;
-            let rate = drain_keyed(db, tally, daemon, args.events, KEYS).await?;
+            let rate = drain_keyed(db, tally, daemon, args.events, args.ordering_keys).await?;
             if side { &mut ordered } else { &mut unordered }.push(rate);
         }
     }
     let (u, o) = (median(&unordered), median(&ordered));
+    let keys = thousands(args.ordering_keys);
     set_ordered(db, true).await?;
     let one = drain_keyed(db, tally, daemon, ONE_KEY_EVENTS, 1).await?;
     let rtt = round_trip_ms(db).await?;
@@ -111,7 +110,7 @@ pub async fn run(
         .unwrap_or_else(|| "1s".into());
     Ok(vec![
         Row {
-            name: "unordered, 1,000 keys".into(),
+            name: format!("unordered, {keys} keys"),
             value: format!("{u:.0} deliveries/s"),
             note: format!(
                 "{} events; median of {} runs, taking turns with ordered",
@@ -119,7 +118,7 @@ pub async fn run(
             ),
         },
         Row {
-            name: "ordered, 1,000 keys".into(),
+            name: format!("ordered, {keys} keys"),
             value: format!("{o:.0} deliveries/s ({:.0}% of unordered)", 100.0 * o / u),
             note: format!(
                 "same webhook, `ordered` on; runs (each against the unordered run before it): {}",
