@@ -645,3 +645,77 @@ async fn a_stopped_deliverer_gets_no_promotions() {
         DeliveryState::Pending
     );
 }
+
+/// A key with a long backlog: whether it has a head is read from the index
+/// of heads, not by visiting each held delivery, so a promotion costs the
+/// same however many wait; and the rule holds at that depth.
+#[tokio::test]
+async fn a_deep_keys_head_is_found_without_reading_its_held_deliveries() {
+    let s = setup().await;
+    s.client
+        .execute(
+            "INSERT INTO outbox.events (event_type, payload, ordering_key)
+             SELECT 'deep', '{}', 'deep' FROM generate_series(1, 2001)",
+            &[],
+        )
+        .await
+        .unwrap();
+    s.client
+        .execute(
+            "INSERT INTO outbox.deliveries (event_id, webhook_id, state, ordering_key)
+             SELECT e.id, $1,
+                    CASE WHEN e.id = min(e.id) OVER () THEN 'in_flight' ELSE 'held' END, 'deep'
+               FROM outbox.events e WHERE e.event_type = 'deep'",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    s.client
+        .batch_execute("ANALYZE outbox.deliveries")
+        .await
+        .unwrap();
+    let next_held = "SELECT n FROM outbox.next_held(ARRAY[$1::int8], ARRAY['deep']) AS n";
+    // With the head in flight, nothing is next.
+    let rows = s.client.query(next_held, &[&s.webhook]).await.unwrap();
+    assert!(rows.is_empty(), "a key with a head in flight has no next");
+    let plan: serde_json::Value = s
+        .client
+        .query_one(
+            &format!("EXPLAIN (ANALYZE, FORMAT JSON) {next_held}"),
+            &[&s.webhook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let plan = plan.to_string();
+    assert!(
+        plan.contains("deliveries_key_heads"),
+        "the head probe reads the index of heads: {plan}"
+    );
+    // The head finished: the earliest held one is next.
+    s.client
+        .execute(
+            "UPDATE outbox.deliveries SET state = 'delivered'
+              WHERE webhook_id = $1 AND state = 'in_flight'",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap();
+    let next: i64 = s
+        .client
+        .query_one(next_held, &[&s.webhook])
+        .await
+        .unwrap()
+        .get(0);
+    let earliest_held: i64 = s
+        .client
+        .query_one(
+            "SELECT id FROM outbox.deliveries WHERE webhook_id = $1 AND state = 'held'
+              ORDER BY event_id LIMIT 1",
+            &[&s.webhook],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, earliest_held);
+}
