@@ -1,12 +1,12 @@
 -- outboxd schema, version 32: the probe for a key's head reads the head
 -- alone (docs/architecture.md, "Ordered delivery").
 --
--- Before, a probe for a key's head read every open delivery of the key in
--- deliveries_by_key and fetched each one's row to learn its state, so a
--- key with n held deliveries cost n row reads per promotion, and a backlog
--- of one key took time quadratic in its length. deliveries_key_heads holds
+-- Through deliveries_by_key, a probe for a key's head visits every open
+-- delivery of the key and fetches its row to learn its state: a key with n
+-- held deliveries costs n row reads per promotion, and a backlog of one
+-- key drains in time quadratic in its length. deliveries_key_heads holds
 -- only heads (at most one a key), so that probe reads one entry or none.
--- It starts from the heads there are: a small set.
+-- It is built from the heads there are: a small set.
 CREATE INDEX deliveries_key_heads ON outbox.deliveries (webhook_id, ordering_key)
     WHERE ordering_key IS NOT NULL AND state IN ('pending', 'in_flight');
 
