@@ -869,17 +869,15 @@ CREATE FUNCTION outbox.next_held(webhook_ids bigint[], ordering_keys text[]) RET
             ORDER BY h.event_id
             LIMIT 1) n
      WHERE NOT EXISTS (
-           SELECT 1 FROM outbox.deliveries b
-            WHERE b.webhook_id = k.webhook_id AND b.ordering_key = k.ordering_key
-              AND b.state IN ('pending', 'in_flight')
-           OFFSET 0)
-       AND NOT (w.ordered AND w.ordering_policy = 'halt' AND EXISTS (
+           -- The conditions on state repeat the predicate of
+           -- deliveries_by_key, so that the planner can prove it applies.
            SELECT 1 FROM outbox.deliveries b
             WHERE b.webhook_id = k.webhook_id AND b.ordering_key = k.ordering_key
               AND b.state IN ('pending', 'in_flight', 'held', 'failed')
-              AND b.state = 'failed' AND b.event_id < n.event_id
-              AND b.released_at IS NULL
-           OFFSET 0))
+              AND (b.state IN ('pending', 'in_flight')
+                   OR (b.state = 'failed' AND w.ordered AND w.ordering_policy = 'halt'
+                       AND b.released_at IS NULL AND b.event_id < n.event_id))
+           OFFSET 0)
 $_$;
 
 --
@@ -2164,12 +2162,6 @@ CREATE INDEX deliveries_due ON outbox.deliveries USING btree (webhook_id, LEAST(
 --
 
 CREATE INDEX deliveries_failed ON outbox.deliveries USING btree (webhook_id) WHERE (state = 'failed'::text);
-
---
--- Name: deliveries_key_heads; Type: INDEX; Schema: outbox; Owner: -
---
-
-CREATE INDEX deliveries_key_heads ON outbox.deliveries USING btree (webhook_id, ordering_key) WHERE ((ordering_key IS NOT NULL) AND (state = ANY (ARRAY['pending'::text, 'in_flight'::text])));
 
 --
 -- Name: deliveries_leased; Type: INDEX; Schema: outbox; Owner: -

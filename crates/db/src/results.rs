@@ -67,41 +67,67 @@ SELECT id FROM done";
 const LOCK_FINISHING: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 
 /// Last statement of such a batch, after `RECORD`: in its fresh snapshot,
-/// the next held delivery of each key whose head finished and no longer
-/// blocks (delivered, cancelled, failed under skip; `outbox.next_held`,
-/// V25) is promoted. A head retried later stays the head; so does one that
-/// failed under halt (the key waits for an admin). Of a webhook's promoted
-/// deliveries, the oldest `$4` (its room, for webhook `$3`) go `in_flight`
-/// under a lease of `$5` ms, attempt and fencing token counted as a claim
-/// counts them, when the webhook is enabled, not paused by any replica
-/// (`outbox.webhook_health`) and the payload is at most `$6` bytes as
-/// stored; the rest go `pending`, due now. The payload comes back only for
-/// those in flight.
+/// the next held delivery (lowest event id) of each key whose head this
+/// transaction finished (`$1`: the batch's keyed deliveries; a row counts
+/// only if this transaction wrote it, so a result fenced off or written
+/// twice promotes nothing) and that no longer blocks: delivered, cancelled,
+/// failed under skip, and under halt only with no earlier failure not
+/// released (the rule of `outbox.next_held`). A head retried later stays
+/// the head. No probe for another head: while the webhook is ordered a key
+/// has one, this one, and its lock is held, so none appears meanwhile
+/// (deliveries released by turning `ordered` off keep no order); such a
+/// probe read every held
+/// delivery of the key, which made a long backlog of one key drain in time
+/// quadratic in its length. Of a webhook's promoted deliveries, the oldest
+/// `$3` (its room, for webhook `$2`) go `in_flight` under a lease of `$4`
+/// ms, attempt and fencing token counted as a claim counts them, when the
+/// webhook is enabled, not paused by any replica (`outbox.webhook_health`)
+/// and the payload is at most `$5` bytes as stored; the rest go `pending`,
+/// due now. The payload comes back only for those in flight.
 const PROMOTE: &str = "
-WITH n AS (
-    SELECT h.id, h.webhook_id, h.event_id,
-           row_number() OVER (PARTITION BY h.webhook_id ORDER BY h.event_id) AS rank
-      FROM outbox.deliveries h
-     WHERE h.id = ANY (ARRAY(SELECT n FROM outbox.next_held($1::int8[], $2::text[]) AS n))
-       AND h.state = 'held'),
+WITH f AS (
+    SELECT DISTINCT d.webhook_id, d.ordering_key, w.ordered AND w.ordering_policy = 'halt' AS halt
+      FROM outbox.deliveries d
+      JOIN outbox.webhooks w ON w.id = d.webhook_id
+     WHERE d.id = ANY ($1::int8[])
+       AND d.state IN ('delivered', 'failed', 'cancelled')
+       AND d.ordering_key IS NOT NULL
+       AND d.xmin::text::int8 = pg_current_xact_id()::text::int8 % 4294967296),
+n AS (
+    SELECT x.id, x.webhook_id, x.event_id,
+           row_number() OVER (PARTITION BY x.webhook_id ORDER BY x.event_id) AS rank
+      FROM f
+     CROSS JOIN LATERAL (
+           SELECT h.id, h.webhook_id, h.event_id FROM outbox.deliveries h
+            WHERE h.webhook_id = f.webhook_id AND h.ordering_key = f.ordering_key
+              AND h.state = 'held'
+            ORDER BY h.event_id
+            LIMIT 1) x
+     WHERE NOT (f.halt AND EXISTS (
+           SELECT 1 FROM outbox.deliveries b
+            WHERE b.webhook_id = f.webhook_id AND b.ordering_key = f.ordering_key
+              AND b.state IN ('pending', 'in_flight', 'held', 'failed')
+              AND b.state = 'failed' AND b.event_id < x.event_id
+              AND b.released_at IS NULL
+           OFFSET 0))),
 g AS (
     SELECT n.id, e.event_type, e.payload, e.created_at,
            n.rank <= coalesce(r.room, 0)
            AND w.enabled
-           AND pg_column_size(e.payload) <= $6
+           AND pg_column_size(e.payload) <= $5
            AND NOT EXISTS (SELECT 1 FROM outbox.webhook_health wh
                             WHERE wh.webhook_id = n.webhook_id
                               AND wh.paused_until > now()) AS go
       FROM n
       JOIN outbox.webhooks w ON w.id = n.webhook_id
       JOIN outbox.events e ON e.id = n.event_id
-      LEFT JOIN unnest($3::int8[], $4::int8[]) AS r(webhook_id, room)
+      LEFT JOIN unnest($2::int8[], $3::int8[]) AS r(webhook_id, room)
              ON r.webhook_id = n.webhook_id)
 UPDATE outbox.deliveries d
    SET state = CASE WHEN g.go THEN 'in_flight' ELSE 'pending' END,
        attempts = d.attempts + g.go::int4,
        lease = d.lease + g.go::int4::int8,
-       locked_until = CASE WHEN g.go THEN now() + $5 * interval '1 millisecond' END,
+       locked_until = CASE WHEN g.go THEN now() + $4 * interval '1 millisecond' END,
        next_attempt_at = now(),
        updated_at = now()
   FROM g
@@ -318,11 +344,11 @@ async fn write(
     // Keys whose head left the head state (a retry stays the head). Those
     // whose result is fenced promote nothing: their delivery is someone
     // else's head again, or finished and promoted by its writer.
-    let (promote_webhooks, promote_keys): (Vec<i64>, Vec<&str>) = finished_keys
+    let promote_ids: Vec<i64> = finished_keys
         .iter()
         .filter(|k| !is_head.contains(&k.0))
-        .map(|&(_, w, k)| (w, k))
-        .unzip();
+        .map(|&(id, _, _)| id)
+        .collect();
     let (lock_webhooks, lock_keys): (Vec<i64>, Vec<&str>) =
         finished_keys.iter().map(|&(_, w, k)| (w, k)).unzip();
     let (room_webhooks, rooms) = promoting.rooms();
@@ -336,9 +362,8 @@ async fn write(
         let commit = client.prepare_cached("COMMIT").await?;
         let lock_params: [&(dyn ToSql + Sync); 2] = [&lock_webhooks, &lock_keys];
         let disable_params: [&(dyn ToSql + Sync); 2] = [&gone, &reason];
-        let promote_params: [&(dyn ToSql + Sync); 6] = [
-            &promote_webhooks,
-            &promote_keys,
+        let promote_params: [&(dyn ToSql + Sync); 5] = [
+            &promote_ids,
             &room_webhooks,
             &rooms,
             &promoting.lease_ms,
@@ -356,7 +381,7 @@ async fn write(
         if !gone.is_empty() {
             steps.push((Step::Disable, client.query(&disable, &disable_params)));
         }
-        if !promote_webhooks.is_empty() {
+        if !promote_ids.is_empty() {
             steps.push((Step::Promote, client.query(&promote, &promote_params)));
         }
         steps.push((Step::Commit, client.query(&commit, &[])));
