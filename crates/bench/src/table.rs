@@ -76,17 +76,17 @@ pub fn thousands(n: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn thousands_are_grouped() {
-        assert_eq!(super::thousands(1), "1");
-        assert_eq!(super::thousands(999), "999");
-        assert_eq!(super::thousands(1_000), "1,000");
-        assert_eq!(super::thousands(10_000), "10,000");
-        assert_eq!(super::thousands(1_234_567), "1,234,567");
-        assert_eq!(super::thousands(-1_000), "-1,000");
+        assert_eq!(thousands(1), "1");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(10_000), "10,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(thousands(-1_000), "-1,000");
     }
-
-    use super::*;
 
     #[test]
     fn median_takes_the_middle_whatever_the_order() {

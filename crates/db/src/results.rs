@@ -76,14 +76,16 @@ const LOCK_FINISHING: &str = "SELECT outbox.lock_keys($1::int8[], $2::text[])";
 /// the head. No probe for another head: while the webhook is ordered a key
 /// has one, this one, and its lock is held, so none appears meanwhile
 /// (deliveries released by turning `ordered` off keep no order); such a
-/// probe read every held
-/// delivery of the key, which made a long backlog of one key drain in time
-/// quadratic in its length. Of a webhook's promoted deliveries, the oldest
-/// `$3` (its room, for webhook `$2`) go `in_flight` under a lease of `$4`
-/// ms, attempt and fencing token counted as a claim counts them, when the
-/// webhook is enabled, not paused by any replica (`outbox.webhook_health`)
-/// and the payload is at most `$5` bytes as stored; the rest go `pending`,
-/// due now. The payload comes back only for those in flight.
+/// probe reads every held delivery of the key, which would make a long
+/// backlog of one key drain in time quadratic in its length. The row's
+/// `xmin` is compared with the low 32 bits of the transaction's `xid8`,
+/// which is what an `xid` holds. Of a webhook's promoted deliveries, the
+/// oldest `$3` (its room, for webhook `$2`) go `in_flight` under a lease
+/// of `$4` ms, attempt and fencing token counted as a claim counts them,
+/// when the webhook is enabled, not paused by any replica
+/// (`outbox.webhook_health`) and the payload is at most `$5` bytes as
+/// stored; the rest go `pending`, due now. The payload comes back only for
+/// those in flight.
 const PROMOTE: &str = "
 WITH f AS (
     SELECT DISTINCT d.webhook_id, d.ordering_key, w.ordered AND w.ordering_policy = 'halt' AS halt
@@ -341,9 +343,10 @@ async fn write(
     // A 410 or ordered deliveries: the results, the disable and the
     // promotions commit together.
     let promoting = Promoting::new(batch, handoff);
-    // Keys whose head left the head state (a retry stays the head). Those
-    // whose result is fenced promote nothing: their delivery is someone
-    // else's head again, or finished and promoted by its writer.
+    // Deliveries that left the head state (a retry stays the head). Those
+    // whose result is fenced promote nothing (`PROMOTE` counts only rows
+    // this transaction wrote): their delivery is someone else's head
+    // again, or finished and promoted by its writer.
     let promote_ids: Vec<i64> = finished_keys
         .iter()
         .filter(|k| !is_head.contains(&k.0))
